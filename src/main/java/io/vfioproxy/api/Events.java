@@ -1,0 +1,32 @@
+package io.vfioproxy.api;
+
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.uapi.DeviceState;
+import java.time.Instant;
+
+/**
+ * Event-bus addresses and event shapes the agent publishes (docs/EVENTS.md). Status events go to shared
+ * addresses and name the agent in their body, so one subscriber on a clustered bus sees every node.
+ */
+public final class Events {
+
+    /** Every device state change: {@code {agent, device, from, to, timestamp, cause, arcMicros}}. */
+    public static final String DEVICE_STATE = "vmp.device.state";
+    /** Migration lifecycle: {@code {agent, migration, role, event, phase, ...}}. */
+    public static final String MIGRATION = "vmp.migration";
+
+    private Events() {
+    }
+
+    public static JsonObject deviceState(String agent, String device, DeviceState from, DeviceState to,
+            String cause, long arcNanos) {
+        return new JsonObject()
+                .put("agent", agent)
+                .put("device", device)
+                .put("from", from.name())
+                .put("to", to.name())
+                .put("timestamp", Instant.now().toString())
+                .put("cause", cause)
+                .put("arcMicros", arcNanos / 1000);
+    }
+}

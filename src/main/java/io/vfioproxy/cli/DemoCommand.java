@@ -1,0 +1,120 @@
+package io.vfioproxy.cli;
+
+import io.vertx.core.Context;
+import io.vertx.core.Promise;
+import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonArray;
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.device.SimulatedDevice;
+import io.vfioproxy.migration.MigrationRecord;
+import io.vfioproxy.migration.MigrationRequest;
+import io.vfioproxy.migration.MigrationService;
+import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.uapi.DeviceState;
+import io.vfioproxy.util.ByteSize;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * The main job's embedded default: a destination agent and a source agent on loopback, one simulated device
+ * each, and one verified migration between them.
+ */
+@Command(name = "demo", mixinStandardHelpOptions = true,
+        description = "Start a destination and a source agent on loopback with simulated devices, migrate the "
+                + "source device's state and verify it arrived byte for byte. Exit code 0 only when verified.")
+public final class DemoCommand implements Callable<Integer> {
+
+    @Option(names = "--size", defaultValue = "1GiB", description = "device state size (${DEFAULT-VALUE})")
+    String size;
+
+    @Option(names = "--chunk", defaultValue = "1MiB", description = "chunk size (${DEFAULT-VALUE})")
+    String chunk;
+
+    @Option(names = "--page-size", defaultValue = "4096", description = "simulated page size (${DEFAULT-VALUE})")
+    int pageSize;
+
+    @Override
+    public Integer call() throws Exception {
+        long stateSize = ByteSize.parse(size);
+        int chunkSize = (int) ByteSize.parse(chunk);
+        Vertx vertx = Vertx.vertx();
+        try {
+            AgentVerticle destination = new AgentVerticle(agentConfig("destination", stateSize, 2, chunkSize));
+            AgentVerticle source = new AgentVerticle(agentConfig("source", stateSize, 1, chunkSize));
+            vertx.deployVerticle(destination).await();
+            vertx.deployVerticle(source).await();
+            DeviceHandle srcDevice = source.devices().find("sim0");
+            DeviceHandle dstDevice = destination.devices().find("sim0");
+            // The workload writes to a tenth of its pages before it moves, so the state is not a fresh one.
+            long pages = stateSize / pageSize;
+            srcDevice.submit(c -> ((SimulatedDevice) c.device()).dirtyPages(Math.max(1, pages / 10), 42)).await();
+
+            StreamEndpoint endpoint = new StreamEndpoint("127.0.0.1", destination.streamPort());
+            System.out.printf("demo: migrating %s of simulated device state from agent '%s' to agent '%s' (%s)%n",
+                    ByteSize.format(stateSize), source.name(), destination.name(), endpoint);
+
+            Context context = vertx.getOrCreateContext();
+            Promise<MigrationService.Started> startedPromise = Promise.promise();
+            context.runOnContext(v -> {
+                try {
+                    startedPromise.complete(source.migrations().migrate(
+                            new MigrationRequest("sim0", endpoint, "sim0", chunkSize)));
+                } catch (RuntimeException e) {
+                    startedPromise.fail(e);
+                }
+            });
+            MigrationService.Started started = startedPromise.future().await();
+            MigrationRecord record = started.record();
+            ProgressBar bar = new ProgressBar(System.err);
+            long timer = vertx.setPeriodic(100, id -> bar.update(record.phase(), record.dataBytes(),
+                    record.stateSize()));
+            try {
+                started.completion().await();
+            } catch (RuntimeException e) {
+                vertx.cancelTimer(timer);
+                bar.finish();
+                System.out.println("migration failed: " + e.getMessage());
+                System.out.println("source device state: " + srcDevice.state().await());
+                System.out.println("verified: no");
+                return 1;
+            }
+            vertx.cancelTimer(timer);
+            bar.update(record.phase(), record.dataBytes(), record.stateSize());
+            bar.finish();
+
+            long sourceDigest = srcDevice.submit(c -> ((SimulatedDevice) c.device()).stateDigest()).await();
+            long destDigest = dstDevice.submit(c -> ((SimulatedDevice) c.device()).stateDigest()).await();
+            DeviceState destState = dstDevice.state().await();
+            boolean verified = sourceDigest == destDigest && destState == DeviceState.RUNNING;
+            double seconds = record.stopCopySeconds();
+            System.out.printf(Locale.ROOT, "bytes: %d (%s of device data)%n", record.dataBytes(),
+                    ByteSize.format(record.dataBytes()));
+            System.out.printf(Locale.ROOT, "throughput: %.2f GB/s%n", record.dataBytes() / seconds / 1e9);
+            System.out.printf(Locale.ROOT, "downtime: %d ms%n", Math.round(record.downtimeMillis()));
+            System.out.printf(Locale.ROOT, "source device: STOP, state digest %016x%n", sourceDigest);
+            System.out.printf(Locale.ROOT, "destination device: %s, state digest %016x%n", destState, destDigest);
+            System.out.println("verified: " + (verified ? "yes" : "no"));
+            return verified ? 0 : 1;
+        } finally {
+            vertx.close().await();
+        }
+    }
+
+    private JsonObject agentConfig(String name, long stateSize, long seed, int chunkSize) {
+        return new JsonObject()
+                .put("agent", new JsonObject().put("name", name))
+                .put("stream", new JsonObject().put("host", "127.0.0.1").put("port", 0))
+                .put("api", new JsonObject().put("enabled", false))
+                .put("migration", new JsonObject().put("chunkSize", chunkSize))
+                .put("devices", new JsonArray().add(new JsonObject()
+                        .put("name", "sim0")
+                        .put("backend", "simulated")
+                        .put("size", Long.toString(stateSize))
+                        .put("pageSize", pageSize)
+                        .put("seed", seed)));
+    }
+}

@@ -1,0 +1,21 @@
+package io.vfioproxy.cli;
+
+import picocli.CommandLine;
+import picocli.CommandLine.Command;
+
+/** {@code java -jar vfio-migration-proxy.jar <command>}. */
+@Command(name = "vfio-migration-proxy", mixinStandardHelpOptions = true, version = "vfio-migration-proxy 0.1.0",
+        description = "Live-migrates VFIO device state (migration protocol v2) between node agents.",
+        subcommands = {DemoCommand.class, AgentCommand.class, MigrateCommand.class, FsmCommand.class,
+            CommandLine.HelpCommand.class})
+public final class Main {
+
+    public static void main(String[] args) {
+        System.exit(run(args));
+    }
+
+    /** Runs the command line and returns the exit code, without exiting. */
+    public static int run(String... args) {
+        return new CommandLine(new Main()).execute(args);
+    }
+}

@@ -1,0 +1,64 @@
+package io.vfioproxy.device;
+
+import io.vertx.core.Future;
+import io.vertx.core.VerticleBase;
+import io.vertx.core.WorkerExecutor;
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.api.Events;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
+
+/**
+ * Owns one device: opens it on a worker thread of its own, publishes every state change on the event bus
+ * ({@link Events#DEVICE_STATE}) and hands a {@link DeviceHandle} to the agent. Closing the verticle closes the
+ * device: a device left mid-migration keeps its state in the kernel, and the next open reads it.
+ */
+public final class DeviceVerticle extends VerticleBase {
+
+    /** Kernel calls such as STOP_COPY -&gt; STOP may take long; warn only past this. */
+    private static final long MAX_CALL_SECONDS = 300;
+
+    private final String agent;
+    private final JsonObject deviceConfig;
+    private final Consumer<DeviceHandle> onOpen;
+    private DeviceHandle handle;
+
+    /**
+     * @param onOpen receives the handle once the device is open, on this verticle's context
+     */
+    public DeviceVerticle(String agent, JsonObject deviceConfig, Consumer<DeviceHandle> onOpen) {
+        this.agent = agent;
+        this.deviceConfig = deviceConfig;
+        this.onOpen = onOpen;
+    }
+
+    @Override
+    public Future<?> start() {
+        String name = deviceConfig.getString("name", "?");
+        WorkerExecutor executor = vertx.createSharedWorkerExecutor("vmp-" + agent + "-" + name + "-"
+                + deploymentID(), 1, MAX_CALL_SECONDS, TimeUnit.SECONDS);
+        DeviceController.TransitionListener publish = (device, from, to, cause, nanos) ->
+                vertx.eventBus().publish(Events.DEVICE_STATE, Events.deviceState(agent, device, from, to, cause, nanos));
+        return executor.executeBlocking(() -> {
+            MigrationDevice device = DeviceFactory.open(deviceConfig);
+            try {
+                DeviceController controller = new DeviceController(device, publish);
+                return new DeviceHandle(controller, executor, device.identity());
+            } catch (Exception | Error e) {
+                device.close();
+                throw e;
+            }
+        }, false).onSuccess(h -> {
+            handle = h;
+            onOpen.accept(h);
+        }).onFailure(e -> executor.close());
+    }
+
+    @Override
+    public Future<?> stop() {
+        if (handle == null) {
+            return Future.succeededFuture();
+        }
+        return handle.close().eventually(() -> handle.executor().close());
+    }
+}

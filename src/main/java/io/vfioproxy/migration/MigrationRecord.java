@@ -1,0 +1,174 @@
+package io.vfioproxy.migration;
+
+import io.vertx.core.json.JsonObject;
+import java.time.Instant;
+
+/**
+ * What the agent knows of one migration, on either side. Written by the engine on its context; read as a JSON
+ * snapshot from anywhere.
+ */
+public final class MigrationRecord {
+
+    /** Which side of the migration this agent is. */
+    public enum Role { SOURCE, DESTINATION }
+
+    /** Where a migration ended, or that it has not. */
+    public enum Outcome { ACTIVE, COMPLETED, FAILED }
+
+    private final String id;
+    private final Role role;
+    private final String agent;
+    private final Instant startedAt = Instant.now();
+    private final long startNanos = System.nanoTime();
+    private volatile String device;
+    private volatile String peerDevice;
+    private volatile String peer;
+    private volatile String phase = "SETUP";
+    private volatile Outcome outcome = Outcome.ACTIVE;
+    private volatile long stateSize;
+    private volatile long dataBytes;
+    private volatile long downtimeNanos = -1;
+    private volatile long stopCopyNanos = -1;
+    private volatile long durationNanos = -1;
+    private volatile Instant endedAt;
+    private volatile String error;
+    private volatile String failedPhase;
+    private volatile String deviceStateAfter;
+    private volatile Boolean destinationStarted;
+
+    public MigrationRecord(String id, Role role, String agent) {
+        this.id = id;
+        this.role = role;
+        this.agent = agent;
+    }
+
+    public String id() {
+        return id;
+    }
+
+    public Role role() {
+        return role;
+    }
+
+    public String device() {
+        return device;
+    }
+
+    public String phase() {
+        return phase;
+    }
+
+    public Outcome outcome() {
+        return outcome;
+    }
+
+    public long dataBytes() {
+        return dataBytes;
+    }
+
+    public long stateSize() {
+        return stateSize;
+    }
+
+    /** Milliseconds the device was stopped, or -1 when not known. */
+    public double downtimeMillis() {
+        return downtimeNanos < 0 ? -1 : downtimeNanos / 1e6;
+    }
+
+    /** Seconds the stop-copy data took from the first read to the last byte written, or -1. */
+    public double stopCopySeconds() {
+        return stopCopyNanos < 0 ? -1 : stopCopyNanos / 1e9;
+    }
+
+    public String error() {
+        return error;
+    }
+
+    public Boolean destinationStarted() {
+        return destinationStarted;
+    }
+
+    void devices(String device, String peerDevice, String peer) {
+        this.device = device;
+        this.peerDevice = peerDevice;
+        this.peer = peer;
+    }
+
+    void phase(String phase) {
+        this.phase = phase;
+    }
+
+    void stateSize(long bytes) {
+        this.stateSize = bytes;
+    }
+
+    void dataBytes(long bytes) {
+        this.dataBytes = bytes;
+    }
+
+    void downtimeNanos(long nanos) {
+        this.downtimeNanos = nanos;
+    }
+
+    void stopCopyNanos(long nanos) {
+        this.stopCopyNanos = nanos;
+    }
+
+    void destinationStarted(boolean started) {
+        this.destinationStarted = started;
+    }
+
+    void completed(String deviceState) {
+        end(Outcome.COMPLETED, deviceState);
+        this.phase = "COMPLETED";
+    }
+
+    void failed(String phaseOfFailure, String reason, String deviceState) {
+        this.failedPhase = phaseOfFailure;
+        this.error = reason;
+        end(Outcome.FAILED, deviceState);
+        this.phase = "FAILED";
+    }
+
+    private void end(Outcome o, String deviceState) {
+        this.deviceStateAfter = deviceState;
+        this.endedAt = Instant.now();
+        this.durationNanos = System.nanoTime() - startNanos;
+        this.outcome = o;
+    }
+
+    public JsonObject toJson() {
+        JsonObject json = new JsonObject()
+                .put("id", id)
+                .put("role", role.name().toLowerCase())
+                .put("agent", agent)
+                .put("device", device)
+                .put("peerDevice", peerDevice)
+                .put("peer", peer)
+                .put("phase", phase)
+                .put("outcome", outcome.name().toLowerCase())
+                .put("startedAt", startedAt.toString())
+                .put("stateSize", stateSize)
+                .put("dataBytes", dataBytes);
+        if (downtimeNanos >= 0) {
+            json.put("downtimeMillis", downtimeNanos / 1e6);
+        }
+        if (stopCopyNanos > 0) {
+            json.put("stopCopySeconds", stopCopyNanos / 1e9);
+            json.put("throughputBytesPerSecond", (long) (dataBytes / (stopCopyNanos / 1e9)));
+        }
+        if (endedAt != null) {
+            json.put("endedAt", endedAt.toString()).put("durationMillis", durationNanos / 1e6);
+        }
+        if (error != null) {
+            json.put("error", error).put("failedPhase", failedPhase);
+        }
+        if (deviceStateAfter != null) {
+            json.put("deviceState", deviceStateAfter);
+        }
+        if (destinationStarted != null) {
+            json.put("destinationStarted", destinationStarted);
+        }
+        return json;
+    }
+}

@@ -1,0 +1,108 @@
+package io.vfioproxy.stream;
+
+import io.vertx.core.Future;
+import io.vertx.core.Handler;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.json.JsonObject;
+import io.vertx.core.streams.WriteStream;
+
+/**
+ * Writes frames to one connection, numbering them in the order they are sent. Runs on the connection's context.
+ */
+public final class FrameWriter {
+
+    private final WriteStream<Buffer> out;
+    private int seq;
+    private long bytesQueued;
+    private long bytesWritten;
+    private long dataBytesWritten;
+
+    public FrameWriter(WriteStream<Buffer> out) {
+        this.out = out;
+    }
+
+    /** Bytes handed to the connection. */
+    public long bytesQueued() {
+        return bytesQueued;
+    }
+
+    /** Bytes the connection has written to the medium. */
+    public long bytesWritten() {
+        return bytesWritten;
+    }
+
+    /** Device data bytes (chunk bytes, without headers) written to the medium. */
+    public long dataBytesWritten() {
+        return dataBytesWritten;
+    }
+
+    private Future<Void> send(Buffer frame) {
+        int n = frame.length();
+        bytesQueued += n;
+        return out.write(frame).onSuccess(v -> bytesWritten += n);
+    }
+
+    public Future<Void> control(FrameType type, int channel, JsonObject body) {
+        return send(Frames.control(type, channel, body, seq++));
+    }
+
+    public Future<Void> marker(int channel, VfioTag tag) {
+        return send(Frames.marker(channel, tag, seq++));
+    }
+
+    public Future<Void> config(int channel, byte[] blob) {
+        return send(Frames.config(channel, blob, seq++));
+    }
+
+    /** Sends a data frame without copying it and releases its buffer once written (or failed). */
+    public Future<Void> data(DataFrame frame) {
+        frame.seal(seq++);
+        int n = frame.frameLength();
+        bytesQueued += n;
+        return out.write(Frames.wrap(frame.buf())).andThen(ar -> {
+            frame.release();
+            if (ar.succeeded()) {
+                bytesWritten += n;
+                dataBytesWritten += frame.chunkLength();
+            }
+        });
+    }
+
+    /** The data frames' side of a pipe: writes through {@link #data} with the connection's backpressure. */
+    public WriteStream<DataFrame> dataSink() {
+        return new WriteStream<>() {
+            @Override
+            public WriteStream<DataFrame> exceptionHandler(Handler<Throwable> handler) {
+                out.exceptionHandler(handler);
+                return this;
+            }
+
+            @Override
+            public Future<Void> write(DataFrame frame) {
+                return data(frame);
+            }
+
+            @Override
+            public Future<Void> end() {
+                return Future.succeededFuture();
+            }
+
+            @Override
+            public WriteStream<DataFrame> setWriteQueueMaxSize(int maxSize) {
+                out.setWriteQueueMaxSize(maxSize);
+                return this;
+            }
+
+            @Override
+            public boolean writeQueueFull() {
+                return out.writeQueueFull();
+            }
+
+            @Override
+            public WriteStream<DataFrame> drainHandler(Handler<Void> handler) {
+                out.drainHandler(handler);
+                return this;
+            }
+        };
+    }
+}

@@ -1,0 +1,34 @@
+package io.vfioproxy.stream;
+
+/**
+ * QEMU's VFIO device-section tags, written big-endian as u64 ahead of each part of a device's stream.
+ *
+ * <p>From QEMU hw/vfio/vfio-migration-internal.h: 0xffffffff (MSB all 1s) | 0xef10 (magic) | 16-bit flag.
+ */
+public enum VfioTag {
+    END_OF_STATE(0xffffffffef100001L),
+    DEV_CONFIG_STATE(0xffffffffef100002L),
+    DEV_SETUP_STATE(0xffffffffef100003L),
+    DEV_DATA_STATE(0xffffffffef100004L),
+    DEV_INIT_DATA_SENT(0xffffffffef100005L);
+
+    private final long value;
+
+    VfioTag(long value) {
+        this.value = value;
+    }
+
+    public long value() {
+        return value;
+    }
+
+    /** The tag with this value, or null for a value QEMU does not define. */
+    public static VfioTag of(long value) {
+        for (VfioTag t : values()) {
+            if (t.value == value) {
+                return t;
+            }
+        }
+        return null;
+    }
+}

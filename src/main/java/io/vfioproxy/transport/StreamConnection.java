@@ -1,0 +1,26 @@
+package io.vfioproxy.transport;
+
+import io.vertx.core.Future;
+import io.vertx.core.Handler;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.streams.ReadStream;
+import io.vertx.core.streams.WriteStream;
+
+/**
+ * One agent-to-agent connection, whatever carries it (TCP today, WebSocket next): a byte stream each way with
+ * Vert.x backpressure, and a close signal. The migration engines see only this.
+ */
+public interface StreamConnection {
+
+    ReadStream<Buffer> input();
+
+    WriteStream<Buffer> output();
+
+    /** Called once when the connection is closed, by either side. */
+    void closeHandler(Handler<Void> handler);
+
+    Future<Void> close();
+
+    /** The peer's address, for messages. */
+    String peer();
+}
