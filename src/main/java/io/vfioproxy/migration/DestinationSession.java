@@ -45,6 +45,9 @@ public final class DestinationSession {
 
     private enum Phase { HANDSHAKE, RESUMING, LOADED, STARTING, COMPLETED, FAILED }
 
+    /** After ABORT, how long the connection stays open, read and discarded, so the source can read the reason. */
+    private static final long ABORT_LINGER_MILLIS = 2000;
+
     /** Where a channel is in its device section: DEV_SETUP_STATE END_OF_STATE (data... END_OF_STATE)* config. */
     private enum Section { SETUP, SETUP_END, DATA, CONFIG_END, DONE }
 
@@ -142,7 +145,7 @@ public final class DestinationSession {
 
         @Override
         public boolean writeQueueFull() {
-            return queuedForDevice >= options.deviceWriteQueueBytes();
+            return !done && queuedForDevice >= options.deviceWriteQueueBytes();
         }
 
         @Override
@@ -415,10 +418,11 @@ public final class DestinationSession {
         phase = Phase.FAILED;
         stopTimer();
         String reason = cause.getMessage() == null ? cause.toString() : cause.getMessage();
-        if (!(cause instanceof MigrationException m && m.isFromPeer())) {
-            writer.control(FrameType.ABORT, 0, new JsonObject().put("reason", reason));
+        if (cause instanceof MigrationException m && m.isFromPeer()) {
+            connection.close();
+        } else {
+            abortAndLinger(reason);
         }
-        connection.close();
         List<Future<DeviceState>> safe = new ArrayList<>();
         boolean keepLoaded = failedIn == Phase.LOADED || failedIn == Phase.STARTING;
         for (Channel c : channels.values()) {
@@ -448,6 +452,22 @@ public final class DestinationSession {
             record.failed(failedIn.name(), reason + note, String.join(",", states));
             events.publish(record, "failed", new JsonObject());
         });
+    }
+
+    /**
+     * Sends ABORT and keeps reading (and dropping) what the source still sends until it closes, or for a short
+     * while: closing at once would reset a connection with unread data, and the source would see "Broken pipe"
+     * instead of the reason.
+     */
+    private void abortAndLinger(String reason) {
+        writer.control(FrameType.ABORT, 0, new JsonObject().put("reason", reason));
+        long linger = vertx.setTimer(ABORT_LINGER_MILLIS, id -> connection.close());
+        connection.closeHandler(v -> vertx.cancelTimer(linger));
+        if (drainHandler != null) {
+            Handler<Void> h = drainHandler;
+            drainHandler = null;
+            h.handle(null);
+        }
     }
 
     private final class Incoming implements FrameDecoder.Listener {

@@ -8,6 +8,7 @@ import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.device.VfioException;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
@@ -186,6 +187,19 @@ public final class SourceMigration {
         return "migration " + record.id() + ": " + what;
     }
 
+    /** Our own errors say what they mean; anything else came from the network and is placed in context. */
+    private String describe(Throwable cause) {
+        String message = cause.getMessage() == null ? cause.getClass().getSimpleName() : cause.getMessage();
+        if (cause instanceof MigrationException || cause instanceof VfioException
+                || cause instanceof ProtocolException) {
+            return message;
+        }
+        if (connection == null) {
+            return "cannot connect to the destination " + record.toJson().getString("peer") + ": " + message;
+        }
+        return "the connection to " + connection.peer() + " failed in phase " + record.phase() + ": " + message;
+    }
+
     private void checkProgress() {
         long mark = (writer == null ? 0 : writer.bytesWritten()) + (decoder == null ? 0 : decoder.bytes());
         long now = System.nanoTime();
@@ -231,7 +245,7 @@ public final class SourceMigration {
         done = true;
         stopTimer();
         String phase = cause instanceof MigrationException m ? m.phase() : record.phase();
-        String reason = cause.getMessage() == null ? cause.toString() : cause.getMessage();
+        String reason = describe(cause);
         if (waiter != null) {
             waiter.tryFail(cause);
         }

@@ -1,0 +1,282 @@
+package io.vfioproxy.migration;
+
+import static io.vfioproxy.testing.Agents.config;
+import static io.vfioproxy.testing.Agents.device;
+import static io.vfioproxy.testing.Agents.digest;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.netty.util.internal.PlatformDependent;
+import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.json.JsonObject;
+import io.vertx.core.net.NetClient;
+import io.vertx.core.net.NetServer;
+import io.vertx.core.net.NetSocket;
+import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.api.Events;
+import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.device.SimulatedDevice;
+import io.vfioproxy.stream.FrameDecoder;
+import io.vfioproxy.stream.FrameType;
+import io.vfioproxy.stream.FrameWriter;
+import io.vfioproxy.stream.Limits;
+import io.vfioproxy.stream.VfioTag;
+import io.vfioproxy.testing.Agents;
+import io.vfioproxy.testing.Await;
+import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.uapi.DeviceState;
+import java.lang.management.BufferPoolMXBean;
+import java.lang.management.ManagementFactory;
+import java.time.Duration;
+import java.util.List;
+import java.util.concurrent.atomic.AtomicLong;
+import java.util.concurrent.atomic.AtomicReference;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Two real agents on loopback, migrating simulated devices over TCP. */
+class MigrationIT {
+
+    private static final long MIB = 1 << 20;
+
+    private Vertx vertx;
+
+    @BeforeEach
+    void start() {
+        vertx = Vertx.vertx();
+    }
+
+    @AfterEach
+    void stop() {
+        vertx.close().await();
+    }
+
+    private static long directMemory() {
+        long netty = Math.max(0, PlatformDependent.usedDirectMemory());
+        long nio = ManagementFactory.getPlatformMXBeans(BufferPoolMXBean.class).stream()
+                .filter(p -> p.getName().equals("direct")).mapToLong(BufferPoolMXBean::getMemoryUsed).sum();
+        return netty + nio;
+    }
+
+    private List<String> arcs(List<JsonObject> events, String agent) {
+        return events.stream().filter(e -> e.getString("agent").equals(agent))
+                .map(e -> e.getString("from") + ">" + e.getString("to")).toList();
+    }
+
+    @Test
+    void migratesALargeStateThatArrivesByteForByte() {
+        long size = 512 * MIB;
+        List<JsonObject> deviceEvents = Agents.record(vertx, Events.DEVICE_STATE);
+        List<JsonObject> migrationEvents = Agents.record(vertx, Events.MIGRATION);
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", size, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", size, 1)));
+        DeviceHandle source = src.devices().find("gpu0");
+        DeviceHandle target = dst.devices().find("gpu0");
+        Agents.simulated(source).dirtyPages(10_000, 3);
+        assertThat(digest(source)).isNotEqualTo(digest(target));
+
+        long idle = directMemory();
+        AtomicLong peak = new AtomicLong(idle);
+        long sampler = vertx.setPeriodic(5, id -> peak.accumulateAndGet(directMemory(), Math::max));
+        MigrationService.Started started = Agents.migrate(vertx, src, "gpu0", Agents.endpoint(dst), "gpu0");
+        MigrationRecord record = started.completion().await();
+        vertx.cancelTimer(sampler);
+
+        assertThat(record.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
+        assertThat(record.destinationStarted()).isTrue();
+        assertThat(record.dataBytes()).isEqualTo(Agents.simulated(source).fullStreamSize());
+        assertThat(record.downtimeMillis()).isPositive();
+        assertThat(source.state().await()).isEqualTo(DeviceState.STOP);
+        assertThat(target.state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(digest(target)).isEqualTo(digest(source));
+        assertThat(source.owner()).isNull();
+        assertThat(target.owner()).isNull();
+        // Memory stays flat: a few chunks and the socket queues, not the state.
+        assertThat(peak.get() - idle).as("direct memory above idle").isLessThan(48 * MIB);
+
+        Await.until("every state event arrives", Duration.ofSeconds(5), () -> deviceEvents.size() >= 10);
+        assertThat(arcs(deviceEvents, "src")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP",
+                "STOP>STOP_COPY", "STOP_COPY>STOP");
+        assertThat(arcs(deviceEvents, "dst")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP",
+                "STOP>RESUMING", "RESUMING>STOP", "STOP>RUNNING_P2P", "RUNNING_P2P>RUNNING");
+        JsonObject stopCopy = deviceEvents.get(2);
+        assertThat(stopCopy.getString("device")).isEqualTo("gpu0");
+        assertThat(stopCopy.getString("cause")).contains(record.id());
+        assertThat(stopCopy.getString("timestamp")).isNotBlank();
+        Await.until("both completion events", Duration.ofSeconds(5), () -> migrationEvents.stream()
+                .filter(e -> e.getString("event").equals("completed")).count() == 2);
+    }
+
+    @Test
+    void aConnectionCutMidwayLeavesTheSourceRunningAndResetsTheDestination() {
+        long size = 256 * MIB;
+        List<JsonObject> migrationEvents = Agents.record(vertx, Events.MIGRATION);
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("nic0", size, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("nic0", size, 1)));
+        long before = digest(src.devices().find("nic0"));
+        long targetBefore = digest(dst.devices().find("nic0"));
+        int relay = cuttingRelay(Agents.endpoint(dst), 64 * MIB);
+
+        MigrationService.Started started = Agents.migrate(vertx, src, "nic0",
+                new StreamEndpoint("127.0.0.1", relay), "nic0");
+        assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("the connection to 127.0.0.1:");
+
+        assertThat(src.devices().find("nic0").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(digest(src.devices().find("nic0"))).isEqualTo(before);
+        Await.until("the destination gives up", Duration.ofSeconds(10), () -> dst.migrations().all().stream()
+                .anyMatch(r -> r.outcome() == MigrationRecord.Outcome.FAILED));
+        MigrationRecord failed = dst.migrations().find(started.record().id());
+        assertThat(failed.error()).contains("truncated stream").contains("in frame");
+        assertThat(failed.toJson().getString("deviceState")).isEqualTo("RUNNING");
+        assertThat(dst.devices().find("nic0").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(digest(dst.devices().find("nic0"))).isEqualTo(targetBefore);
+        assertThat(migrationEvents).filteredOn(e -> e.getString("event").equals("failed")).hasSize(2);
+        assertThat(src.devices().find("nic0").owner()).isNull();
+        assertThat(dst.devices().find("nic0").owner()).isNull();
+    }
+
+    /** A TCP relay that closes both sides once {@code limit} bytes went from source to destination. */
+    private int cuttingRelay(StreamEndpoint target, long limit) {
+        NetClient client = vertx.createNetClient();
+        NetServer server = vertx.createNetServer().connectHandler(in -> {
+            in.pause();
+            client.connect(target.port(), target.host()).onSuccess(out -> {
+                AtomicLong forwarded = new AtomicLong();
+                in.handler(buf -> {
+                    if (forwarded.addAndGet(buf.length()) > limit) {
+                        in.close();
+                        out.close();
+                        return;
+                    }
+                    out.write(buf);
+                });
+                out.handler(in::write);
+                in.resume();
+            });
+        });
+        return server.listen(0, "127.0.0.1").await().actualPort();
+    }
+
+    @Test
+    void aDestinationThatStopsReadingFailsTheMigrationWithFlatMemory() {
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject().put("progressTimeoutMillis", 1500),
+                device("gpu0", 1024 * MIB, 1)));
+        AtomicReference<NetSocket> stalled = new AtomicReference<>();
+        int port = stallingDestination(stalled);
+
+        long idle = directMemory();
+        AtomicLong peak = new AtomicLong(idle);
+        long sampler = vertx.setPeriodic(5, id -> peak.accumulateAndGet(directMemory(), Math::max));
+        MigrationService.Started started = Agents.migrate(vertx, src, "gpu0", new StreamEndpoint("127.0.0.1", port),
+                "gpu0");
+        assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("no progress")
+                .hasMessageContaining("STOP_COPY");
+        vertx.cancelTimer(sampler);
+
+        MigrationRecord record = started.record();
+        assertThat(record.outcome()).isEqualTo(MigrationRecord.Outcome.FAILED);
+        assertThat(record.toJson().getString("deviceState")).isEqualTo("RUNNING");
+        assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
+        // The source read only what the socket took: a sliver of the 1 GiB state, bounded by queues and TCP buffers.
+        assertThat(record.dataBytes()).isGreaterThan(0).isLessThan(64 * MIB);
+        assertThat(peak.get() - idle).as("direct memory above idle").isLessThan(48 * MIB);
+        assertThat(stalled.get()).isNotNull();
+    }
+
+    /** Accepts the HELLO, answers ACCEPT, then never reads again. */
+    private int stallingDestination(AtomicReference<NetSocket> stalled) {
+        NetServer server = vertx.createNetServer().connectHandler(socket -> {
+            FrameWriter writer = new FrameWriter(socket);
+            FrameDecoder decoder = new FrameDecoder(Limits.DEFAULT, new FrameDecoder.Listener() {
+                @Override
+                public void onControl(FrameType type, int channel, JsonObject body) {
+                    if (type == FrameType.HELLO) {
+                        writer.control(FrameType.ACCEPT, 0, new JsonObject().put("protocol", 1));
+                        socket.pause();
+                        stalled.set(socket);
+                    }
+                }
+
+                @Override
+                public void onMarker(int channel, VfioTag tag) {
+                }
+
+                @Override
+                public void onConfig(int channel, Buffer blob) {
+                }
+
+                @Override
+                public void onDataStart(int channel, long size) {
+                }
+
+                @Override
+                public void onData(int channel, Buffer piece) {
+                }
+
+                @Override
+                public void onDataEnd(int channel) {
+                }
+            });
+            socket.handler(buf -> {
+                if (stalled.get() == null) {
+                    decoder.feed(buf);
+                }
+            });
+        });
+        return server.listen(0, "127.0.0.1").await().actualPort();
+    }
+
+    @Test
+    void aSourceDeviceReadErrorRollsBothSidesBack() {
+        long size = 64 * MIB;
+        JsonObject faulty = device("acc0", size, 1).put("faults", new JsonObject().put("failReadAt", 20 * MIB)
+                .put("errno", "EIO"));
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("acc0", size, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), faulty));
+
+        MigrationService.Started started = Agents.migrate(vertx, src, "acc0", Agents.endpoint(dst), "acc0");
+        assertThatThrownBy(() -> started.completion().await())
+                .hasMessageContaining("acc0: read(data_fd) failed in state STOP_COPY: EIO");
+        assertThat(src.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
+        Await.until("the destination resets", Duration.ofSeconds(10), () ->
+                dst.migrations().find(started.record().id()) != null
+                        && dst.migrations().find(started.record().id()).outcome() == MigrationRecord.Outcome.FAILED);
+        assertThat(dst.migrations().find(started.record().id()).error())
+                .contains("the source aborted the migration").contains("EIO");
+        assertThat(dst.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
+    }
+
+    @Test
+    void aDestinationDeviceWriteErrorAbortsAndTheSourceRunsOn() {
+        long size = 64 * MIB;
+        JsonObject faulty = device("acc0", size, 2).put("faults", new JsonObject().put("failWriteAt", 10 * MIB)
+                .put("errno", "ENOSPC"));
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), faulty));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("acc0", size, 1)));
+        long targetBefore = digest(dst.devices().find("acc0"));
+
+        MigrationService.Started started = Agents.migrate(vertx, src, "acc0", Agents.endpoint(dst), "acc0");
+        assertThatThrownBy(() -> started.completion().await())
+                .hasMessageContaining("the destination aborted the migration")
+                .hasMessageContaining("acc0: write(data_fd) failed in state RESUMING: ENOSPC");
+        assertThat(src.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(dst.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(digest(dst.devices().find("acc0"))).isEqualTo(targetBefore);
+    }
+
+    @Test
+    void aDeviceAlreadyMigratingIsRefused() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 256 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 256 * MIB, 1)));
+        MigrationService.Started first = Agents.migrate(vertx, src, "gpu0", Agents.endpoint(dst), "gpu0");
+        assertThatThrownBy(() -> Agents.migrate(vertx, src, "gpu0", Agents.endpoint(dst), "gpu0"))
+                .isInstanceOfSatisfying(MigrationService.Rejected.class, e -> {
+                    assertThat(e.status()).isEqualTo(409);
+                    assertThat(e.getMessage()).contains("busy with migration " + first.record().id());
+                });
+        first.completion().await();
+        assertThat(SimulatedDevice.class).isNotNull();
+    }
+}
