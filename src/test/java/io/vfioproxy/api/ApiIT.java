@@ -1,0 +1,143 @@
+package io.vfioproxy.api;
+
+import static io.vfioproxy.testing.Agents.config;
+import static io.vfioproxy.testing.Agents.device;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.json.JsonObject;
+import io.vertx.ext.web.client.HttpResponse;
+import io.vertx.ext.web.client.WebClient;
+import io.vertx.ext.web.client.WebClientOptions;
+import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.testing.Agents;
+import io.vfioproxy.testing.Await;
+import java.time.Duration;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** The HTTP API of a running agent, through a real HTTP client. */
+class ApiIT {
+
+    private Vertx vertx;
+    private AgentVerticle source;
+    private AgentVerticle destination;
+    private WebClient client;
+
+    @BeforeEach
+    void start() {
+        vertx = Vertx.vertx();
+        destination = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 64 << 20, 2)));
+        source = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 64 << 20, 1),
+                device("big", 512L << 20, 3)));
+        client = WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
+                .setDefaultPort(source.apiPort()));
+    }
+
+    @AfterEach
+    void stop() {
+        vertx.close().await();
+    }
+
+    private JsonObject request(String destinationDevice, String device) {
+        return new JsonObject().put("device", device).put("targetDevice", destinationDevice)
+                .put("destination", "127.0.0.1:" + destination.streamPort());
+    }
+
+    private static String errorMessage(HttpResponse<Buffer> response) {
+        return response.bodyAsJsonObject().getJsonObject("error").getString("message");
+    }
+
+    @Test
+    void startsAndFollowsAMigration() {
+        HttpResponse<Buffer> created = client.post("/v1/migrations").sendJsonObject(request("gpu0", "gpu0")).await();
+        assertThat(created.statusCode()).isEqualTo(201);
+        String id = created.bodyAsJsonObject().getString("id");
+        assertThat(created.getHeader("Location")).isEqualTo("/v1/migrations/" + id);
+        Await.until("the migration completes", Duration.ofSeconds(20), () -> "completed".equals(
+                client.get("/v1/migrations/" + id).send().await().bodyAsJsonObject().getString("outcome")));
+        JsonObject status = client.get("/v1/migrations/" + id).send().await().bodyAsJsonObject();
+        assertThat(status.getString("role")).isEqualTo("source");
+        assertThat(status.getLong("dataBytes")).isEqualTo(status.getLong("stateSize"));
+        assertThat(status.getDouble("downtimeMillis")).isPositive();
+        assertThat(status.getString("deviceState")).isEqualTo("STOP");
+        assertThat(client.get("/v1/migrations").send().await().bodyAsJsonObject().getJsonArray("migrations"))
+                .hasSize(1);
+        JsonObject device = client.get("/v1/devices/gpu0").send().await().bodyAsJsonObject();
+        assertThat(device.getString("state")).isEqualTo("STOP");
+        assertThat(device.getString("flags")).isEqualTo("STOP_COPY,P2P,PRE_COPY");
+        assertThat(device.getJsonObject("identity").getString("model")).isEqualTo("sim-4096x16384");
+    }
+
+    @Test
+    void listsDevicesWithTheirStates() {
+        JsonObject body = client.get("/v1/devices").send().await().bodyAsJsonObject();
+        assertThat(body.getString("agent")).isEqualTo("src");
+        assertThat(body.getJsonArray("devices")).hasSize(2);
+        assertThat(body.getJsonArray("devices").getJsonObject(0).getString("name")).isEqualTo("big");
+        assertThat(body.getJsonArray("devices").getJsonObject(0).getString("state")).isEqualTo("RUNNING");
+        assertThat(client.get("/healthz").send().await().bodyAsJsonObject().getString("status")).isEqualTo("UP");
+    }
+
+    @Test
+    void answersErrorsWithTheRightStatusAndAStableShape() {
+        HttpResponse<Buffer> unknownDevice = client.post("/v1/migrations").sendJsonObject(request("gpu0", "nope"))
+                .await();
+        assertThat(unknownDevice.statusCode()).isEqualTo(404);
+        assertThat(unknownDevice.bodyAsJsonObject().getJsonObject("error").getInteger("status")).isEqualTo(404);
+        assertThat(errorMessage(unknownDevice)).isEqualTo("agent src has no device named 'nope'");
+
+        HttpResponse<Buffer> notJson = client.post("/v1/migrations").sendBuffer(Buffer.buffer("{oops")).await();
+        assertThat(notJson.statusCode()).isEqualTo(400);
+        assertThat(errorMessage(notJson)).isEqualTo("the request body must be a JSON object");
+
+        HttpResponse<Buffer> noDestination = client.post("/v1/migrations")
+                .sendJsonObject(new JsonObject().put("device", "gpu0")).await();
+        assertThat(noDestination.statusCode()).isEqualTo(400);
+        assertThat(errorMessage(noDestination)).contains("'destination' is required");
+
+        HttpResponse<Buffer> badDestination = client.post("/v1/migrations")
+                .sendJsonObject(new JsonObject().put("device", "gpu0").put("destination", "nowhere")).await();
+        assertThat(badDestination.statusCode()).isEqualTo(400);
+        assertThat(errorMessage(badDestination)).isEqualTo("destination 'nowhere' is not host:port");
+
+        assertThat(client.get("/v1/migrations/m-nope").send().await().statusCode()).isEqualTo(404);
+        assertThat(client.get("/v1/devices/nope").send().await().statusCode()).isEqualTo(404);
+        HttpResponse<Buffer> noRoute = client.get("/v2/anything").send().await();
+        assertThat(noRoute.statusCode()).isEqualTo(404);
+        assertThat(errorMessage(noRoute)).isEqualTo("no such resource: GET /v2/anything");
+    }
+
+    @Test
+    void aDeviceAlreadyMigratingIsAConflict() {
+        // A destination that accepts the connection and never answers holds the first migration in its handshake.
+        int silent = vertx.createNetServer().connectHandler(socket -> { }).listen(0, "127.0.0.1").await().actualPort();
+        JsonObject toSilent = new JsonObject().put("device", "big").put("destination", "127.0.0.1:" + silent);
+        HttpResponse<Buffer> first = client.post("/v1/migrations").sendJsonObject(toSilent).await();
+        assertThat(first.statusCode()).isEqualTo(201);
+        String id = first.bodyAsJsonObject().getString("id");
+        HttpResponse<Buffer> second = client.post("/v1/migrations").sendJsonObject(toSilent).await();
+        assertThat(second.statusCode()).isEqualTo(409);
+        assertThat(errorMessage(second)).isEqualTo("device big is busy with migration " + id);
+        JsonObject device = client.get("/v1/devices/big").send().await().bodyAsJsonObject();
+        assertThat(device.getString("migration")).isEqualTo(id);
+        assertThat(device.getString("state")).isEqualTo("RUNNING");
+    }
+
+    @Test
+    void aRefusedMigrationReportsTheReasonAndFreesTheDevice() {
+        HttpResponse<Buffer> first = client.post("/v1/migrations").sendJsonObject(request("gpu0", "big")).await();
+        assertThat(first.statusCode()).isEqualTo(201);
+        String id = first.bodyAsJsonObject().getString("id");
+        Await.until("the refused migration ends", Duration.ofSeconds(10), () -> "failed".equals(
+                client.get("/v1/migrations/" + id).send().await().bodyAsJsonObject().getString("outcome")));
+        JsonObject failed = client.get("/v1/migrations/" + id).send().await().bodyAsJsonObject();
+        assertThat(failed.getString("error")).contains("the destination refused the migration")
+                .contains("cannot load the state of big");
+        assertThat(failed.getString("failedPhase")).isEqualTo("HANDSHAKE");
+        assertThat(failed.getString("deviceState")).isEqualTo("RUNNING");
+        assertThat(client.get("/v1/devices/big").send().await().bodyAsJsonObject().getString("migration")).isNull();
+    }
+}

@@ -1,0 +1,70 @@
+package io.vfioproxy.cli;
+
+import static io.vfioproxy.testing.Agents.config;
+import static io.vfioproxy.testing.Agents.device;
+import static org.assertj.core.api.Assertions.assertThat;
+
+import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.testing.Agents;
+import io.vfioproxy.uapi.DeviceState;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import java.util.concurrent.Callable;
+import org.junit.jupiter.api.Test;
+
+/** The demo and migrate commands, run as a user runs them. */
+class CommandLineIT {
+
+    private record Run(int exit, String out) {
+    }
+
+    private static Run capture(Callable<Integer> command) throws Exception {
+        PrintStream saved = System.out;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        System.setOut(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        try {
+            int exit = command.call();
+            return new Run(exit, bytes.toString(StandardCharsets.UTF_8));
+        } finally {
+            System.setOut(saved);
+        }
+    }
+
+    @Test
+    void demoMigratesAndVerifies() throws Exception {
+        Run run = capture(() -> Main.run("demo", "--size", "128MiB"));
+        assertThat(run.exit()).as(run.out()).isZero();
+        assertThat(run.out()).contains("verified: yes").containsPattern("downtime: \\d+ ms")
+                .containsPattern("throughput: \\d+\\.\\d\\d GB/s").contains("bytes: ");
+    }
+
+    @Test
+    void migrateFollowsAMigrationThroughTheApi() throws Exception {
+        Vertx vertx = Vertx.vertx();
+        try {
+            AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("sim0", 32 << 20, 2)));
+            AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("sim0", 32 << 20, 1)));
+            Run ok = capture(() -> Main.run("migrate", "--agent", "http://127.0.0.1:" + src.apiPort(),
+                    "--device", "sim0", "--to", "127.0.0.1:" + dst.streamPort()));
+            assertThat(ok.exit()).as(ok.out()).isZero();
+            assertThat(ok.out()).contains("\"outcome\" : \"completed\"");
+            assertThat(dst.devices().find("sim0").state().await()).isEqualTo(DeviceState.RUNNING);
+            assertThat(Agents.digest(dst.devices().find("sim0"))).isEqualTo(Agents.digest(src.devices().find("sim0")));
+
+            Run refused = capture(() -> Main.run("migrate", "--agent", "http://127.0.0.1:" + src.apiPort(),
+                    "--device", "nope", "--to", "127.0.0.1:" + dst.streamPort()));
+            assertThat(refused.exit()).isEqualTo(2);
+
+            Run failed = capture(() -> Main.run("migrate", "--agent", "http://127.0.0.1:" + dst.apiPort(),
+                    "--device", "sim0", "--to", "127.0.0.1:1"));
+            assertThat(failed.exit()).isEqualTo(1);
+            assertThat(failed.out()).contains("cannot connect to the destination 127.0.0.1:1");
+            assertThat(dst.devices().find("sim0").state().await()).isEqualTo(DeviceState.RUNNING);
+        } finally {
+            vertx.close().await();
+        }
+    }
+}
