@@ -207,7 +207,8 @@ public final class SourceMigration {
             lastProgressMark = mark;
             lastProgressNanos = now;
             if (reader != null) {
-                record.dataBytes(writer.dataBytesWritten());
+                // Monotonic: the final count (every byte read) is set when stop-copy ends, writes may lag it.
+                record.dataBytes(Math.max(record.dataBytes(), writer.dataBytesWritten()));
             }
             return;
         }

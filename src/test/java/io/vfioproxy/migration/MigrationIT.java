@@ -242,7 +242,8 @@ class MigrationIT {
         assertThat(src.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
         Await.until("the destination resets", Duration.ofSeconds(10), () ->
                 dst.migrations().find(started.record().id()) != null
-                        && dst.migrations().find(started.record().id()).outcome() == MigrationRecord.Outcome.FAILED);
+                        && dst.migrations().find(started.record().id()).outcome() == MigrationRecord.Outcome.FAILED
+                        && dst.migrations().find(started.record().id()).toJson().containsKey("deviceState"));
         assertThat(dst.migrations().find(started.record().id()).error())
                 .contains("the source aborted the migration").contains("EIO");
         assertThat(dst.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
@@ -262,6 +263,11 @@ class MigrationIT {
                 .hasMessageContaining("the destination aborted the migration")
                 .hasMessageContaining("acc0: write(data_fd) failed in state RESUMING: ENOSPC");
         assertThat(src.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
+        Await.until("the destination resets its device", Duration.ofSeconds(10), () -> {
+            MigrationRecord r = dst.migrations().find(started.record().id());
+            return r != null && r.outcome() == MigrationRecord.Outcome.FAILED && r.toJson().containsKey("deviceState");
+        });
+        assertThat(dst.migrations().find(started.record().id()).toJson().getString("deviceState")).isEqualTo("RUNNING");
         assertThat(dst.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
         assertThat(digest(dst.devices().find("acc0"))).isEqualTo(targetBefore);
     }
