@@ -4,14 +4,12 @@ import io.vertx.core.Future;
 import io.vertx.core.Handler;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
-import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vertx.core.streams.WriteStream;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceIdentity;
 import io.vfioproxy.device.DeviceRegistry;
-import io.vfioproxy.device.VfioException;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
@@ -20,22 +18,17 @@ import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.transport.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
-import io.vfioproxy.uapi.Errno;
-import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
-import java.util.LinkedHashMap;
 import java.util.List;
-import java.util.Map;
 import java.util.function.Function;
 
 /**
- * The destination side of one connection: checks the HELLO, moves each named device to RESUMING, writes every
- * data record to its device in order as it arrives, checks each record's CRC32C and the section's grammar, and
- * at the section's end moves the device RESUMING -&gt; STOP, where the device validates its state. LOADED tells
- * the source; START runs the devices.
+ * The destination side of one connection: checks the HELLO, moves each named device to RESUMING, loads the
+ * device sections as they arrive ({@link SectionLoader}), tells the source LOADED per device, and runs the
+ * devices on START.
  *
- * <p>Backpressure: the connection is piped into this session; while more than {@code deviceWriteQueueBytes} are
- * waiting for the device, the pipe pauses the socket, TCP's window closes and the source stops reading its device.
+ * <p>Backpressure: the connection is piped into this session; while the devices lag, the pipe pauses the socket,
+ * TCP's window closes and the source stops reading its device.
  *
  * <p>Any failure before LOADED resets every device of the session (the only way out of RESUMING) and tells the
  * source why. A connection lost after LOADED leaves the devices in STOP with the migrated state: the source may
@@ -48,9 +41,6 @@ public final class DestinationSession {
     /** After ABORT, how long the connection stays open, read and discarded, so the source can read the reason. */
     private static final long ABORT_LINGER_MILLIS = 2000;
 
-    /** Where a channel is in its device section: DEV_SETUP_STATE END_OF_STATE (data... END_OF_STATE)* config. */
-    private enum Section { SETUP, SETUP_END, DATA, CONFIG_END, DONE }
-
     private final Vertx vertx;
     private final String agent;
     private final StreamConnection connection;
@@ -58,15 +48,12 @@ public final class DestinationSession {
     private final MigrationOptions options;
     private final MigrationEvents events;
     private final Function<String, MigrationRecord> register;
-    private final Map<Integer, Channel> channels = new LinkedHashMap<>();
     private final List<DeviceHandle> claimed = new ArrayList<>();
     private final FrameWriter writer;
     private final FrameDecoder decoder;
+    private SectionLoader loader;
     private MigrationRecord record;
     private Phase phase = Phase.HANDSHAKE;
-    private long queuedForDevice;
-    private long writtenToDevice;
-    private Handler<Void> drainHandler;
     private long timer = -1;
     private long lastProgressMark = -1;
     private long lastProgressNanos;
@@ -145,34 +132,15 @@ public final class DestinationSession {
 
         @Override
         public boolean writeQueueFull() {
-            return !done && queuedForDevice >= options.deviceWriteQueueBytes();
+            return !done && loader != null && loader.full();
         }
 
         @Override
         public WriteStream<Buffer> drainHandler(Handler<Void> handler) {
-            drainHandler = handler;
+            if (loader != null) {
+                loader.drainHandler(handler);
+            }
             return this;
-        }
-    }
-
-    /** One device of the migration, on one channel of the connection. */
-    private static final class Channel {
-        final int id;
-        final DeviceHandle device;
-        final String sourceDevice;
-        Section section = Section.SETUP;
-        long dataBytes;
-        long dataChunks;
-        JsonObject config;
-        /** Set on the device thread when a write failed: the device must not leave RESUMING as if loaded. */
-        volatile VfioException writeError;
-        /** Set when the session failed: writes still queued for the device are skipped. */
-        volatile boolean aborted;
-
-        Channel(int id, DeviceHandle device, String sourceDevice) {
-            this.id = id;
-            this.device = device;
-            this.sourceDevice = sourceDevice;
         }
     }
 
@@ -198,11 +166,13 @@ public final class DestinationSession {
             refuse("the HELLO names no device");
             return;
         }
+        loader = new SectionLoader("migration " + id, options.deviceWriteQueueBytes(), new Loaded());
+        List<String> sources = new ArrayList<>();
         for (int i = 0; i < list.size(); i++) {
             JsonObject d = list.getJsonObject(i);
             int ch = d.getInteger("channel", -1);
             String target = d.getString("targetDevice");
-            if (ch < 0 || ch > 255 || channels.containsKey(ch)) {
+            if (ch < 0 || ch > 255 || loader.hasChannel(ch)) {
                 refuse("device entry " + i + " has a missing, out-of-range or repeated channel");
                 return;
             }
@@ -216,22 +186,22 @@ public final class DestinationSession {
                 return;
             }
             claimed.add(local);
-            DeviceIdentity remote = DeviceIdentity.fromJson(d.getJsonObject("identity", new JsonObject()));
-            if (!local.identity().acceptsStateOf(remote)) {
-                refuse("device " + target + " cannot load the state of " + d.getString("sourceDevice") + ": source is "
-                        + remote.model() + " (" + remote.driver() + "), destination is " + local.identity().model()
-                        + " (" + local.identity().driver() + ")");
+            String incompatible = Compatibility.check(local, d.getString("sourceDevice"),
+                    DeviceIdentity.fromJson(d.getJsonObject("identity", new JsonObject())));
+            if (incompatible != null) {
+                refuse(incompatible);
                 return;
             }
-            channels.put(ch, new Channel(ch, local, d.getString("sourceDevice")));
+            loader.open(ch, local);
+            sources.add(d.getString("sourceDevice"));
         }
-        record.devices(String.join(",", channels.values().stream().map(c -> c.device.name()).toList()),
-                String.join(",", channels.values().stream().map(c -> c.sourceDevice).toList()), connection.peer());
-        record.stateSize(channels.values().stream().mapToLong(c -> c.device.identity().stateSize()).sum());
+        record.devices(String.join(",", loader.devices().stream().map(DeviceHandle::name).toList()),
+                String.join(",", sources), connection.peer());
+        record.stateSize(loader.devices().stream().mapToLong(d -> d.identity().stateSize()).sum());
         events.publish(record, "started", new JsonObject());
         List<Future<Void>> resuming = new ArrayList<>();
-        for (Channel c : channels.values()) {
-            resuming.add(c.device.submit(dc -> {
+        for (DeviceHandle d : loader.devices()) {
+            resuming.add(d.submit(dc -> {
                 dc.setState(DeviceState.RESUMING, dc.state(), cause("resuming"));
                 return null;
             }));
@@ -240,17 +210,15 @@ public final class DestinationSession {
             if (done) {
                 return;
             }
+            phase = Phase.RESUMING;
             if (ar.failed()) {
-                // A device that did reach RESUMING must be reset; refusing does that through fail().
-                phase = Phase.RESUMING;
+                // Devices that did reach RESUMING are reset by fail(); the others recovered their state.
                 refuse("a device could not enter RESUMING: " + ar.cause().getMessage());
                 return;
             }
-            phase = Phase.RESUMING;
             record.phase("RESUMING");
             JsonArray accepted = new JsonArray();
-            channels.values().forEach(c -> accepted.add(new JsonObject().put("channel", c.id)
-                    .put("device", c.device.name())));
+            loader.channelIds().forEach(ch -> accepted.add(new JsonObject().put("channel", ch)));
             writer.control(FrameType.ACCEPT, 0, new JsonObject().put("protocol", Frames.PROTOCOL_VERSION)
                     .put("agent", agent).put("devices", accepted));
             events.publish(record, "phase", new JsonObject());
@@ -265,95 +233,36 @@ public final class DestinationSession {
         fail(MigrationException.fromPeer(phase.name(), "refused: " + reason));
     }
 
-    private Channel channel(int id) {
-        Channel c = channels.get(id);
-        if (c == null) {
-            throw new ProtocolException("SECTION frame for channel " + id + ", which the HELLO did not open");
-        }
-        if (phase != Phase.RESUMING) {
-            throw new ProtocolException("SECTION frame for channel " + id + " in phase " + phase);
-        }
-        return c;
-    }
-
-    private void expect(Channel c, Section expected, String what) {
-        if (c.section != expected) {
-            throw new ProtocolException(what + " on channel " + c.id + " where the section is in state " + c.section);
-        }
-    }
-
-    private void writeToDevice(Channel c, Buffer piece) {
-        int n = piece.length();
-        queuedForDevice += n;
-        c.device.submit(dc -> {
-            if (c.writeError != null || c.aborted) {
-                return null;
-            }
-            try {
-                dc.channel().orElseThrow(() -> new VfioException(dc.name(), "write(data_fd)", dc.state(),
-                        Errno.EBADF, "no resuming session is open")).write(Frames.nio(piece, 0, n));
-            } catch (VfioException e) {
-                c.writeError = e;
-                throw e;
-            }
-            return null;
-        }).onComplete(ar -> {
-            queuedForDevice -= n;
-            writtenToDevice += n;
-            if (ar.failed()) {
-                fail(new MigrationException(phase.name(), ar.cause().getMessage(), ar.cause()));
-                return;
-            }
-            if (drainHandler != null && queuedForDevice < options.deviceWriteQueueBytes() / 2) {
-                Handler<Void> h = drainHandler;
-                drainHandler = null;
-                h.handle(null);
-            }
-        });
-    }
-
-    private void sectionComplete(Channel c) {
-        JsonObject config = c.config;
-        long bytes = config.getLong("dataBytes", -1L);
-        long chunks = config.getLong("dataChunks", -1L);
-        if (bytes != c.dataBytes || chunks != c.dataChunks) {
-            throw new ProtocolException("channel " + c.id + ": the source sent " + bytes + " bytes in " + chunks
-                    + " chunks, " + c.dataBytes + " bytes in " + c.dataChunks + " chunks arrived");
-        }
-        // Queued behind every write of this device: the device validates the whole stream here.
-        c.device.submit(dc -> {
-            if (c.writeError != null) {
-                throw c.writeError;
-            }
-            dc.setState(DeviceState.STOP, DeviceState.ERROR, cause("loading the migrated state"));
-            return null;
-        }).onComplete(ar -> {
+    /** What the loader reports: LOADED per device, or the failure. */
+    private final class Loaded implements SectionLoader.Events {
+        @Override
+        public void loaded(int channel, DeviceHandle device, long dataBytes) {
             if (done) {
                 return;
             }
-            if (ar.failed()) {
-                fail(new MigrationException("LOADING", "device " + c.device.name() + " rejected the migrated state: "
-                        + ar.cause().getMessage(), ar.cause()));
-                return;
-            }
-            c.section = Section.DONE;
-            record.dataBytes(channels.values().stream().mapToLong(ch -> ch.dataBytes).sum());
-            writer.control(FrameType.LOADED, c.id, new JsonObject().put("device", c.device.name())
-                    .put("dataBytes", c.dataBytes));
-            if (channels.values().stream().allMatch(ch -> ch.section == Section.DONE)) {
+            record.dataBytes(loader.dataBytes());
+            writer.control(FrameType.LOADED, channel, new JsonObject().put("device", device.name())
+                    .put("dataBytes", dataBytes));
+            if (loader.allLoaded()) {
                 phase = Phase.LOADED;
                 record.phase("LOADED");
                 events.publish(record, "phase", new JsonObject());
             }
-        });
+        }
+
+        @Override
+        public void failed(Throwable cause) {
+            fail(cause instanceof MigrationException ? cause
+                    : new MigrationException(phase.name(), cause.getMessage(), cause));
+        }
     }
 
     private void startDevices() {
         phase = Phase.STARTING;
         record.phase("STARTING");
         List<Future<Void>> starts = new ArrayList<>();
-        for (Channel c : channels.values()) {
-            starts.add(c.device.setState(DeviceState.RUNNING, DeviceState.ERROR, cause("start after migration")));
+        for (DeviceHandle d : loader.devices()) {
+            starts.add(d.setState(DeviceState.RUNNING, DeviceState.ERROR, cause("start after migration")));
         }
         Future.all(starts).onComplete(ar -> {
             if (done) {
@@ -364,7 +273,7 @@ public final class DestinationSession {
                 return;
             }
             writer.control(FrameType.STARTED, 0, new JsonObject().put("devices",
-                    new JsonArray(channels.values().stream().map(c -> c.device.name()).toList())));
+                    new JsonArray(loader.devices().stream().map(DeviceHandle::name).toList())));
             done = true;
             phase = Phase.COMPLETED;
             stopTimer();
@@ -379,13 +288,13 @@ public final class DestinationSession {
     }
 
     private void checkProgress() {
-        long mark = decoder.bytes() + writtenToDevice;
+        long mark = decoder.bytes() + (loader == null ? 0 : loader.written());
         long now = System.nanoTime();
         if (mark != lastProgressMark) {
             lastProgressMark = mark;
             lastProgressNanos = now;
-            if (record != null && phase == Phase.RESUMING) {
-                record.dataBytes(channels.values().stream().mapToLong(c -> c.dataBytes).sum());
+            if (record != null && loader != null && phase == Phase.RESUMING) {
+                record.dataBytes(loader.dataBytes());
             }
             return;
         }
@@ -418,25 +327,20 @@ public final class DestinationSession {
         phase = Phase.FAILED;
         stopTimer();
         String reason = cause.getMessage() == null ? cause.toString() : cause.getMessage();
+        if (loader != null) {
+            loader.abort();
+        }
         if (cause instanceof MigrationException m && m.isFromPeer()) {
             connection.close();
         } else {
             abortAndLinger(reason);
         }
-        List<Future<DeviceState>> safe = new ArrayList<>();
         boolean keepLoaded = failedIn == Phase.LOADED || failedIn == Phase.STARTING;
-        for (Channel c : channels.values()) {
-            c.aborted = true;
-            if (keepLoaded) {
-                safe.add(c.device.state());
-            } else if (failedIn != Phase.HANDSHAKE) {
-                // Only devices this session moved are reset; a refused HELLO leaves every device as it was.
-                safe.add(c.device.submit(dc -> {
-                    if (dc.state() != DeviceState.RUNNING || dc.channel().isPresent()) {
-                        dc.reset(cause("abort after failure: " + reason));
-                    }
-                    return dc.state();
-                }));
+        List<Future<DeviceState>> safe = new ArrayList<>();
+        if (loader != null && failedIn != Phase.HANDSHAKE) {
+            // Only devices this session moved are reset; a refused HELLO leaves every device as it was.
+            for (DeviceHandle d : loader.devices()) {
+                safe.add(keepLoaded ? d.state() : DeviceSafety.reset(d, cause("abort after failure: " + reason)));
             }
         }
         Future.join(safe).onComplete(ar -> {
@@ -444,12 +348,8 @@ public final class DestinationSession {
             if (record == null) {
                 return;
             }
-            List<String> states = new ArrayList<>();
-            for (Future<DeviceState> f : safe) {
-                states.add(f.succeeded() ? f.result().name() : "unknown (" + f.cause().getMessage() + ")");
-            }
             String note = keepLoaded ? "; the device keeps the migrated state in STOP and does not run" : "";
-            record.failed(failedIn.name(), reason + note, String.join(",", states));
+            record.failed(failedIn.name(), reason + note, DeviceSafety.describe(safe));
             events.publish(record, "failed", new JsonObject());
         });
     }
@@ -463,11 +363,6 @@ public final class DestinationSession {
         writer.control(FrameType.ABORT, 0, new JsonObject().put("reason", reason));
         long linger = vertx.setTimer(ABORT_LINGER_MILLIS, id -> connection.close());
         connection.closeHandler(v -> vertx.cancelTimer(linger));
-        if (drainHandler != null) {
-            Handler<Void> h = drainHandler;
-            drainHandler = null;
-            h.handle(null);
-        }
     }
 
     private final class Incoming implements FrameDecoder.Listener {
@@ -492,58 +387,36 @@ public final class DestinationSession {
             }
         }
 
-        @Override
-        public void onMarker(int id, VfioTag tag) {
-            Channel c = channel(id);
-            switch (tag) {
-                case DEV_SETUP_STATE -> {
-                    expect(c, Section.SETUP, tag.name());
-                    c.section = Section.SETUP_END;
-                }
-                case END_OF_STATE -> {
-                    switch (c.section) {
-                        case SETUP_END -> c.section = Section.DATA;
-                        case DATA -> { }
-                        case CONFIG_END -> {
-                            c.section = Section.DONE;
-                            sectionComplete(c);
-                        }
-                        default -> throw new ProtocolException("END_OF_STATE on channel " + c.id
-                                + " where the section is in state " + c.section);
-                    }
-                }
-                default -> throw new ProtocolException(tag + " on channel " + c.id
-                        + ": only a pre-copy migration sends it, and this one is stop-copy");
+        private SectionLoader sections() {
+            if (phase != Phase.RESUMING) {
+                throw new ProtocolException("SECTION frame in phase " + phase);
             }
+            return loader;
         }
 
         @Override
-        public void onConfig(int id, Buffer blob) {
-            Channel c = channel(id);
-            expect(c, Section.DATA, "DEV_CONFIG_STATE");
-            try {
-                c.config = new JsonObject(blob.toString(StandardCharsets.UTF_8));
-            } catch (DecodeException | ClassCastException e) {
-                throw new ProtocolException("DEV_CONFIG_STATE on channel " + c.id + " is not a JSON object");
-            }
-            c.section = Section.CONFIG_END;
+        public void onMarker(int channel, VfioTag tag) {
+            sections().marker(channel, tag);
         }
 
         @Override
-        public void onDataStart(int id, long size) {
-            expect(channel(id), Section.DATA, "DEV_DATA_STATE");
+        public void onConfig(int channel, Buffer blob) {
+            sections().config(channel, blob);
         }
 
         @Override
-        public void onData(int id, Buffer piece) {
-            Channel c = channels.get(id);
-            c.dataBytes += piece.length();
-            writeToDevice(c, piece);
+        public void onDataStart(int channel, long size) {
+            sections().dataStart(channel);
         }
 
         @Override
-        public void onDataEnd(int id) {
-            channels.get(id).dataChunks++;
+        public void onData(int channel, Buffer piece) {
+            loader.data(channel, piece);
+        }
+
+        @Override
+        public void onDataEnd(int channel) {
+            loader.dataEnd(channel);
         }
     }
 }

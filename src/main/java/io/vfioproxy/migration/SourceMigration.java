@@ -1,6 +1,5 @@
 package io.vfioproxy.migration;
 
-import io.netty.buffer.ByteBufAllocator;
 import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
@@ -17,7 +16,6 @@ import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.transport.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
-import java.nio.charset.StandardCharsets;
 import java.util.function.Supplier;
 
 /**
@@ -47,7 +45,7 @@ public final class SourceMigration {
     private StreamConnection connection;
     private FrameWriter writer;
     private FrameDecoder decoder;
-    private DeviceReadStream reader;
+    private SectionSender sender;
     private Promise<JsonObject> waiter;
     private FrameType waitingFor;
     private long timer = -1;
@@ -110,39 +108,25 @@ public final class SourceMigration {
                 .put("migration", record.id())
                 .put("sourceAgent", agent)
                 .put("chunkSize", options.chunkSize())
-                .put("devices", new JsonArray().add(new JsonObject()
-                        .put("channel", CHANNEL)
-                        .put("sourceDevice", device.name())
-                        .put("targetDevice", targetDevice)
-                        .put("flags", device.flags().toString())
-                        .put("identity", device.identity().toJson())));
+                .put("devices", new JsonArray().add(SectionSender.helloEntry(device, CHANNEL, targetDevice)));
         writer.control(FrameType.HELLO, CHANNEL, hello);
+        sender = new SectionSender(device, writer, CHANNEL, options.chunkSize());
         return await(FrameType.ACCEPT);
     }
 
     private Future<Void> setup() {
         phase("SETUP");
-        writer.marker(CHANNEL, VfioTag.DEV_SETUP_STATE);
-        return writer.marker(CHANNEL, VfioTag.END_OF_STATE);
+        return sender.setup();
     }
 
     private Future<Void> stopCopy() {
         phase("STOP_COPY");
         downtimeStart = System.nanoTime();
-        return device.setState(DeviceState.STOP_COPY, DeviceState.RUNNING, cause("stop-copy"))
-                .compose(v -> {
-                    reader = new DeviceReadStream(device, CHANNEL, options.chunkSize(), ByteBufAllocator.DEFAULT);
-                    return reader.pipe().endOnSuccess(false).endOnFailure(false).to(writer.dataSink());
-                })
-                .onSuccess(v -> record.dataBytes(reader.bytesRead()));
+        return sender.stopCopy(cause("stop-copy")).onSuccess(v -> record.dataBytes(sender.bytesRead()));
     }
 
     private Future<Void> endOfSection() {
-        writer.marker(CHANNEL, VfioTag.END_OF_STATE);
-        JsonObject config = new JsonObject().put("device", device.name()).put("dataBytes", reader.bytesRead())
-                .put("dataChunks", reader.chunks());
-        writer.config(CHANNEL, config.encode().getBytes(StandardCharsets.UTF_8));
-        Future<Void> last = writer.marker(CHANNEL, VfioTag.END_OF_STATE);
+        Future<Void> last = sender.end();
         phase("LOADING");
         return last.onSuccess(v -> record.stopCopyNanos(System.nanoTime() - downtimeStart));
     }
@@ -206,7 +190,7 @@ public final class SourceMigration {
         if (mark != lastProgressMark) {
             lastProgressMark = mark;
             lastProgressNanos = now;
-            if (reader != null) {
+            if (sender != null) {
                 // Monotonic: the final count (every byte read) is set when stop-copy ends, writes may lag it.
                 record.dataBytes(Math.max(record.dataBytes(), writer.dataBytesWritten()));
             }
@@ -250,8 +234,8 @@ public final class SourceMigration {
         if (waiter != null) {
             waiter.tryFail(cause);
         }
-        if (reader != null) {
-            reader.close();
+        if (sender != null) {
+            sender.close();
         }
         if (connection != null) {
             if (!(cause instanceof MigrationException m && m.isFromPeer())) {
@@ -269,12 +253,7 @@ public final class SourceMigration {
             result.complete(record);
             return;
         }
-        device.submit(c -> {
-            c.closeChannel();
-            c.refreshState(cause("rollback"));
-            c.setState(DeviceState.RUNNING, DeviceState.ERROR, cause("rollback after failure: " + reason));
-            return c.state();
-        }).onComplete(ar -> {
+        DeviceSafety.resume(device, cause("rollback after failure: " + reason)).onComplete(ar -> {
             String after = ar.succeeded() ? ar.result().name() : "unknown (" + ar.cause().getMessage() + ")";
             device.release(record.id());
             record.failed(phase, reason, after);

@@ -1,0 +1,245 @@
+package io.vfioproxy.migration;
+
+import io.vertx.core.Handler;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.json.DecodeException;
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.device.VfioException;
+import io.vfioproxy.stream.Frames;
+import io.vfioproxy.stream.ProtocolException;
+import io.vfioproxy.stream.VfioTag;
+import io.vfioproxy.uapi.DeviceState;
+import io.vfioproxy.uapi.Errno;
+import java.nio.charset.StandardCharsets;
+import java.util.Collection;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Loads device sections into devices in RESUMING, whether they come from a connection or a checkpoint file:
+ * enforces each channel's tag grammar, writes each data piece to its device in order on the device's thread,
+ * checks the section's counts, and at the section's end moves the device RESUMING -&gt; STOP, where the device
+ * validates the state.
+ *
+ * <p>Backpressure: {@link #full()} while more than the configured bytes wait for the devices; the drain handler
+ * is called when they fall to half of it.
+ */
+final class SectionLoader {
+
+    /** What becomes of the sections. Called on the loader's context. */
+    interface Events {
+        /** The channel's device accepted its state and is in STOP. */
+        void loaded(int channel, DeviceHandle device, long dataBytes);
+
+        /** A device failed or a section was inconsistent: the whole load is lost. */
+        void failed(Throwable cause);
+    }
+
+    /** Where a channel is in its device section: DEV_SETUP_STATE END_OF_STATE (data... END_OF_STATE)* config. */
+    private enum Section { SETUP, SETUP_END, DATA, CONFIG_END, LOADING, LOADED }
+
+    private static final class Channel {
+        final int id;
+        final DeviceHandle device;
+        Section section = Section.SETUP;
+        long dataBytes;
+        long dataChunks;
+        JsonObject config;
+        /** Set on the device thread when a write failed: the device must not leave RESUMING as if loaded. */
+        volatile VfioException writeError;
+        /** Set when the load failed: writes still queued for the device are skipped. */
+        volatile boolean aborted;
+
+        Channel(int id, DeviceHandle device) {
+            this.id = id;
+            this.device = device;
+        }
+    }
+
+    private final String cause;
+    private final int maxQueued;
+    private final Events events;
+    private final Map<Integer, Channel> channels = new LinkedHashMap<>();
+    private long queued;
+    private long written;
+    private Handler<Void> drainHandler;
+
+    /**
+     * @param cause what device events name as the cause ("migration m-1")
+     */
+    SectionLoader(String cause, int maxQueued, Events events) {
+        this.cause = cause;
+        this.maxQueued = maxQueued;
+        this.events = events;
+    }
+
+    /** Adds a channel whose device is in RESUMING. */
+    void open(int id, DeviceHandle device) {
+        channels.put(id, new Channel(id, device));
+    }
+
+    boolean hasChannel(int id) {
+        return channels.containsKey(id);
+    }
+
+    List<DeviceHandle> devices() {
+        return channels.values().stream().map(c -> c.device).toList();
+    }
+
+    boolean allLoaded() {
+        return channels.values().stream().allMatch(c -> c.section == Section.LOADED);
+    }
+
+    /** Device data bytes received on every channel. */
+    long dataBytes() {
+        return channels.values().stream().mapToLong(c -> c.dataBytes).sum();
+    }
+
+    /** Bytes the devices have taken so far. */
+    long written() {
+        return written;
+    }
+
+    boolean full() {
+        return queued >= maxQueued;
+    }
+
+    void drainHandler(Handler<Void> handler) {
+        drainHandler = handler;
+    }
+
+    /** Skips every write still queued and lets a paused input flow again, to be read and dropped. */
+    void abort() {
+        channels.values().forEach(c -> c.aborted = true);
+        queued = 0;
+        drain();
+    }
+
+    private void drain() {
+        if (drainHandler != null && queued < maxQueued / 2) {
+            Handler<Void> h = drainHandler;
+            drainHandler = null;
+            h.handle(null);
+        }
+    }
+
+    private Channel channel(int id) {
+        Channel c = channels.get(id);
+        if (c == null) {
+            throw new ProtocolException("SECTION frame for channel " + id + ", which was not opened");
+        }
+        return c;
+    }
+
+    private static void expect(Channel c, Section expected, String what) {
+        if (c.section != expected) {
+            throw new ProtocolException(what + " on channel " + c.id + " where the section is in state " + c.section);
+        }
+    }
+
+    void marker(int id, VfioTag tag) {
+        Channel c = channel(id);
+        switch (tag) {
+            case DEV_SETUP_STATE -> {
+                expect(c, Section.SETUP, tag.name());
+                c.section = Section.SETUP_END;
+            }
+            case END_OF_STATE -> {
+                switch (c.section) {
+                    case SETUP_END -> c.section = Section.DATA;
+                    case DATA -> { }
+                    case CONFIG_END -> load(c);
+                    default -> throw new ProtocolException("END_OF_STATE on channel " + c.id
+                            + " where the section is in state " + c.section);
+                }
+            }
+            default -> throw new ProtocolException(tag + " on channel " + c.id
+                    + ": only a pre-copy migration sends it, and this one is stop-copy");
+        }
+    }
+
+    void config(int id, Buffer blob) {
+        Channel c = channel(id);
+        expect(c, Section.DATA, "DEV_CONFIG_STATE");
+        try {
+            c.config = new JsonObject(blob.toString(StandardCharsets.UTF_8));
+        } catch (DecodeException | ClassCastException e) {
+            throw new ProtocolException("DEV_CONFIG_STATE on channel " + c.id + " is not a JSON object");
+        }
+        c.section = Section.CONFIG_END;
+    }
+
+    void dataStart(int id) {
+        expect(channel(id), Section.DATA, "DEV_DATA_STATE");
+    }
+
+    void data(int id, Buffer piece) {
+        Channel c = channels.get(id);
+        int n = piece.length();
+        c.dataBytes += n;
+        queued += n;
+        c.device.submit(dc -> {
+            if (c.writeError != null || c.aborted) {
+                return null;
+            }
+            try {
+                dc.channel().orElseThrow(() -> new VfioException(dc.name(), "write(data_fd)", dc.state(),
+                        Errno.EBADF, "no resuming session is open")).write(Frames.nio(piece, 0, n));
+            } catch (VfioException e) {
+                c.writeError = e;
+                throw e;
+            }
+            return null;
+        }).onComplete(ar -> {
+            if (c.aborted) {
+                return;
+            }
+            queued -= n;
+            written += n;
+            if (ar.failed()) {
+                events.failed(ar.cause());
+                return;
+            }
+            drain();
+        });
+    }
+
+    void dataEnd(int id) {
+        channels.get(id).dataChunks++;
+    }
+
+    private void load(Channel c) {
+        long bytes = c.config.getLong("dataBytes", -1L);
+        long chunks = c.config.getLong("dataChunks", -1L);
+        if (bytes != c.dataBytes || chunks != c.dataChunks) {
+            throw new ProtocolException("channel " + c.id + ": the source sent " + bytes + " bytes in " + chunks
+                    + " chunks, " + c.dataBytes + " bytes in " + c.dataChunks + " chunks arrived");
+        }
+        c.section = Section.LOADING;
+        // Queued behind every write of this device: the device validates the whole stream here.
+        c.device.submit(dc -> {
+            if (c.writeError != null) {
+                throw c.writeError;
+            }
+            dc.setState(DeviceState.STOP, DeviceState.ERROR, cause + ": loading the migrated state");
+            return null;
+        }).onComplete(ar -> {
+            if (c.aborted) {
+                return;
+            }
+            if (ar.failed()) {
+                events.failed(new MigrationException("LOADING", "device " + c.device.name()
+                        + " rejected the migrated state: " + ar.cause().getMessage(), ar.cause()));
+                return;
+            }
+            c.section = Section.LOADED;
+            events.loaded(c.id, c.device, c.dataBytes);
+        });
+    }
+
+    Collection<Integer> channelIds() {
+        return channels.keySet();
+    }
+}
