@@ -88,6 +88,11 @@ final class SectionLoader {
         return channels.values().stream().map(c -> c.device).toList();
     }
 
+    /** True once every channel's section has ended (its device is loading or loaded). */
+    boolean allEnded() {
+        return channels.values().stream().allMatch(c -> c.section == Section.LOADING || c.section == Section.LOADED);
+    }
+
     boolean allLoaded() {
         return channels.values().stream().allMatch(c -> c.section == Section.LOADED);
     }

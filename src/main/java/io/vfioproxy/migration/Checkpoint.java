@@ -1,0 +1,268 @@
+package io.vfioproxy.migration;
+
+import io.vertx.core.Future;
+import io.vertx.core.Handler;
+import io.vertx.core.Promise;
+import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.file.AsyncFile;
+import io.vertx.core.file.OpenOptions;
+import io.vertx.core.json.JsonArray;
+import io.vertx.core.json.JsonObject;
+import io.vertx.core.streams.WriteStream;
+import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.device.DeviceIdentity;
+import io.vfioproxy.stream.FrameDecoder;
+import io.vfioproxy.stream.FrameType;
+import io.vfioproxy.stream.FrameWriter;
+import io.vfioproxy.stream.Frames;
+import io.vfioproxy.stream.ProtocolException;
+import io.vfioproxy.stream.VfioTag;
+import io.vfioproxy.uapi.DeviceState;
+import java.nio.file.Path;
+import java.time.Instant;
+import java.util.UUID;
+
+/**
+ * A device's state saved to a file and loaded back. The file holds what a source sends on a connection: a HELLO
+ * naming the device and its identity, then the device section in SECTION frames, each with its CRC32C. So
+ * saving reuses the source's pipeline and loading the destination's, with the same checks and the same
+ * backpressure (the device is read only as fast as the file takes it, and memory stays flat).
+ */
+public final class Checkpoint {
+
+    /**
+     * @param dataBytes device data bytes saved or loaded
+     * @param deviceState the device's state at the end
+     */
+    public record Result(long dataBytes, DeviceState deviceState) {
+    }
+
+    private Checkpoint() {
+    }
+
+    /**
+     * Saves the device's state to {@code file}: STOP_COPY, every byte, then STOP, or back to RUNNING with
+     * {@code resume}. On failure the device returns to RUNNING and the partial file is deleted.
+     */
+    public static Future<Result> save(Vertx vertx, DeviceHandle device, Path file, int chunkSize, boolean resume) {
+        String id = "checkpoint-" + UUID.randomUUID();
+        if (!device.claim(id)) {
+            return Future.failedFuture(new MigrationException("SETUP", "device " + device.name()
+                    + " is busy with migration " + device.owner()));
+        }
+        String cause = id + ": save to " + file;
+        Promise<AsyncFile> opened = Promise.promise();
+        vertx.fileSystem().open(file.toString(), new OpenOptions().setWrite(true).setCreate(true)
+                .setTruncateExisting(true)).onComplete(opened);
+        SectionSender[] sender = new SectionSender[1];
+        return opened.future().compose(out -> {
+            FrameWriter writer = new FrameWriter(out);
+            writer.control(FrameType.HELLO, 0, new JsonObject()
+                    .put("protocol", Frames.PROTOCOL_VERSION)
+                    .put("migration", id)
+                    .put("checkpoint", true)
+                    .put("createdAt", Instant.now().toString())
+                    .put("chunkSize", chunkSize)
+                    .put("devices", new JsonArray().add(SectionSender.helloEntry(device, 0, device.name()))));
+            sender[0] = new SectionSender(device, writer, 0, chunkSize);
+            return sender[0].setup()
+                    .compose(v -> sender[0].stopCopy(cause))
+                    .compose(v -> sender[0].end())
+                    .compose(v -> out.close())
+                    .compose(v -> device.setState(resume ? DeviceState.RUNNING : DeviceState.STOP, DeviceState.ERROR,
+                            cause + ": saved"))
+                    .compose(v -> device.state())
+                    .map(state -> new Result(sender[0].bytesRead(), state))
+                    .recover(e -> {
+                        sender[0].close();
+                        return out.close().transform(ignored -> Future.failedFuture(e));
+                    });
+        }).recover(e -> DeviceSafety.resume(device, cause + ": rollback after failure: " + e.getMessage())
+                .transform(ignored -> vertx.fileSystem().delete(file.toString()))
+                .transform(ignored -> Future.<Result>failedFuture(new MigrationException("SAVE", "saving "
+                        + device.name() + " to " + file + " failed: " + e.getMessage(), e))))
+                .andThen(ar -> device.release(id));
+    }
+
+    /**
+     * Loads {@code file} into the device: RESUMING, every byte with its checks, STOP (where the device validates
+     * the state), then RUNNING. A file saved from another kind of device is refused before the device is touched.
+     * On failure the device is reset.
+     */
+    public static Future<Result> restore(Vertx vertx, DeviceHandle device, Path file, MigrationOptions options) {
+        return vertx.fileSystem().open(file.toString(), new OpenOptions().setRead(true).setCreate(false))
+                .recover(e -> Future.failedFuture(new MigrationException("SETUP", "cannot open checkpoint " + file
+                        + ": " + e.getMessage(), e)))
+                .compose(in -> new Restore(device, file, options, in).run());
+    }
+
+    /** One restore: the file is piped into a decoder whose section loader writes to the device. */
+    private static final class Restore implements FrameDecoder.Listener, SectionLoader.Events {
+        private final DeviceHandle device;
+        private final Path file;
+        private final AsyncFile in;
+        private final FrameDecoder decoder;
+        private final SectionLoader loader;
+        private final Promise<Result> result = Promise.promise();
+        private String id;
+        private boolean done;
+
+        Restore(DeviceHandle device, Path file, MigrationOptions options, AsyncFile in) {
+            this.device = device;
+            this.file = file;
+            this.in = in;
+            this.decoder = new FrameDecoder(options.limits(), this);
+            this.loader = new SectionLoader("restore from " + file, options.deviceWriteQueueBytes(), this);
+        }
+
+        Future<Result> run() {
+            in.pipe().endOnSuccess(false).endOnFailure(false).to(new WriteStream<Buffer>() {
+                @Override
+                public WriteStream<Buffer> exceptionHandler(Handler<Throwable> handler) {
+                    return this;
+                }
+
+                @Override
+                public Future<Void> write(Buffer data) {
+                    if (!done) {
+                        try {
+                            decoder.feed(data);
+                        } catch (ProtocolException | MigrationException e) {
+                            failed(e);
+                        }
+                    }
+                    return Future.succeededFuture();
+                }
+
+                @Override
+                public Future<Void> end() {
+                    return Future.succeededFuture();
+                }
+
+                @Override
+                public WriteStream<Buffer> setWriteQueueMaxSize(int maxSize) {
+                    return this;
+                }
+
+                @Override
+                public boolean writeQueueFull() {
+                    return !done && loader.full();
+                }
+
+                @Override
+                public WriteStream<Buffer> drainHandler(Handler<Void> handler) {
+                    loader.drainHandler(handler);
+                    return this;
+                }
+            }).onComplete(ar -> {
+                if (ar.failed()) {
+                    failed(ar.cause());
+                } else if (id == null) {
+                    failed(new MigrationException("SETUP", file + " is not a checkpoint: "
+                            + (decoder.bytes() == 0 ? "it is empty" : "it ends " + decoder.position())));
+                } else if (!loader.allEnded()) {
+                    failed(new MigrationException("LOADING", "truncated checkpoint: " + file + " ends "
+                            + (decoder.midFrame() ? decoder.position() : "before the device section is complete")));
+                }
+            });
+            return result.future().andThen(ar -> in.close());
+        }
+
+        private void begin(JsonObject hello) {
+            JsonArray devices = hello.getJsonArray("devices");
+            if (hello.getInteger("protocol", -1) != Frames.PROTOCOL_VERSION || !hello.getBoolean("checkpoint", false)
+                    || devices == null || devices.size() != 1) {
+                throw new MigrationException("SETUP", file + " is not a checkpoint of one device (protocol "
+                        + Frames.PROTOCOL_VERSION + ")");
+            }
+            JsonObject saved = devices.getJsonObject(0);
+            String incompatible = Compatibility.check(device, saved.getString("sourceDevice"),
+                    DeviceIdentity.fromJson(saved.getJsonObject("identity", new JsonObject())));
+            if (incompatible != null) {
+                throw new MigrationException("SETUP", "checkpoint " + file + " cannot be restored: " + incompatible);
+            }
+            String claim = "restore-" + UUID.randomUUID();
+            if (!device.claim(claim)) {
+                throw new MigrationException("SETUP", "device " + device.name() + " is busy with migration "
+                        + device.owner());
+            }
+            id = claim;
+            // The device's thread runs tasks in order: every write the loader queues runs after this one.
+            loader.open(saved.getInteger("channel", 0), device);
+            device.submit(dc -> {
+                dc.setState(DeviceState.RESUMING, dc.state(), "restore from " + file);
+                return null;
+            }).onFailure(this::failed);
+        }
+
+        @Override
+        public void onControl(FrameType type, int channel, JsonObject body) {
+            if (type != FrameType.HELLO || decoder.frames() > 1) {
+                throw new ProtocolException("unexpected " + type + " frame in checkpoint " + file);
+            }
+            begin(body);
+        }
+
+        @Override
+        public void onMarker(int channel, VfioTag tag) {
+            loader.marker(channel, tag);
+        }
+
+        @Override
+        public void onConfig(int channel, Buffer blob) {
+            loader.config(channel, blob);
+        }
+
+        @Override
+        public void onDataStart(int channel, long size) {
+            loader.dataStart(channel);
+        }
+
+        @Override
+        public void onData(int channel, Buffer piece) {
+            loader.data(channel, piece);
+        }
+
+        @Override
+        public void onDataEnd(int channel) {
+            loader.dataEnd(channel);
+        }
+
+        @Override
+        public void loaded(int channel, DeviceHandle d, long dataBytes) {
+            d.setState(DeviceState.RUNNING, DeviceState.ERROR, "restore from " + file + ": start")
+                    .compose(v -> d.state())
+                    .onComplete(ar -> {
+                        if (ar.failed()) {
+                            failed(ar.cause());
+                            return;
+                        }
+                        done = true;
+                        d.release(id);
+                        result.tryComplete(new Result(dataBytes, ar.result()));
+                    });
+        }
+
+        @Override
+        public void failed(Throwable cause) {
+            if (done) {
+                return;
+            }
+            done = true;
+            loader.abort();
+            String reason = cause.getMessage() == null ? cause.toString() : cause.getMessage();
+            // Queued behind RESUMING on the device's thread, so it also catches a device still entering it.
+            Future<DeviceState> safe = id != null ? DeviceSafety.reset(device, "restore from " + file + " failed: "
+                    + reason) : Future.succeededFuture();
+            safe.onComplete(ar -> {
+                if (id != null) {
+                    device.release(id);
+                }
+                result.tryFail(cause instanceof MigrationException ? cause
+                        : new MigrationException("LOADING", "restoring " + file + " into " + device.name()
+                                + " failed: " + reason, cause));
+            });
+        }
+    }
+}
