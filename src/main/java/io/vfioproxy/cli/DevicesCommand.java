@@ -2,11 +2,8 @@ package io.vfioproxy.cli;
 
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import io.vfioproxy.device.VfioException;
 import io.vfioproxy.device.linux.Discovery;
-import io.vfioproxy.device.linux.NativeDevice;
 import io.vfioproxy.device.linux.VfioDeviceInfo;
-import io.vfioproxy.uapi.Errno;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.Callable;
@@ -22,23 +19,13 @@ public final class DevicesCommand implements Callable<Integer> {
     @Option(names = "--json", description = "print JSON")
     boolean json;
 
-    /** GET VFIO_DEVICE_FEATURE_MIGRATION on the device: its flags, or why not. */
-    static String probe(Discovery discovery, VfioDeviceInfo info) {
-        try (NativeDevice device = discovery.open(info.name(), info)) {
-            return device.migrationFlags().toString();
-        } catch (VfioException e) {
-            String why = e.is(Errno.ENOTTY) ? "not supported" : e.is(Errno.EBUSY) ? "in use" : e.call();
-            return "no: " + Errno.nameOf(e.errno()) + " (" + why + ")";
-        }
-    }
-
     @Override
     public Integer call() throws Exception {
         Discovery discovery = new Discovery();
         List<VfioDeviceInfo> devices = discovery.list();
         List<String> migration = new ArrayList<>();
         for (VfioDeviceInfo d : devices) {
-            migration.add(probe(discovery, d));
+            migration.add(discovery.probeMigration(d));
         }
         if (json) {
             JsonArray out = new JsonArray();

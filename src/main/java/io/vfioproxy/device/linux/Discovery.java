@@ -128,6 +128,20 @@ public final class Discovery {
                 : "no VFIO device with the " + form + " " + name + " on this node (is it bound to a VFIO driver?)");
     }
 
+    /**
+     * Opens the device briefly and asks GET VFIO_DEVICE_FEATURE_MIGRATION: its flags ("STOP_COPY,P2P,PRE_COPY"),
+     * or why it cannot tell ("no: ENOTTY (not supported)", "no: EBUSY (in use)").
+     */
+    public String probeMigration(VfioDeviceInfo info) {
+        try (NativeDevice device = open(info.name(), info)) {
+            return device.migrationFlags().toString();
+        } catch (VfioException e) {
+            String why = e.is(io.vfioproxy.uapi.Errno.ENOTTY) ? "not supported"
+                    : e.is(io.vfioproxy.uapi.Errno.EBUSY) ? "in use" : e.call();
+            return "no: " + io.vfioproxy.uapi.Errno.nameOf(e.errno()) + " (" + why + ")";
+        }
+    }
+
     /** Opens the device, through its cdev where there is one, else its group. */
     public NativeDevice open(String agentName, VfioDeviceInfo info) throws VfioException {
         if (!info.cdev().isEmpty() && Files.exists(dev.resolve("vfio/devices").resolve(info.cdev()))) {

@@ -59,7 +59,7 @@ public final class FdHandoff {
     }
 
     /** Receives one message with one fd on the connected socket {@code sock}. */
-    static Received receive(int sock) throws IOException {
+    public static Received receive(int sock) throws IOException {
         Memory label = new Memory(LABEL_MAX);
         Memory iov = new Memory(IOVEC_SIZE);
         iov.setPointer(0, label);

@@ -1,0 +1,136 @@
+package io.vfioproxy.lab;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.BufferedReader;
+import java.io.File;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestInstance;
+import org.junit.jupiter.api.Timeout;
+
+/**
+ * The native backend on a real kernel: boots the kernel lab's guest once (../shared/kernel-lab, Linux 6.12 with
+ * two migratable mtty mdevs) and runs {@link LabScenarios} in it, then checks each scenario's line. Skipped, with
+ * the reason printed, only where the lab cannot run.
+ */
+@TestInstance(TestInstance.Lifecycle.PER_CLASS)
+@Timeout(value = 20, unit = TimeUnit.MINUTES)
+class KernelLabIT {
+
+    private final Map<String, String> results = new LinkedHashMap<>();
+    private final List<String> output = new ArrayList<>();
+    private int exitCode;
+
+    private static String missing(Path lab) {
+        if (!Files.isExecutable(lab.resolve("run-in-guest.sh")) || !Files.isRegularFile(lab.resolve("bzImage"))) {
+            return "no kernel lab at " + lab;
+        }
+        for (String tool : List.of("qemu-system-x86_64", "cpio")) {
+            boolean found = false;
+            for (String dir : System.getenv().getOrDefault("PATH", "").split(File.pathSeparator)) {
+                found |= Files.isExecutable(Path.of(dir, tool));
+            }
+            if (!found) {
+                return tool + " is not installed (apt-get install qemu-system-x86 cpio busybox-static)";
+            }
+        }
+        if (!Files.isExecutable(Path.of("/bin/busybox"))) {
+            return "/bin/busybox is not installed (apt-get install busybox-static)";
+        }
+        return null;
+    }
+
+    @BeforeAll
+    void bootTheGuestOnce() throws Exception {
+        Path project = Path.of("").toAbsolutePath();
+        Path lab = project.resolveSibling("shared").resolve("kernel-lab");
+        String missing = missing(lab);
+        if (missing != null) {
+            System.out.println("KernelLabIT skipped: " + missing);
+            Assumptions.abort(missing);
+        }
+        String classpath = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        // The guest's init leaves the loopback interface down; the agent-to-agent scenario needs it.
+        String job = "/bin/busybox ip link set lo up && exec \"$0\" \"$@\"";
+        ProcessBuilder pb = new ProcessBuilder(lab.resolve("run-in-guest.sh").toString(), "--workdir",
+                project.toString(), "--timeout", "900", "--", "/bin/sh", "-c", job, java, "-XX:TieredStopAtLevel=1",
+                "-cp", classpath, LabScenarios.class.getName());
+        pb.redirectErrorStream(true);
+        Process process = pb.start();
+        try (BufferedReader in = new BufferedReader(new InputStreamReader(process.getInputStream(),
+                StandardCharsets.UTF_8))) {
+            String line;
+            while ((line = in.readLine()) != null) {
+                String l = line.strip();
+                output.add(l);
+                System.out.println("[lab] " + l);
+                if (l.startsWith("LAB ")) {
+                    String[] parts = l.split(" ", 3);
+                    results.put(parts[1], parts.length > 2 ? parts[2] : "");
+                }
+            }
+        }
+        exitCode = process.waitFor();
+    }
+
+    private void assertOk(String scenario) {
+        assertThat(exitCode).as("guest exit code; output:%n%s", String.join("\n", output)).isZero();
+        assertThat(results).as("scenarios reported").containsKey(scenario);
+        assertThat(results.get(scenario)).as(scenario).startsWith("OK");
+    }
+
+    @Test
+    void discoveryListsBothMdevsWithTheirFlags() {
+        assertOk("discovery");
+        assertThat(results.get("discovery")).contains("flags=STOP_COPY,P2P,PRE_COPY");
+    }
+
+    @Test
+    void opensThroughTheGroupTheCdevAndAHandedOverFd() {
+        assertOk("open-paths");
+    }
+
+    @Test
+    void readsPrecopyInfoInPreCopy() {
+        assertOk("precopy-info");
+        assertThat(results.get("precopy-info")).contains("then ENOMSG");
+    }
+
+    @Test
+    void refusesAnArcTheKernelWouldSpinOnBeforeAnyIoctl() {
+        assertOk("invalid-arc");
+    }
+
+    @Test
+    void savesAndRestoresBetweenTheTwoDevices() {
+        assertOk("save-restore");
+    }
+
+    @Test
+    void migratesAgentToAgentInsideTheGuest() {
+        assertOk("migration");
+    }
+
+    @Test
+    void aTruncatedStreamLeavesResumingUntilReset() {
+        assertOk("truncated-stream");
+    }
+
+    @Test
+    void everyScenarioRan() throws IOException {
+        assertThat(output).contains("LAB-DONE failures=0");
+    }
+}

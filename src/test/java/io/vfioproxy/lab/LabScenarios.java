@@ -1,0 +1,317 @@
+package io.vfioproxy.lab;
+
+import io.vertx.core.Context;
+import io.vertx.core.Future;
+import io.vertx.core.Promise;
+import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonArray;
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.device.DataChannel;
+import io.vfioproxy.device.DeviceController;
+import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.device.PrecopyInfo;
+import io.vfioproxy.device.VfioException;
+import io.vfioproxy.device.linux.Discovery;
+import io.vfioproxy.device.linux.FdHandoff;
+import io.vfioproxy.device.linux.LabAccess;
+import io.vfioproxy.device.linux.MttyRegisters;
+import io.vfioproxy.device.linux.NativeDevice;
+import io.vfioproxy.device.linux.VfioDeviceInfo;
+import io.vfioproxy.device.linux.VfioOpen;
+import io.vfioproxy.migration.Checkpoint;
+import io.vfioproxy.migration.MigrationOptions;
+import io.vfioproxy.migration.MigrationRecord;
+import io.vfioproxy.migration.MigrationRequest;
+import io.vfioproxy.migration.MigrationService;
+import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.uapi.DeviceState;
+import io.vfioproxy.uapi.Errno;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.function.Supplier;
+
+/**
+ * Runs inside the kernel lab's guest (see KernelLabIT), against two real mtty mdevs: the agent's own code on the
+ * real kernel uAPI. Prints one line per scenario, {@code LAB <name> OK <detail>} or {@code LAB <name> FAIL <why>},
+ * then {@code LAB-DONE failures=N}. One JVM runs them all: a JVM starts slowly under emulation.
+ */
+public final class LabScenarios {
+
+    /** One scenario: returns what it measured, throws when the kernel or the agent misbehaved. */
+    @FunctionalInterface
+    interface Scenario {
+        String run() throws Exception;
+    }
+
+    private static int failures;
+    private static final String MDEV0 = System.getenv("KLAB_MDEV0");
+    private static final String MDEV1 = System.getenv("KLAB_MDEV1");
+    private static final Discovery DISCOVERY = new Discovery();
+
+    private LabScenarios() {
+    }
+
+    public static void main(String[] args) {
+        run("discovery", LabScenarios::discovery);
+        run("open-paths", LabScenarios::openPaths);
+        run("precopy-info", LabScenarios::precopyInfo);
+        run("invalid-arc", LabScenarios::invalidArc);
+        run("save-restore", LabScenarios::saveRestore);
+        run("migration", LabScenarios::migration);
+        run("truncated-stream", LabScenarios::truncatedStream);
+        System.out.println("LAB-DONE failures=" + failures);
+        System.exit(0);
+    }
+
+    private static void run(String name, Scenario scenario) {
+        try {
+            System.out.println("LAB " + name + " OK " + scenario.run());
+        } catch (Throwable t) {
+            failures++;
+            System.out.println("LAB " + name + " FAIL " + t);
+            t.printStackTrace(System.out);
+        }
+        System.out.flush();
+    }
+
+    private static void check(boolean ok, String what) {
+        if (!ok) {
+            throw new AssertionError(what);
+        }
+    }
+
+    private static NativeDevice openCdev(String uuid) throws Exception {
+        VfioDeviceInfo info = DISCOVERY.resolve(uuid);
+        return VfioOpen.cdev(uuid, "/dev/vfio/devices/" + info.cdev(), info.identity(0));
+    }
+
+    private static String discovery() throws Exception {
+        List<String> seen = new ArrayList<>();
+        for (String uuid : List.of(MDEV0, MDEV1)) {
+            VfioDeviceInfo info = DISCOVERY.resolve(uuid);
+            check(info.bus().equals("mdev") && info.mdevType().equals("mtty-2"), "mdev of type mtty-2: " + info);
+            check(info.cdev().equals(System.getenv(uuid.equals(MDEV0) ? "KLAB_MDEV0_CDEV" : "KLAB_MDEV1_CDEV")),
+                    "cdev of " + uuid + ": " + info.cdev());
+            String flags = DISCOVERY.probeMigration(info);
+            check(flags.equals("STOP_COPY,P2P,PRE_COPY"), "flags of " + uuid + ": " + flags);
+            seen.add(info.name() + " group=" + info.iommuGroup() + " cdev=" + info.cdev() + " flags=" + flags);
+        }
+        check(DISCOVERY.list().size() >= 2, "both mdevs listed");
+        return String.join("; ", seen);
+    }
+
+    private static String openPaths() throws Exception {
+        VfioDeviceInfo info = DISCOVERY.resolve(MDEV1);
+        String viaGroup;
+        try (NativeDevice d = VfioOpen.group("g", info.iommuGroup(), MDEV1, info.identity(0))) {
+            viaGroup = d.state() + "/" + d.migrationFlags();
+        }
+        String viaCdev;
+        String viaHandoff;
+        try (NativeDevice d = openCdev(MDEV1)) {
+            viaCdev = d.state() + "/" + d.migrationFlags();
+            int[] pair = FdHandoff.socketPair();
+            FdHandoff.send(pair[0], deviceFd(d), MDEV1);
+            FdHandoff.Received got = FdHandoff.receive(pair[1]);
+            try (NativeDevice adopted = VfioOpen.adopt("h", got.fd(), DISCOVERY.resolve(got.label()).identity(0))) {
+                viaHandoff = adopted.state() + "/" + adopted.identity().model();
+            }
+            closeFds(pair);
+        }
+        return "group: " + viaGroup + ", cdev: " + viaCdev + ", handed-over fd: " + viaHandoff;
+    }
+
+    private static String precopyInfo() throws Exception {
+        try (NativeDevice d = openCdev(MDEV0)) {
+            List<String> arcs = new ArrayList<>();
+            DeviceController c = new DeviceController(d, (dev, from, to, cause, nanos) -> arcs.add(from + ">" + to));
+            DataChannel ch = c.setState(DeviceState.PRE_COPY, DeviceState.RUNNING, "lab").orElseThrow();
+            PrecopyInfo first = ch.precopyInfo();
+            check(first.initialBytes() > 0 && first.dirtyBytes() == 0, "initial pre-copy info " + first);
+            ByteBuffer buf = ByteBuffer.allocateDirect(4096);
+            int total = 0;
+            String end;
+            while (true) {
+                try {
+                    int n = ch.read(buf);
+                    total += n;
+                } catch (VfioException e) {
+                    check(e.is(Errno.ENOMSG), "drained pre-copy read: " + e.getMessage());
+                    end = "ENOMSG";
+                    break;
+                }
+            }
+            PrecopyInfo drained = ch.precopyInfo();
+            check(drained.initialBytes() == 0, "initial bytes after reading: " + drained);
+            c.setState(DeviceState.RUNNING, DeviceState.ERROR, "lab");
+            check(d.state() == DeviceState.RUNNING, "back to RUNNING");
+            return "PRE_COPY info " + first + ", read " + total + " bytes then " + end + ", info " + drained
+                    + ", arcs " + arcs;
+        }
+    }
+
+    private static String invalidArc() throws Exception {
+        try (NativeDevice d = openCdev(MDEV0)) {
+            DeviceController c = new DeviceController(d, (dev, from, to, cause, nanos) -> { });
+            c.setState(DeviceState.STOP_COPY, DeviceState.RUNNING, "lab");
+            String refused;
+            try {
+                c.setState(DeviceState.PRE_COPY, DeviceState.RUNNING, "lab");
+                throw new AssertionError("STOP_COPY -> PRE_COPY was not refused");
+            } catch (VfioException e) {
+                check(e.is(Errno.EINVAL) && e.getMessage().contains("refused before the ioctl"), e.getMessage());
+                refused = e.getMessage();
+            }
+            try {
+                d.setState(DeviceState.PRE_COPY_P2P);
+                throw new AssertionError("STOP_COPY -> PRE_COPY_P2P was not refused");
+            } catch (VfioException e) {
+                check(e.is(Errno.EINVAL) && e.getMessage().contains("refused before the ioctl"), e.getMessage());
+            }
+            check(d.state() == DeviceState.STOP_COPY, "the kernel still reports STOP_COPY");
+            c.setState(DeviceState.RUNNING, DeviceState.ERROR, "lab");
+            check(d.state() == DeviceState.RUNNING, "back to RUNNING");
+            return refused;
+        }
+    }
+
+    private static <T> T onContext(Vertx vertx, Supplier<Future<T>> job) {
+        Context context = vertx.getOrCreateContext();
+        Promise<T> result = Promise.promise();
+        context.runOnContext(v -> job.get().onComplete(result));
+        return result.future().await();
+    }
+
+    private static JsonObject nativeEntry(String name, String device) {
+        return new JsonObject().put("name", name).put("backend", "native").put("device", device);
+    }
+
+    private static DeviceHandle open(Vertx vertx, JsonObject entry) {
+        Promise<DeviceHandle> opened = Promise.promise();
+        vertx.deployVerticle(new io.vfioproxy.device.DeviceVerticle("lab", entry, opened::complete)).await();
+        return opened.future().await();
+    }
+
+    private static void scratch(DeviceHandle d, int value) {
+        d.submit(c -> {
+            MttyRegisters.writeScratch((NativeDevice) c.device(), value);
+            return null;
+        }).await();
+    }
+
+    private static int scratch(DeviceHandle d) {
+        return d.submit(c -> MttyRegisters.readScratch((NativeDevice) c.device())).await();
+    }
+
+    private static String saveRestore() throws Exception {
+        Vertx vertx = Vertx.vertx();
+        try {
+            DeviceHandle m0 = open(vertx, nativeEntry("m0", MDEV0));
+            DeviceHandle m1 = open(vertx, nativeEntry("m1", "/dev/vfio/devices/" + System.getenv("KLAB_MDEV1_CDEV")));
+            scratch(m0, 0x5A);
+            scratch(m1, 0x00);
+            Path file = Files.createTempFile("mtty", ".vmp");
+            Checkpoint.Result saved = onContext(vertx, () -> Checkpoint.save(vertx, m0, file, 1 << 20, true));
+            check(saved.deviceState() == DeviceState.RUNNING, "source resumed: " + saved);
+            Checkpoint.Result restored = onContext(vertx, () -> Checkpoint.restore(vertx, m1, file,
+                    MigrationOptions.fromJson(new JsonObject())));
+            check(restored.deviceState() == DeviceState.RUNNING, "destination running: " + restored);
+            int marker = scratch(m1);
+            check(marker == 0x5A, "scratch register moved: 0x" + Integer.toHexString(marker));
+            return "saved " + saved.dataBytes() + " bytes (" + Files.size(file) + " in the file), restored into m1, "
+                    + "scratch register 0x5a arrived";
+        } finally {
+            vertx.close().await();
+        }
+    }
+
+    private static String migration() {
+        Vertx vertx = Vertx.vertx();
+        try {
+            JsonObject api = new JsonObject().put("enabled", false);
+            JsonObject stream = new JsonObject().put("host", "127.0.0.1").put("port", 0);
+            AgentVerticle dst = new AgentVerticle(new JsonObject().put("agent", new JsonObject().put("name", "dst"))
+                    .put("stream", stream).put("api", api)
+                    .put("devices", new JsonArray().add(nativeEntry("mtty", MDEV1))));
+            AgentVerticle src = new AgentVerticle(new JsonObject().put("agent", new JsonObject().put("name", "src"))
+                    .put("stream", stream.copy()).put("api", api)
+                    .put("devices", new JsonArray().add(nativeEntry("mtty", MDEV0))));
+            vertx.deployVerticle(dst).await();
+            vertx.deployVerticle(src).await();
+            DeviceHandle from = src.devices().find("mtty");
+            DeviceHandle to = dst.devices().find("mtty");
+            scratch(from, 0xC3);
+            scratch(to, 0x11);
+            MigrationService.Started started = onContext(vertx, () -> Future.succeededFuture(src.migrations().migrate(
+                    new MigrationRequest("mtty", new StreamEndpoint("127.0.0.1", dst.streamPort()), "mtty", 0))));
+            MigrationRecord record = started.completion().await();
+            check(record.outcome() == MigrationRecord.Outcome.COMPLETED, "completed: " + record.toJson());
+            check(to.state().await() == DeviceState.RUNNING, "destination RUNNING");
+            check(from.state().await() == DeviceState.STOP, "source STOP");
+            int marker = scratch(to);
+            check(marker == 0xC3, "scratch register moved: 0x" + Integer.toHexString(marker));
+            from.reset("lab cleanup").await();
+            return "migrated " + record.dataBytes() + " bytes agent to agent over loopback, downtime "
+                    + Math.round(record.downtimeMillis()) + " ms, scratch register 0xc3 arrived";
+        } finally {
+            vertx.close().await();
+        }
+    }
+
+    private static String truncatedStream() throws Exception {
+        byte[] stream;
+        try (NativeDevice src = openCdev(MDEV0)) {
+            DataChannel ch = src.setState(DeviceState.STOP_COPY).orElseThrow();
+            ByteBuffer all = ByteBuffer.allocateDirect(64 << 10);
+            while (ch.read(all) > 0) {
+                // to the end of the stream
+            }
+            ch.close();
+            src.setState(DeviceState.RUNNING);
+            stream = new byte[all.flip().remaining()];
+            all.get(stream);
+        }
+        try (NativeDevice dst = openCdev(MDEV1)) {
+            DataChannel ch = dst.setState(DeviceState.RESUMING).orElseThrow();
+            ch.write(ByteBuffer.allocateDirect(50).put(0, stream, 0, 50));
+            String failure;
+            try {
+                dst.setState(DeviceState.STOP);
+                throw new AssertionError("a truncated stream was accepted");
+            } catch (VfioException e) {
+                check(e.is(Errno.EINVAL), e.getMessage());
+                failure = e.getMessage();
+            }
+            check(dst.state() == DeviceState.RESUMING, "stuck in RESUMING");
+            ch.close();
+
+            // The agent's way: the controller resets the device after the failed load, and reports the arc.
+            List<String> reported = new ArrayList<>();
+            DeviceController c = new DeviceController(dst, (dev, from, to, cause, nanos) ->
+                    reported.add(from + ">" + to + " (" + cause + ")"));
+            try {
+                c.setState(DeviceState.STOP, DeviceState.ERROR, "lab load");
+                throw new AssertionError("RESUMING -> STOP succeeded");
+            } catch (VfioException e) {
+                check(e.is(Errno.EINVAL), e.getMessage());
+            }
+            check(dst.state() == DeviceState.RUNNING, "RUNNING after the reset");
+            check(reported.stream().anyMatch(r -> r.startsWith("RESUMING>RUNNING (reset:")), "reset reported: " + reported);
+            return "stream of " + stream.length + " bytes cut at 50: " + failure + "; stuck in RESUMING; " + reported;
+        }
+    }
+
+    private static int deviceFd(NativeDevice d) {
+        return LabAccess.fd(d);
+    }
+
+    private static void closeFds(int[] fds) {
+        for (int fd : fds) {
+            LabAccess.close(fd);
+        }
+    }
+}
