@@ -1,7 +1,6 @@
 package io.vfioproxy.migration;
 
 import io.vertx.core.Future;
-import io.vertx.core.Handler;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
@@ -9,7 +8,6 @@ import io.vertx.core.file.AsyncFile;
 import io.vertx.core.file.OpenOptions;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import io.vertx.core.streams.WriteStream;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceIdentity;
 import io.vfioproxy.stream.FrameDecoder;
@@ -105,6 +103,7 @@ public final class Checkpoint {
         private final FrameDecoder decoder;
         private final SectionLoader loader;
         private final Promise<Result> result = Promise.promise();
+        private DecodingSink sink;
         private String id;
         private boolean done;
 
@@ -117,45 +116,8 @@ public final class Checkpoint {
         }
 
         Future<Result> run() {
-            in.pipe().endOnSuccess(false).endOnFailure(false).to(new WriteStream<Buffer>() {
-                @Override
-                public WriteStream<Buffer> exceptionHandler(Handler<Throwable> handler) {
-                    return this;
-                }
-
-                @Override
-                public Future<Void> write(Buffer data) {
-                    if (!done) {
-                        try {
-                            decoder.feed(data);
-                        } catch (ProtocolException | MigrationException e) {
-                            failed(e);
-                        }
-                    }
-                    return Future.succeededFuture();
-                }
-
-                @Override
-                public Future<Void> end() {
-                    return Future.succeededFuture();
-                }
-
-                @Override
-                public WriteStream<Buffer> setWriteQueueMaxSize(int maxSize) {
-                    return this;
-                }
-
-                @Override
-                public boolean writeQueueFull() {
-                    return !done && loader.full();
-                }
-
-                @Override
-                public WriteStream<Buffer> drainHandler(Handler<Void> handler) {
-                    loader.drainHandler(handler);
-                    return this;
-                }
-            }).onComplete(ar -> {
+            sink = new DecodingSink(decoder, () -> loader, this::failed);
+            in.pipe().endOnSuccess(false).endOnFailure(false).to(sink).onComplete(ar -> {
                 if (ar.failed()) {
                     failed(ar.cause());
                 } else if (id == null) {
@@ -250,6 +212,7 @@ public final class Checkpoint {
                 return;
             }
             done = true;
+            sink.stop();
             loader.abort();
             String reason = cause.getMessage() == null ? cause.toString() : cause.getMessage();
             // Queued behind RESUMING on the device's thread, so it also catches a device still entering it.

@@ -1,12 +1,10 @@
 package io.vfioproxy.migration;
 
 import io.vertx.core.Future;
-import io.vertx.core.Handler;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import io.vertx.core.streams.WriteStream;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceIdentity;
 import io.vfioproxy.device.DeviceRegistry;
@@ -52,6 +50,7 @@ public final class DestinationSession {
     private final FrameWriter writer;
     private final FrameDecoder decoder;
     private SectionLoader loader;
+    private DecodingSink sink;
     private MigrationRecord record;
     private Phase phase = Phase.HANDSHAKE;
     private long timer = -1;
@@ -81,7 +80,9 @@ public final class DestinationSession {
         timer = vertx.setPeriodic(Math.max(10, Math.min(250, options.progressTimeoutMillis() / 4)),
                 id -> checkProgress());
         connection.closeHandler(v -> connectionEnded());
-        connection.input().pipe().endOnSuccess(false).endOnFailure(false).to(new Inbound()).onComplete(ar -> {
+        sink = new DecodingSink(decoder, () -> loader, e -> fail(new MigrationException(phase.name(),
+                "protocol error from " + connection.peer() + ": " + e.getMessage(), e)));
+        connection.input().pipe().endOnSuccess(false).endOnFailure(false).to(sink).onComplete(ar -> {
             if (ar.failed()) {
                 fail(new MigrationException(phase.name(), "reading from " + connection.peer() + " failed: "
                         + ar.cause().getMessage(), ar.cause()));
@@ -98,50 +99,6 @@ public final class DestinationSession {
         String where = decoder.midFrame() ? "truncated stream: the connection closed " + decoder.position()
                 : "the connection closed " + decoder.position();
         fail(MigrationException.fromPeer(phase.name(), where + " in phase " + phase));
-    }
-
-    /** The pipe's end of the connection: decodes what arrives, full while the devices lag behind. */
-    private final class Inbound implements WriteStream<Buffer> {
-        @Override
-        public WriteStream<Buffer> exceptionHandler(Handler<Throwable> handler) {
-            return this;
-        }
-
-        @Override
-        public Future<Void> write(Buffer data) {
-            if (!done) {
-                try {
-                    decoder.feed(data);
-                } catch (ProtocolException e) {
-                    fail(new MigrationException(phase.name(), "protocol error from " + connection.peer() + ": "
-                            + e.getMessage(), e));
-                }
-            }
-            return Future.succeededFuture();
-        }
-
-        @Override
-        public Future<Void> end() {
-            return Future.succeededFuture();
-        }
-
-        @Override
-        public WriteStream<Buffer> setWriteQueueMaxSize(int maxSize) {
-            return this;
-        }
-
-        @Override
-        public boolean writeQueueFull() {
-            return !done && loader != null && loader.full();
-        }
-
-        @Override
-        public WriteStream<Buffer> drainHandler(Handler<Void> handler) {
-            if (loader != null) {
-                loader.drainHandler(handler);
-            }
-            return this;
-        }
     }
 
     private void hello(JsonObject hello) {
@@ -275,6 +232,7 @@ public final class DestinationSession {
             writer.control(FrameType.STARTED, 0, new JsonObject().put("devices",
                     new JsonArray(loader.devices().stream().map(DeviceHandle::name).toList())));
             done = true;
+            sink.stop();
             phase = Phase.COMPLETED;
             stopTimer();
             release();
@@ -327,6 +285,7 @@ public final class DestinationSession {
         phase = Phase.FAILED;
         stopTimer();
         String reason = cause.getMessage() == null ? cause.toString() : cause.getMessage();
+        sink.stop();
         if (loader != null) {
             loader.abort();
         }

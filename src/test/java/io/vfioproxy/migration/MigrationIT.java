@@ -8,7 +8,6 @@ import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.netty.util.internal.PlatformDependent;
 import io.vertx.core.Vertx;
-import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
 import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetServer;
@@ -21,9 +20,9 @@ import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.Limits;
-import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.testing.Agents;
 import io.vfioproxy.testing.Await;
+import io.vfioproxy.testing.RawPeer;
 import io.vfioproxy.transport.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
 import java.lang.management.BufferPoolMXBean;
@@ -189,36 +188,13 @@ class MigrationIT {
     private int stallingDestination(AtomicReference<NetSocket> stalled) {
         NetServer server = vertx.createNetServer().connectHandler(socket -> {
             FrameWriter writer = new FrameWriter(socket);
-            FrameDecoder decoder = new FrameDecoder(Limits.DEFAULT, new FrameDecoder.Listener() {
-                @Override
-                public void onControl(FrameType type, int channel, JsonObject body) {
-                    if (type == FrameType.HELLO) {
-                        writer.control(FrameType.ACCEPT, 0, new JsonObject().put("protocol", 1));
-                        socket.pause();
-                        stalled.set(socket);
-                    }
+            FrameDecoder decoder = new FrameDecoder(Limits.DEFAULT, RawPeer.controlOnly((type, body) -> {
+                if (type == FrameType.HELLO) {
+                    writer.control(FrameType.ACCEPT, 0, new JsonObject().put("protocol", 1));
+                    socket.pause();
+                    stalled.set(socket);
                 }
-
-                @Override
-                public void onMarker(int channel, VfioTag tag) {
-                }
-
-                @Override
-                public void onConfig(int channel, Buffer blob) {
-                }
-
-                @Override
-                public void onDataStart(int channel, long size) {
-                }
-
-                @Override
-                public void onData(int channel, Buffer piece) {
-                }
-
-                @Override
-                public void onDataEnd(int channel) {
-                }
-            });
+            }));
             socket.handler(buf -> {
                 if (stalled.get() == null) {
                     decoder.feed(buf);

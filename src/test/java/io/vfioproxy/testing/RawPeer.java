@@ -11,6 +11,7 @@ import io.vfioproxy.stream.Limits;
 import io.vfioproxy.stream.VfioTag;
 import java.time.Duration;
 import java.util.List;
+import java.util.function.BiConsumer;
 import java.util.concurrent.CopyOnWriteArrayList;
 
 /**
@@ -28,10 +29,18 @@ public final class RawPeer {
 
     private RawPeer(NetSocket socket) {
         this.socket = socket;
-        FrameDecoder decoder = new FrameDecoder(Limits.DEFAULT, new FrameDecoder.Listener() {
+        FrameDecoder decoder = new FrameDecoder(Limits.DEFAULT, controlOnly((type, body) ->
+                received.add(new Received(type, body))));
+        socket.handler(decoder::feed);
+        socket.closeHandler(v -> closed.tryComplete());
+    }
+
+    /** A listener that passes control frames on and ignores device sections. */
+    public static FrameDecoder.Listener controlOnly(BiConsumer<FrameType, JsonObject> onControl) {
+        return new FrameDecoder.Listener() {
             @Override
             public void onControl(FrameType type, int channel, JsonObject body) {
-                received.add(new Received(type, body));
+                onControl.accept(type, body);
             }
 
             @Override
@@ -53,9 +62,7 @@ public final class RawPeer {
             @Override
             public void onDataEnd(int channel) {
             }
-        });
-        socket.handler(decoder::feed);
-        socket.closeHandler(v -> closed.tryComplete());
+        };
     }
 
     public static RawPeer connect(Vertx vertx, int port) {

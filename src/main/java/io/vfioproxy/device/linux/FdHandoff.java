@@ -61,17 +61,9 @@ public final class FdHandoff {
     /** Receives one message with one fd on the connected socket {@code sock}. */
     public static Received receive(int sock) throws IOException {
         Memory label = new Memory(LABEL_MAX);
-        Memory iov = new Memory(IOVEC_SIZE);
-        iov.setPointer(0, label);
-        iov.setLong(8, LABEL_MAX);
         Memory control = new Memory(CMSG_SPACE_ONE_FD);
         control.clear();
-        Memory msg = new Memory(MSGHDR_SIZE);
-        msg.clear();
-        msg.setPointer(16, iov);
-        msg.setLong(24, 1);
-        msg.setPointer(32, control);
-        msg.setLong(40, CMSG_SPACE_ONE_FD);
+        Memory msg = message(label, LABEL_MAX, control);
         long n = LibC.recvmsg(sock, msg, LibC.MSG_CMSG_CLOEXEC).longValue();
         long controlLength = msg.getLong(40);
         if (controlLength < CMSG_LEN_ONE_FD || control.getInt(8) != LibC.SOL_SOCKET
@@ -86,26 +78,35 @@ public final class FdHandoff {
         return new Received(fd, n <= 0 ? "" : new String(label.getByteArray(0, (int) n), StandardCharsets.UTF_8));
     }
 
+    /**
+     * A msghdr with one iovec over {@code data} and room for one fd in {@code control}. The iovec lives in the
+     * same block, after the msghdr: JNA frees a Memory once Java no longer references it, so a separate iovec
+     * could be freed while the kernel still needs it. The caller keeps {@code data} and {@code control}.
+     */
+    private static Memory message(Memory data, long length, Memory control) {
+        Memory msg = new Memory(MSGHDR_SIZE + IOVEC_SIZE);
+        msg.clear();
+        msg.setPointer(MSGHDR_SIZE, data);
+        msg.setLong(MSGHDR_SIZE + 8, length);
+        msg.setPointer(16, msg.share(MSGHDR_SIZE));
+        msg.setLong(24, 1);
+        msg.setPointer(32, control);
+        msg.setLong(40, CMSG_SPACE_ONE_FD);
+        return msg;
+    }
+
     /** Sends {@code fd} with {@code label} on the connected unix socket {@code sock} (the owner's side). */
     public static void send(int sock, int fd, String label) throws IOException {
         byte[] bytes = label.getBytes(StandardCharsets.UTF_8);
         Memory payload = new Memory(Math.max(1, bytes.length));
         payload.write(0, bytes, 0, bytes.length);
-        Memory iov = new Memory(IOVEC_SIZE);
-        iov.setPointer(0, payload);
-        iov.setLong(8, bytes.length);
         Memory control = new Memory(CMSG_SPACE_ONE_FD);
         control.clear();
         control.setLong(0, CMSG_LEN_ONE_FD);
         control.setInt(8, LibC.SOL_SOCKET);
         control.setInt(12, LibC.SCM_RIGHTS);
         control.setInt(16, fd);
-        Memory msg = new Memory(MSGHDR_SIZE);
-        msg.clear();
-        msg.setPointer(16, iov);
-        msg.setLong(24, 1);
-        msg.setPointer(32, control);
-        msg.setLong(40, CMSG_SPACE_ONE_FD);
+        Memory msg = message(payload, bytes.length, control);
         try {
             LibC.sendmsg(sock, msg, 0);
         } catch (LastErrorException e) {
