@@ -29,6 +29,9 @@ import org.junit.jupiter.api.Timeout;
 @Timeout(value = 20, unit = TimeUnit.MINUTES)
 class KernelLabIT {
 
+    private static final int BOOT_ATTEMPTS = 4;
+    private static final int LAB_FAILURE = 125;
+
     private final Map<String, String> results = new LinkedHashMap<>();
     private final List<String> output = new ArrayList<>();
     private int exitCode;
@@ -65,9 +68,25 @@ class KernelLabIT {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
         // The guest's init leaves the loopback interface down; the agent-to-agent scenario needs it.
         String job = "/bin/busybox ip link set lo up && exec \"$0\" \"$@\"";
-        ProcessBuilder pb = new ProcessBuilder(lab.resolve("run-in-guest.sh").toString(), "--workdir",
-                project.toString(), "--timeout", "900", "--", "/bin/sh", "-c", job, java, "-XX:TieredStopAtLevel=1",
-                "-cp", classpath, LabScenarios.class.getName());
+        List<String> command = List.of(lab.resolve("run-in-guest.sh").toString(), "--workdir", project.toString(),
+                "--timeout", "900", "--", "/bin/sh", "-c", job, java, "-XX:TieredStopAtLevel=1", "-cp", classpath,
+                LabScenarios.class.getName());
+        // Exit status 125 is the lab's own failure (under emulation the guest kernel occasionally fails to boot):
+        // boot again. A scenario's failure is never retried.
+        for (int attempt = 1; attempt <= BOOT_ATTEMPTS; attempt++) {
+            boot(command);
+            if (exitCode != LAB_FAILURE || !results.isEmpty()) {
+                return;
+            }
+            System.out.println("KernelLabIT: the lab failed to boot its guest (attempt " + attempt + " of "
+                    + BOOT_ATTEMPTS + ")");
+        }
+    }
+
+    private void boot(List<String> command) throws IOException, InterruptedException {
+        output.clear();
+        results.clear();
+        ProcessBuilder pb = new ProcessBuilder(command);
         pb.redirectErrorStream(true);
         Process process = pb.start();
         try (BufferedReader in = new BufferedReader(new InputStreamReader(process.getInputStream(),
