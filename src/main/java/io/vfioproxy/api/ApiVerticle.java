@@ -47,6 +47,8 @@ public final class ApiVerticle extends VerticleBase {
         router.get("/v1/migrations").handler(rc -> json(rc, 200, new JsonObject().put("migrations",
                 new JsonArray(migrations.all().stream().map(MigrationRecord::toJson).toList()))));
         router.get("/v1/migrations/:id").handler(this::getMigration);
+        router.post("/v1/migrations/:id/cancel").handler(rc -> control(rc, migrations::cancel));
+        router.post("/v1/migrations/:id/switchover").handler(rc -> control(rc, migrations::release));
         router.route().last().handler(rc -> error(rc, 404, "no such resource: " + rc.request().method() + " "
                 + rc.request().path()));
         router.route().failureHandler(rc -> error(rc, rc.statusCode() > 0 ? rc.statusCode() : 500,
@@ -120,6 +122,15 @@ public final class ApiVerticle extends VerticleBase {
             return;
         }
         json(rc, 200, r.toJson());
+    }
+
+    /** Cancel or release: 202 with the migration, 404 or 409 with the reason. */
+    private void control(RoutingContext rc, java.util.function.Function<String, MigrationRecord> action) {
+        try {
+            json(rc, 202, action.apply(rc.pathParam("id")).toJson());
+        } catch (MigrationService.Rejected e) {
+            error(rc, e.status(), e.getMessage());
+        }
     }
 
     private static void json(RoutingContext rc, int status, JsonObject body) {

@@ -18,7 +18,8 @@ public final class DeviceFactory {
      * Opens the device {@code config} describes. Blocking: call it on the device's worker thread.
      *
      * <p>Simulated: {@code {"name": "sim0", "backend": "simulated", "size": "1GiB", "pageSize": 4096,
-     * "flags": "STOP_COPY,P2P,PRE_COPY", "seed": 1, "faults": {...}, "drainedPrecopyRead": "ENOMSG"}}.
+     * "flags": "STOP_COPY,P2P,PRE_COPY", "seed": 1, "dirtyRate": "64MiB", "faults": {...},
+     * "drainedPrecopyRead": "ENOMSG"}}; {@code dirtyRate} is bytes per second the workload writes while running.
      *
      * <p>Native: {@code {"name": "gpu0", "backend": "native", "device": "0000:3b:00.1"}} (a PCI address, an
      * mdev UUID or a cdev path /dev/vfio/devices/vfioN), or {@code {"name": "vm1-gpu", "backend": "native",
@@ -73,7 +74,8 @@ public final class DeviceFactory {
         if (!drained.equals("ENOMSG") && !drained.equals("ZERO")) {
             throw new IllegalArgumentException("device " + name + ": drainedPrecopyRead must be ENOMSG or ZERO");
         }
+        long dirtyRate = ByteSize.parse(config.getValue("dirtyRate", "0").toString());
         return new SimulatedDevice(name, size, pageSize, flags, seed, FaultPlan.fromJson(config.getJsonObject("faults")),
-                drained.equals("ZERO"));
+                drained.equals("ZERO"), dirtyRate);
     }
 }

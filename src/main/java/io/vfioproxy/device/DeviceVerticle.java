@@ -43,7 +43,8 @@ public final class DeviceVerticle extends VerticleBase {
             MigrationDevice device = DeviceFactory.open(deviceConfig);
             try {
                 DeviceController controller = new DeviceController(device, publish);
-                return new DeviceHandle(controller, executor, device.identity());
+                return new DeviceHandle(controller, executor, device.identity().with(controller.flags().toString(),
+                        deviceConfig.getString("compatibilityTag", "")));
             } catch (Exception | Error e) {
                 device.close();
                 throw e;

@@ -47,6 +47,11 @@ public final class SimulatedDevice implements MigrationDevice {
     private final FaultPlan faults;
     private final boolean zeroReadWhenDrained;
 
+    private final double dirtyPagesPerNano;
+    private final SplittableRandom workload;
+    private long workloadNanos = System.nanoTime();
+    private double dirtyCarry;
+
     private long seed;
     private byte[] pattern;
     private int[] versions;
@@ -60,6 +65,15 @@ public final class SimulatedDevice implements MigrationDevice {
      */
     public SimulatedDevice(String name, long sizeBytes, int pageSize, MigrationFlags flags, long seed,
             FaultPlan faults, boolean zeroReadWhenDrained) {
+        this(name, sizeBytes, pageSize, flags, seed, faults, zeroReadWhenDrained, 0);
+    }
+
+    /**
+     * @param dirtyBytesPerSecond how fast the simulated workload writes to the state while the device runs
+     *        (RUNNING or PRE_COPY); a page written after it was sent is sent again
+     */
+    public SimulatedDevice(String name, long sizeBytes, int pageSize, MigrationFlags flags, long seed,
+            FaultPlan faults, boolean zeroReadWhenDrained, long dirtyBytesPerSecond) {
         if (pageSize < 64 || pageSize > PATTERN_SPAN || Integer.bitCount(pageSize) != 1) {
             throw new IllegalArgumentException(name + ": page size must be a power of two from 64 to 65536, got "
                     + pageSize);
@@ -78,6 +92,33 @@ public final class SimulatedDevice implements MigrationDevice {
         this.pattern = pattern(seed, pageSize);
         this.versions = new int[pageCount];
         Arrays.fill(versions, 1);
+        this.dirtyPagesPerNano = dirtyBytesPerSecond / (double) pageSize / 1e9;
+        this.workload = new SplittableRandom(seed ^ 0x5DEECE66DL);
+    }
+
+    /**
+     * Lets the simulated workload catch up with the clock: while the device runs it dirties pages at its rate.
+     * Called under the lock at the start of every operation, so the device changes only while it runs, as a
+     * real one does.
+     */
+    private void runWorkload() {
+        long now = System.nanoTime();
+        if (dirtyPagesPerNano > 0 && state.isRunning()) {
+            dirtyCarry += (now - workloadNanos) * dirtyPagesPerNano;
+            long pages = (long) dirtyCarry;
+            dirtyCarry -= pages;
+            for (long i = 0; i < pages; i++) {
+                writePage(workload.nextInt(pageCount));
+            }
+        }
+        workloadNanos = now;
+    }
+
+    private void writePage(int page) {
+        versions[page]++;
+        if (session instanceof SaveSession save) {
+            save.pageDirtied(page);
+        }
     }
 
     public SimulatedDevice(String name, long sizeBytes, MigrationFlags flags, long seed) {
@@ -146,11 +187,7 @@ public final class SimulatedDevice implements MigrationDevice {
         }
         SplittableRandom rng = new SplittableRandom(rngSeed);
         for (long i = 0; i < count; i++) {
-            int page = rng.nextInt(pageCount);
-            versions[page]++;
-            if (session instanceof SaveSession save) {
-                save.pageDirtied(page);
-            }
+            writePage(rng.nextInt(pageCount));
         }
         return count;
     }
@@ -173,6 +210,7 @@ public final class SimulatedDevice implements MigrationDevice {
     @Override
     public synchronized DeviceState state() throws VfioException {
         checkOpen("GET MIG_DEVICE_STATE");
+        runWorkload();
         return state;
     }
 
@@ -180,6 +218,7 @@ public final class SimulatedDevice implements MigrationDevice {
     public synchronized Optional<DataChannel> setState(DeviceState target) throws VfioException {
         String call = "SET MIG_DEVICE_STATE " + state + " -> " + target;
         checkOpen(call);
+        runWorkload();
         List<DeviceState> path;
         try {
             path = StateMachine.path(flags, state, target);
@@ -215,6 +254,7 @@ public final class SimulatedDevice implements MigrationDevice {
     @Override
     public synchronized long stopCopySize() throws VfioException {
         checkOpen("GET MIG_DATA_SIZE");
+        runWorkload();
         return stopCopySizeLocked();
     }
 
@@ -315,6 +355,7 @@ public final class SimulatedDevice implements MigrationDevice {
             synchronized (SimulatedDevice.this) {
                 String call = "read(data_fd)";
                 checkUsable(call);
+                runWorkload();
                 int limit = dst.remaining();
                 if (faults.readFailAt() >= 0) {
                     long allowed = faults.readFailAt() - bytesRead;
@@ -399,6 +440,7 @@ public final class SimulatedDevice implements MigrationDevice {
             synchronized (SimulatedDevice.this) {
                 String call = "VFIO_MIG_GET_PRECOPY_INFO";
                 checkUsable(call);
+                runWorkload();
                 if (state != DeviceState.PRE_COPY && state != DeviceState.PRE_COPY_P2P) {
                     throw new VfioException(name, call, state, Errno.EINVAL, "only valid in PRE_COPY and PRE_COPY_P2P");
                 }

@@ -56,14 +56,15 @@ public final class Checkpoint {
         SectionSender[] sender = new SectionSender[1];
         return opened.future().compose(out -> {
             FrameWriter writer = new FrameWriter(out);
+            sender[0] = new SectionSender(vertx, device, device.name(), writer, 0, chunkSize);
             writer.control(FrameType.HELLO, 0, new JsonObject()
                     .put("protocol", Frames.PROTOCOL_VERSION)
                     .put("migration", id)
                     .put("checkpoint", true)
+                    .put("mode", "stop-copy")
                     .put("createdAt", Instant.now().toString())
                     .put("chunkSize", chunkSize)
-                    .put("devices", new JsonArray().add(SectionSender.helloEntry(device, 0, device.name()))));
-            sender[0] = new SectionSender(device, writer, 0, chunkSize);
+                    .put("devices", new JsonArray().add(sender[0].helloEntry())));
             return sender[0].setup()
                     .compose(v -> sender[0].stopCopy(cause))
                     .compose(v -> sender[0].end())
@@ -112,7 +113,7 @@ public final class Checkpoint {
             this.file = file;
             this.in = in;
             this.decoder = new FrameDecoder(options.limits(), this);
-            this.loader = new SectionLoader("restore from " + file, options.deviceWriteQueueBytes(), this);
+            this.loader = new SectionLoader("restore from " + file, false, options.deviceWriteQueueBytes(), this);
         }
 
         Future<Result> run() {

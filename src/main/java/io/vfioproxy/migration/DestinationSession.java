@@ -80,6 +80,13 @@ public final class DestinationSession {
         timer = vertx.setPeriodic(Math.max(10, Math.min(250, options.progressTimeoutMillis() / 4)),
                 id -> checkProgress());
         connection.closeHandler(v -> connectionEnded());
+        connection.shutdownHandler(v -> {
+            if (done) {
+                connection.close();
+            } else {
+                fail(new MigrationException(phase.name(), "agent " + agent + " is shutting down"));
+            }
+        });
         sink = new DecodingSink(decoder, () -> loader, e -> fail(new MigrationException(phase.name(),
                 "protocol error from " + connection.peer() + ": " + e.getMessage(), e)));
         connection.input().pipe().endOnSuccess(false).endOnFailure(false).to(sink).onComplete(ar -> {
@@ -123,7 +130,13 @@ public final class DestinationSession {
             refuse("the HELLO names no device");
             return;
         }
-        loader = new SectionLoader("migration " + id, options.deviceWriteQueueBytes(), new Loaded());
+        String mode = hello.getString("mode", "stop-copy");
+        if (!mode.equals("stop-copy") && !mode.equals("precopy")) {
+            refuse("unknown mode '" + mode + "'");
+            return;
+        }
+        loader = new SectionLoader("migration " + id, mode.equals("precopy"), options.deviceWriteQueueBytes(),
+                new Loaded());
         List<String> sources = new ArrayList<>();
         for (int i = 0; i < list.size(); i++) {
             JsonObject d = list.getJsonObject(i);
@@ -212,16 +225,36 @@ public final class DestinationSession {
             fail(cause instanceof MigrationException ? cause
                     : new MigrationException(phase.name(), cause.getMessage(), cause));
         }
+
+        @Override
+        public void initialDataLoaded(int channel) {
+            if (!done) {
+                writer.control(FrameType.SWITCHOVER_ACK, channel, new JsonObject());
+            }
+        }
+    }
+
+    /** Every device to RUNNING_P2P before any runs, so none sends P2P DMA to a peer that is not ready. */
+    private Future<Void> startInOrder() {
+        List<Future<Void>> quiesced = new ArrayList<>();
+        for (DeviceHandle d : loader.devices()) {
+            if (d.flags().p2p()) {
+                quiesced.add(d.setState(DeviceState.RUNNING_P2P, DeviceState.ERROR, cause("start: P2P quiesced")));
+            }
+        }
+        return Future.all(quiesced).compose(v -> {
+            List<Future<Void>> running = new ArrayList<>();
+            for (DeviceHandle d : loader.devices()) {
+                running.add(d.setState(DeviceState.RUNNING, DeviceState.ERROR, cause("start after migration")));
+            }
+            return Future.all(running);
+        }).mapEmpty();
     }
 
     private void startDevices() {
         phase = Phase.STARTING;
         record.phase("STARTING");
-        List<Future<Void>> starts = new ArrayList<>();
-        for (DeviceHandle d : loader.devices()) {
-            starts.add(d.setState(DeviceState.RUNNING, DeviceState.ERROR, cause("start after migration")));
-        }
-        Future.all(starts).onComplete(ar -> {
+        startInOrder().onComplete(ar -> {
             if (done) {
                 return;
             }
@@ -229,8 +262,10 @@ public final class DestinationSession {
                 fail(new MigrationException("STARTING", "a device failed to start: " + ar.cause().getMessage()));
                 return;
             }
+            // The source reads STARTED before it sees the connection end.
             writer.control(FrameType.STARTED, 0, new JsonObject().put("devices",
-                    new JsonArray(loader.devices().stream().map(DeviceHandle::name).toList())));
+                    new JsonArray(loader.devices().stream().map(DeviceHandle::name).toList())))
+                    .onComplete(v -> connection.close());
             done = true;
             sink.stop();
             phase = Phase.COMPLETED;
@@ -289,12 +324,14 @@ public final class DestinationSession {
         if (loader != null) {
             loader.abort();
         }
-        if (cause instanceof MigrationException m && m.isFromPeer()) {
+        if (cause instanceof SourceAbort || cause instanceof MigrationException m && m.isFromPeer()) {
             connection.close();
         } else {
             abortAndLinger(reason);
         }
-        boolean keepLoaded = failedIn == Phase.LOADED || failedIn == Phase.STARTING;
+        // A connection lost after LOADED leaves the source's decision unknown: keep the state. An ABORT from the
+        // source says it did not commit: reset.
+        boolean keepLoaded = (failedIn == Phase.LOADED || failedIn == Phase.STARTING) && !(cause instanceof SourceAbort);
         List<Future<DeviceState>> safe = new ArrayList<>();
         if (loader != null && failedIn != Phase.HANDSHAKE) {
             // Only devices this session moved are reset; a refused HELLO leaves every device as it was.
@@ -324,6 +361,13 @@ public final class DestinationSession {
         connection.closeHandler(v -> vertx.cancelTimer(linger));
     }
 
+    /** The source's ABORT: it ended the migration and did not commit. */
+    private static final class SourceAbort extends RuntimeException {
+        SourceAbort(String message) {
+            super(message);
+        }
+    }
+
     private final class Incoming implements FrameDecoder.Listener {
         @Override
         public void onControl(FrameType type, int channel, JsonObject body) {
@@ -340,7 +384,7 @@ public final class DestinationSession {
                     }
                     startDevices();
                 }
-                case ABORT -> fail(MigrationException.fromPeer(phase.name(), "the source aborted the migration: "
+                case ABORT -> fail(new SourceAbort("the source aborted the migration: "
                         + body.getString("reason", "no reason given")));
                 default -> throw new ProtocolException("unexpected " + type + " frame from the source");
             }

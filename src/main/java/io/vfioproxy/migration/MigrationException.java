@@ -5,6 +5,7 @@ public final class MigrationException extends RuntimeException {
 
     private final String phase;
     private final boolean fromPeer;
+    private boolean cancelled;
 
     public MigrationException(String phase, String message) {
         this(phase, message, null, false);
@@ -27,6 +28,17 @@ public final class MigrationException extends RuntimeException {
 
     public boolean isFromPeer() {
         return fromPeer;
+    }
+
+    /** The operator cancelled the migration in {@code phase}. */
+    public static MigrationException cancelled(String phase) {
+        MigrationException e = new MigrationException(phase, "cancelled by the operator in phase " + phase);
+        e.cancelled = true;
+        return e;
+    }
+
+    public boolean isCancelled() {
+        return cancelled;
     }
 
     public String phase() {

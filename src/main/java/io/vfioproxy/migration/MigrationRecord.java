@@ -13,7 +13,7 @@ public final class MigrationRecord {
     public enum Role { SOURCE, DESTINATION }
 
     /** Where a migration ended, or that it has not. */
-    public enum Outcome { ACTIVE, COMPLETED, FAILED }
+    public enum Outcome { ACTIVE, COMPLETED, FAILED, CANCELLED }
 
     private final String id;
     private final Role role;
@@ -35,6 +35,13 @@ public final class MigrationRecord {
     private volatile String failedPhase;
     private volatile String deviceStateAfter;
     private volatile Boolean destinationStarted;
+    private volatile String mode = "stop-copy";
+    private volatile long precopyBytes;
+    private volatile long stopCopyBytes;
+    private volatile long iterations;
+    private volatile long bandwidth;
+    private volatile long transferNanos = -1;
+    private volatile String switchoverReason;
 
     public MigrationRecord(String id, Role role, String agent) {
         this.id = id;
@@ -88,6 +95,58 @@ public final class MigrationRecord {
         return destinationStarted;
     }
 
+    public long precopyBytes() {
+        return precopyBytes;
+    }
+
+    public long stopCopyBytes() {
+        return stopCopyBytes;
+    }
+
+    public long iterations() {
+        return iterations;
+    }
+
+    /** Bytes per second the migration moved, as measured; 0 before a measurement. */
+    public long bandwidth() {
+        return bandwidth;
+    }
+
+    public String switchoverReason() {
+        return switchoverReason;
+    }
+
+    public String mode() {
+        return mode;
+    }
+
+    void mode(String m) {
+        this.mode = m;
+    }
+
+    void transfer(long precopy, long stopCopy, long iterationCount) {
+        this.precopyBytes = precopy;
+        this.stopCopyBytes = stopCopy;
+        this.iterations = iterationCount;
+    }
+
+    /** Seconds from the first byte of device data to the end of the last section, or -1. */
+    public double transferSeconds() {
+        return transferNanos < 0 ? -1 : transferNanos / 1e9;
+    }
+
+    void transferNanos(long nanos) {
+        this.transferNanos = nanos;
+    }
+
+    void bandwidth(long bytesPerSecond) {
+        this.bandwidth = bytesPerSecond;
+    }
+
+    void switchoverReason(String reason) {
+        this.switchoverReason = reason;
+    }
+
     void devices(String device, String peerDevice, String peer) {
         this.device = device;
         this.peerDevice = peerDevice;
@@ -130,6 +189,13 @@ public final class MigrationRecord {
         this.phase = "FAILED";
     }
 
+    void cancelled(String phaseOfCancel, String reason, String deviceState) {
+        this.failedPhase = phaseOfCancel;
+        this.error = reason;
+        end(Outcome.CANCELLED, deviceState);
+        this.phase = "CANCELLED";
+    }
+
     private void end(Outcome o, String deviceState) {
         this.deviceStateAfter = deviceState;
         this.endedAt = Instant.now();
@@ -148,14 +214,27 @@ public final class MigrationRecord {
                 .put("phase", phase)
                 .put("outcome", outcome.name().toLowerCase())
                 .put("startedAt", startedAt.toString())
+                .put("mode", mode)
                 .put("stateSize", stateSize)
-                .put("dataBytes", dataBytes);
+                .put("dataBytes", dataBytes)
+                .put("precopyBytes", precopyBytes)
+                .put("stopCopyBytes", stopCopyBytes)
+                .put("precopyIterations", iterations);
+        if (bandwidth > 0) {
+            json.put("bandwidthBytesPerSecond", bandwidth);
+        }
+        if (switchoverReason != null) {
+            json.put("switchoverReason", switchoverReason);
+        }
         if (downtimeNanos >= 0) {
             json.put("downtimeMillis", downtimeNanos / 1e6);
         }
         if (stopCopyNanos > 0) {
             json.put("stopCopySeconds", stopCopyNanos / 1e9);
-            json.put("throughputBytesPerSecond", (long) (dataBytes / (stopCopyNanos / 1e9)));
+        }
+        if (transferNanos > 0) {
+            json.put("transferSeconds", transferNanos / 1e9)
+                    .put("throughputBytesPerSecond", (long) (dataBytes / (transferNanos / 1e9)));
         }
         if (endedAt != null) {
             json.put("endedAt", endedAt.toString()).put("durationMillis", durationNanos / 1e6);

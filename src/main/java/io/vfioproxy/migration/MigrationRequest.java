@@ -1,42 +1,148 @@
 package io.vfioproxy.migration;
 
+import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.transport.StreamEndpoint;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Set;
 
 /**
- * A request to migrate one device of this agent to a destination agent.
+ * A request to migrate one or more devices of this agent, as one migration, to a destination agent.
  *
- * @param device the source device on this agent
+ * @param devices the source devices and the destination devices that receive their state
  * @param destination the destination agent's stream endpoint
- * @param targetDevice the device on the destination that receives the state (defaults to {@code device})
+ * @param mode PRECOPY moves most of the state while the devices run (for devices that support it); STOP_COPY
+ *        stops them for the whole transfer
+ * @param manualSwitchover hold when ready to switch over, until {@link MigrationService#release} is called
+ * @param downtimeLimitMillis pre-copy switches over when the rest is expected to take no longer (QEMU: 300 ms)
+ * @param precopyBudgetMillis pre-copy switches over after this long even without converging
  * @param chunkSize the chunk size for this migration, or 0 for the agent's default
  */
-public record MigrationRequest(String device, StreamEndpoint destination, String targetDevice, int chunkSize) {
+public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destination, Mode mode,
+        boolean manualSwitchover, long downtimeLimitMillis, long precopyBudgetMillis, int chunkSize) {
+
+    /** How the state moves. */
+    public enum Mode { PRECOPY, STOP_COPY }
 
     /**
-     * Reads {@code {"device": "sim0", "destination": "host:7070", "targetDevice": "sim1", "chunkSize": 1048576}}.
+     * @param device the source device on this agent
+     * @param targetDevice the device on the destination
+     */
+    public record DevicePair(String device, String targetDevice) {
+    }
+
+    public static final long DEFAULT_DOWNTIME_LIMIT_MILLIS = 300;
+    public static final long DEFAULT_PRECOPY_BUDGET_MILLIS = 30_000;
+
+    public MigrationRequest {
+        devices = List.copyOf(devices);
+    }
+
+    /** One device, stop-copy, the agent's chunk size unless {@code chunkSize} is set. */
+    public MigrationRequest(String device, StreamEndpoint destination, String targetDevice, int chunkSize) {
+        this(List.of(new DevicePair(device, targetDevice)), destination, Mode.STOP_COPY, false,
+                DEFAULT_DOWNTIME_LIMIT_MILLIS, DEFAULT_PRECOPY_BUDGET_MILLIS, chunkSize);
+    }
+
+    public MigrationRequest withMode(Mode m) {
+        return new MigrationRequest(devices, destination, m, manualSwitchover, downtimeLimitMillis,
+                precopyBudgetMillis, chunkSize);
+    }
+
+    public MigrationRequest withSwitchover(boolean manual, long downtimeLimit, long precopyBudget) {
+        return new MigrationRequest(devices, destination, mode, manual, downtimeLimit, precopyBudget, chunkSize);
+    }
+
+    private static String text(JsonObject json, String key) {
+        Object v = json.getValue(key);
+        if (v != null && !(v instanceof String)) {
+            throw new IllegalArgumentException("'" + key + "' must be a string");
+        }
+        return (String) v;
+    }
+
+    private static long number(JsonObject json, String key, long fallback) {
+        Object v = json.getValue(key);
+        if (v == null) {
+            return fallback;
+        }
+        if (!(v instanceof Number) || ((Number) v).longValue() < 0) {
+            throw new IllegalArgumentException("'" + key + "' must be a number, 0 or more");
+        }
+        return ((Number) v).longValue();
+    }
+
+    /**
+     * Reads {@code {"device": "gpu0", "targetDevice": "gpu0"}} or {@code {"devices": [{"device": ...,
+     * "targetDevice": ...}, ...]}}, with {@code "destination": "host:7070"} and optionally {@code "mode":
+     * "precopy" | "stop-copy"} (default precopy), {@code "switchover": "auto" | "manual"},
+     * {@code "downtimeLimitMillis"}, {@code "precopyBudgetMillis"}, {@code "chunkSize"}.
      *
      * @throws IllegalArgumentException naming the missing or malformed field
      */
     public static MigrationRequest fromJson(JsonObject json) {
-        String device = json.getString("device");
-        if (device == null || device.isBlank()) {
-            throw new IllegalArgumentException("'device' is required: the source device on this agent");
+        List<DevicePair> pairs = new ArrayList<>();
+        Object list = json.getValue("devices");
+        if (list != null) {
+            if (!(list instanceof JsonArray array) || array.isEmpty()) {
+                throw new IllegalArgumentException("'devices' must be a non-empty array of {device, targetDevice}");
+            }
+            for (int i = 0; i < array.size(); i++) {
+                if (!(array.getValue(i) instanceof JsonObject entry)) {
+                    throw new IllegalArgumentException("'devices' entry " + i + " must be an object");
+                }
+                pairs.add(pair(entry));
+            }
+        } else {
+            pairs.add(pair(json));
         }
-        String destination = json.getString("destination");
+        Set<String> seen = new HashSet<>();
+        Set<String> targets = new HashSet<>();
+        for (DevicePair p : pairs) {
+            if (!seen.add(p.device()) || !targets.add(p.targetDevice())) {
+                throw new IllegalArgumentException("device " + p.device() + " or target " + p.targetDevice()
+                        + " is named twice");
+            }
+        }
+        String destination = text(json, "destination");
         if (destination == null || destination.isBlank()) {
             throw new IllegalArgumentException("'destination' is required: the destination agent as host:port");
         }
-        Object chunk = json.getValue("chunkSize", 0);
-        if (!(chunk instanceof Number)) {
-            throw new IllegalArgumentException("'chunkSize' must be a number of bytes");
+        String mode = text(json, "mode");
+        Mode m = mode == null || mode.equals("precopy") ? Mode.PRECOPY : mode.equals("stop-copy") ? Mode.STOP_COPY
+                : null;
+        if (m == null) {
+            throw new IllegalArgumentException("'mode' must be 'precopy' or 'stop-copy'");
         }
-        return new MigrationRequest(device, StreamEndpoint.parse(destination),
-                json.getString("targetDevice", device), ((Number) chunk).intValue());
+        String switchover = text(json, "switchover");
+        if (switchover != null && !switchover.equals("auto") && !switchover.equals("manual")) {
+            throw new IllegalArgumentException("'switchover' must be 'auto' or 'manual'");
+        }
+        return new MigrationRequest(pairs, StreamEndpoint.parse(destination), m, "manual".equals(switchover),
+                number(json, "downtimeLimitMillis", DEFAULT_DOWNTIME_LIMIT_MILLIS),
+                number(json, "precopyBudgetMillis", DEFAULT_PRECOPY_BUDGET_MILLIS),
+                (int) number(json, "chunkSize", 0));
+    }
+
+    private static DevicePair pair(JsonObject json) {
+        String device = text(json, "device");
+        if (device == null || device.isBlank()) {
+            throw new IllegalArgumentException("'device' is required: the source device on this agent");
+        }
+        String target = text(json, "targetDevice");
+        return new DevicePair(device, target == null ? device : target);
     }
 
     public JsonObject toJson() {
-        return new JsonObject().put("device", device).put("destination", destination.toString())
-                .put("targetDevice", targetDevice).put("chunkSize", chunkSize);
+        JsonArray list = new JsonArray();
+        devices.forEach(p -> list.add(new JsonObject().put("device", p.device()).put("targetDevice",
+                p.targetDevice())));
+        return new JsonObject().put("devices", list).put("destination", destination.toString())
+                .put("mode", mode == Mode.PRECOPY ? "precopy" : "stop-copy")
+                .put("switchover", manualSwitchover ? "manual" : "auto")
+                .put("downtimeLimitMillis", downtimeLimitMillis).put("precopyBudgetMillis", precopyBudgetMillis)
+                .put("chunkSize", chunkSize);
     }
 }

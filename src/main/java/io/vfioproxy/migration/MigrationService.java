@@ -45,6 +45,7 @@ public final class MigrationService {
     private final MigrationOptions options;
     private final MigrationEvents events;
     private final Map<String, MigrationRecord> records = new ConcurrentHashMap<>();
+    private final Map<String, SourceMigration> running = new ConcurrentHashMap<>();
 
     public MigrationService(Vertx vertx, String agent, DeviceRegistry devices, TcpConnector connector,
             MigrationOptions options) {
@@ -61,14 +62,18 @@ public final class MigrationService {
     }
 
     /**
-     * Starts migrating a device of this agent. Call on an event-loop context; the migration runs there.
+     * Starts migrating devices of this agent. Call on an event-loop context; the migration runs there.
      *
      * @throws Rejected 404 for an unknown device, 409 for a device that is already migrating, 400 for bad options
      */
     public Started migrate(MigrationRequest request) {
-        DeviceHandle device = devices.find(request.device());
-        if (device == null) {
-            throw new Rejected(404, "agent " + agent + " has no device named '" + request.device() + "'");
+        List<DeviceHandle> sources = new ArrayList<>();
+        for (MigrationRequest.DevicePair pair : request.devices()) {
+            DeviceHandle device = devices.find(pair.device());
+            if (device == null) {
+                throw new Rejected(404, "agent " + agent + " has no device named '" + pair.device() + "'");
+            }
+            sources.add(device);
         }
         MigrationOptions opts = options;
         if (request.chunkSize() != 0) {
@@ -78,18 +83,66 @@ public final class MigrationService {
             }
             opts = options.withChunkSize(request.chunkSize());
         }
+        if (sources.size() > 256) {
+            throw new Rejected(400, "one migration moves at most 256 devices");
+        }
         String id = "m-" + UUID.randomUUID();
-        if (!device.claim(id)) {
-            throw new Rejected(409, "device " + device.name() + " is busy with migration " + device.owner());
+        List<DeviceHandle> claimed = new ArrayList<>();
+        for (DeviceHandle d : sources) {
+            if (!d.claim(id)) {
+                claimed.forEach(c -> c.release(id));
+                throw new Rejected(409, "device " + d.name() + " is busy with migration " + d.owner());
+            }
+            claimed.add(d);
         }
         MigrationRecord record = new MigrationRecord(id, MigrationRecord.Role.SOURCE, agent);
-        record.devices(device.name(), request.targetDevice(), request.destination().toString());
-        record.stateSize(device.identity().stateSize());
+        record.devices(String.join(",", sources.stream().map(DeviceHandle::name).toList()),
+                String.join(",", request.devices().stream().map(MigrationRequest.DevicePair::targetDevice).toList()),
+                request.destination().toString());
+        record.stateSize(sources.stream().mapToLong(d -> d.identity().stateSize()).sum());
         records.put(key(record), record);
         events.publish(record, "started", new JsonObject().put("request", request.toJson()));
-        SourceMigration migration = new SourceMigration(vertx, agent, record, device, request.targetDevice(),
+        SourceMigration migration = new SourceMigration(vertx, agent, record, sources, request,
                 () -> connector.connect(request.destination()), opts, events);
-        return new Started(record, migration.run());
+        running.put(id, migration);
+        Future<MigrationRecord> completion = migration.run().andThen(ar -> running.remove(id));
+        return new Started(record, completion);
+    }
+
+    /**
+     * Cancels a running source migration.
+     *
+     * @throws Rejected 404 for an unknown migration, 409 for one that ended or committed
+     */
+    public MigrationRecord cancel(String id) {
+        return control(id, SourceMigration::cancel);
+    }
+
+    /**
+     * Lets a migration with a manual switchover go on.
+     *
+     * @throws Rejected 404 for an unknown migration, 409 for one that ended or switches over by itself
+     */
+    public MigrationRecord release(String id) {
+        return control(id, SourceMigration::release);
+    }
+
+    private MigrationRecord control(String id, java.util.function.Function<SourceMigration, String> action) {
+        MigrationRecord record = find(id);
+        if (record == null) {
+            throw new Rejected(404, "no migration '" + id + "' on agent " + agent);
+        }
+        SourceMigration migration = running.get(id);
+        if (migration == null) {
+            throw new Rejected(409, record.role() == MigrationRecord.Role.DESTINATION
+                    ? "migration " + id + " is controlled by its source agent"
+                    : "migration " + id + " has already ended (" + record.outcome().name().toLowerCase() + ")");
+        }
+        String refused = action.apply(migration);
+        if (refused != null) {
+            throw new Rejected(409, refused);
+        }
+        return record;
     }
 
     /** Serves a connection from a source agent. */

@@ -35,6 +35,10 @@ final class SectionLoader {
 
         /** A device failed or a section was inconsistent: the whole load is lost. */
         void failed(Throwable cause);
+
+        /** Every byte sent before the channel's DEV_INIT_DATA_SENT reached its device (pre-copy only). */
+        default void initialDataLoaded(int channel) {
+        }
     }
 
     /** Where a channel is in its device section: DEV_SETUP_STATE END_OF_STATE (data... END_OF_STATE)* config. */
@@ -46,6 +50,7 @@ final class SectionLoader {
         Section section = Section.SETUP;
         long dataBytes;
         long dataChunks;
+        boolean initialDataSent;
         JsonObject config;
         /** Set on the device thread when a write failed: the device must not leave RESUMING as if loaded. */
         volatile VfioException writeError;
@@ -59,6 +64,7 @@ final class SectionLoader {
     }
 
     private final String cause;
+    private final boolean precopy;
     private final int maxQueued;
     private final Events events;
     private final Map<Integer, Channel> channels = new LinkedHashMap<>();
@@ -68,9 +74,11 @@ final class SectionLoader {
 
     /**
      * @param cause what device events name as the cause ("migration m-1")
+     * @param precopy the sections carry pre-copy iterations and DEV_INIT_DATA_SENT
      */
-    SectionLoader(String cause, int maxQueued, Events events) {
+    SectionLoader(String cause, boolean precopy, int maxQueued, Events events) {
         this.cause = cause;
+        this.precopy = precopy;
         this.maxQueued = maxQueued;
         this.events = events;
     }
@@ -160,8 +168,21 @@ final class SectionLoader {
                             + " where the section is in state " + c.section);
                 }
             }
-            default -> throw new ProtocolException(tag + " on channel " + c.id
-                    + ": only a pre-copy migration sends it, and this one is stop-copy");
+            case DEV_INIT_DATA_SENT -> {
+                expect(c, Section.DATA, tag.name());
+                if (!precopy || c.initialDataSent) {
+                    throw new ProtocolException(tag + " on channel " + c.id + (precopy ? " a second time"
+                            : ": only a pre-copy migration sends it, and this one is stop-copy"));
+                }
+                c.initialDataSent = true;
+                // Queued behind every write of this device: acknowledged once the initial data is loaded.
+                c.device.submit(dc -> null).onSuccess(v -> {
+                    if (!c.aborted) {
+                        events.initialDataLoaded(c.id);
+                    }
+                });
+            }
+            default -> throw new ProtocolException(tag + " on channel " + c.id + " is not a section marker");
         }
     }
 

@@ -2,6 +2,7 @@ package io.vfioproxy.migration;
 
 import io.netty.buffer.ByteBufAllocator;
 import io.vertx.core.Future;
+import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.stream.FrameWriter;
@@ -11,30 +12,51 @@ import java.nio.charset.StandardCharsets;
 
 /**
  * Sends one device's section as QEMU's save handlers write it, to a connection or a checkpoint file:
- * DEV_SETUP_STATE END_OF_STATE, then STOP_COPY and the data piped from the device, then END_OF_STATE
- * DEV_CONFIG_STATE END_OF_STATE.
+ * DEV_SETUP_STATE END_OF_STATE; with pre-copy, the data read while the device runs (iterations ending in
+ * END_OF_STATE, DEV_INIT_DATA_SENT once the initial data is out); then, after the switchover, the stop-copy
+ * data; then END_OF_STATE DEV_CONFIG_STATE END_OF_STATE.
+ *
+ * <p>The device's data goes through one pipe from its saving session to the connection, from the first
+ * pre-copy read to the end of the stop-copy data: the session's fd stays the same across PRE_COPY,
+ * PRE_COPY_P2P and STOP_COPY.
  */
 final class SectionSender {
 
+    /** Pause before reading again after pre-copy data ran dry. */
+    static final long PRECOPY_POLL_MILLIS = 5;
+
+    private final Vertx vertx;
     private final DeviceHandle device;
+    private final String target;
     private final FrameWriter writer;
     private final int channel;
     private final int chunkSize;
     private DeviceReadStream reader;
+    private Future<Void> piped;
 
-    SectionSender(DeviceHandle device, FrameWriter writer, int channel, int chunkSize) {
+    SectionSender(Vertx vertx, DeviceHandle device, String target, FrameWriter writer, int channel, int chunkSize) {
+        this.vertx = vertx;
         this.device = device;
+        this.target = target;
         this.writer = writer;
         this.channel = channel;
         this.chunkSize = chunkSize;
     }
 
+    DeviceHandle device() {
+        return device;
+    }
+
+    int channel() {
+        return channel;
+    }
+
     /** The HELLO's entry for this device. */
-    static JsonObject helloEntry(DeviceHandle device, int channel, String targetDevice) {
+    JsonObject helloEntry() {
         return new JsonObject()
                 .put("channel", channel)
                 .put("sourceDevice", device.name())
-                .put("targetDevice", targetDevice)
+                .put("targetDevice", target)
                 .put("flags", device.flags().toString())
                 .put("identity", device.identity().toJson());
     }
@@ -44,11 +66,51 @@ final class SectionSender {
         return writer.marker(channel, VfioTag.END_OF_STATE);
     }
 
-    /** Stops the device into STOP_COPY (recover state RUNNING) and pipes its data until read() returns 0. */
+    /** True while the device's data is moving in pre-copy. */
+    boolean inPrecopy() {
+        return reader != null && piped != null && device.flags().preCopy() && reader.stopCopyBytes() == 0;
+    }
+
+    private void pipe(boolean precopy) {
+        reader = new DeviceReadStream(vertx, device, channel, chunkSize, ByteBufAllocator.DEFAULT, precopy,
+                PRECOPY_POLL_MILLIS);
+        piped = reader.pipe().endOnSuccess(false).endOnFailure(false).to(writer.dataSink());
+    }
+
+    /** RUNNING -&gt; PRE_COPY (recover RUNNING), then the device's data flows while it runs. */
+    Future<Void> startPrecopy(String cause) {
+        return device.setState(DeviceState.PRE_COPY, DeviceState.RUNNING, cause).onSuccess(v -> pipe(true));
+    }
+
+    /** Stops pre-copy reads before the switchover; the data already read still goes out, in order. */
+    Future<Void> hold() {
+        return reader == null ? Future.succeededFuture() : reader.hold();
+    }
+
+    /**
+     * First step of the switchover: RUNNING -&gt; RUNNING_P2P or PRE_COPY -&gt; PRE_COPY_P2P, so the device stops
+     * initiating peer-to-peer DMA while its peers still run. Nothing to do without P2P.
+     */
+    Future<Void> quiesce(String cause) {
+        if (!device.flags().p2p()) {
+            return Future.succeededFuture();
+        }
+        DeviceState to = reader != null ? DeviceState.PRE_COPY_P2P : DeviceState.RUNNING_P2P;
+        return device.setState(to, DeviceState.RUNNING, cause);
+    }
+
+    /**
+     * Second step: to STOP_COPY (recover RUNNING), then the rest of the stream. A pre-copy session goes on, on
+     * the same fd; otherwise STOP -&gt; STOP_COPY opens the session now. Completes when read() returned 0.
+     */
     Future<Void> stopCopy(String cause) {
         return device.setState(DeviceState.STOP_COPY, DeviceState.RUNNING, cause).compose(v -> {
-            reader = new DeviceReadStream(device, channel, chunkSize, ByteBufAllocator.DEFAULT);
-            return reader.pipe().endOnSuccess(false).endOnFailure(false).to(writer.dataSink());
+            if (reader == null) {
+                pipe(false);
+            } else {
+                reader.stopCopy();
+            }
+            return piped;
         });
     }
 
@@ -61,15 +123,42 @@ final class SectionSender {
         return writer.marker(channel, VfioTag.END_OF_STATE);
     }
 
-    /** Device data bytes read so far. */
-    long bytesRead() {
-        return reader == null ? 0 : reader.bytesRead();
-    }
-
     /** Stops reading and releases what was read but not sent. */
     void close() {
         if (reader != null) {
             reader.close();
         }
+    }
+
+    long bytesRead() {
+        return reader == null ? 0 : reader.bytesRead();
+    }
+
+    long precopyBytes() {
+        return reader == null ? 0 : reader.precopyBytes();
+    }
+
+    long stopCopyBytes() {
+        return reader == null ? 0 : reader.stopCopyBytes();
+    }
+
+    long iterations() {
+        return reader == null ? 0 : reader.iterations();
+    }
+
+    boolean initialDataSent() {
+        return reader != null && reader.initialDataSent();
+    }
+
+    /**
+     * What the stop-copy phase is expected to send: MIG_DATA_SIZE as last read in pre-copy (never less than the
+     * pre-copy data still pending), or the device's size before any read.
+     */
+    long remainingEstimate() {
+        if (reader == null || reader.lastInfo() == null) {
+            return device.identity().stateSize();
+        }
+        long pending = reader.lastInfo().initialBytes() + reader.lastInfo().dirtyBytes();
+        return Math.max(reader.lastStopCopySize(), pending);
     }
 }

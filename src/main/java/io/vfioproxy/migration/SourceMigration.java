@@ -16,60 +16,100 @@ import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.transport.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Set;
+import java.util.function.Function;
 import java.util.function.Supplier;
 
 /**
- * The source side of one migration (stop-copy): handshake, DEV_SETUP_STATE, STOP_COPY, the device's data piped
- * to the connection, END_OF_STATE and DEV_CONFIG_STATE, then wait until the destination has loaded the state.
+ * The source side of one migration of one or more devices, multiplexed on one connection.
  *
- * <p>The destination's LOADED is the commit point. Before it, any failure (the connection lost, the destination
- * refusing or aborting, a device error, no progress) returns the source device to RUNNING. After it the device
- * stays in STOP: its state now lives on the destination.
+ * <ol>
+ *   <li>Handshake: HELLO with every device's identity; the destination checks compatibility and answers ACCEPT
+ *       before any device leaves RUNNING.</li>
+ *   <li>Pre-copy (devices that support it): RUNNING -&gt; PRE_COPY, and the data flows while the devices run,
+ *       initial data first, then what they dirty. The migration is ready to switch over once every device's
+ *       initial data is out and acknowledged by the destination (DEV_INIT_DATA_SENT, SWITCHOVER_ACK), and the
+ *       rest is expected to take no longer than the downtime limit at the measured bandwidth; or once the
+ *       pre-copy budget has run out. With a manual switchover it then waits for {@link #release()}, pre-copy
+ *       going on meanwhile.</li>
+ *   <li>Switchover: every device to RUNNING_P2P or PRE_COPY_P2P first, so none sends peer-to-peer DMA to a
+ *       stopped peer; then every device to STOP_COPY and the rest of each stream, in parallel.</li>
+ *   <li>The destination's LOADED for every device is the commit point; then the devices stay in STOP and the
+ *       destination is told to START.</li>
+ * </ol>
  *
- * <p>Runs on one event-loop context; device calls go to the device's worker thread.
+ * <p>Before the commit, any failure or a {@link #cancel()} returns every source device to RUNNING, and the
+ * destination, told by ABORT or by the lost connection, resets its devices.
+ *
+ * <p>Runs on one event-loop context; device calls go to each device's worker thread.
  */
 public final class SourceMigration {
 
-    private static final int CHANNEL = 0;
+    private static final long CONVERGENCE_CHECK_MILLIS = 10;
+    private static final long BANDWIDTH_WINDOW_NANOS = 100_000_000L;
+    private static final long BANDWIDTH_MIN_BYTES = 1 << 20;
 
     private final Vertx vertx;
     private final String agent;
     private final MigrationRecord record;
-    private final DeviceHandle device;
-    private final String targetDevice;
+    private final List<DeviceHandle> devices;
+    private final List<String> targets;
     private final Supplier<Future<StreamConnection>> connect;
     private final MigrationOptions options;
+    private final MigrationRequest request;
     private final MigrationEvents events;
     private final Promise<MigrationRecord> result = Promise.promise();
+    private final List<SectionSender> senders = new ArrayList<>();
+    private final Set<Integer> acked = new HashSet<>();
+    private final Promise<JsonObject> accepted = Promise.promise();
+    private final Promise<Void> loaded = Promise.promise();
+    private final Promise<Void> started = Promise.promise();
+    private final Promise<Void> converged = Promise.promise();
+    private final Promise<Void> released = Promise.promise();
 
     private StreamConnection connection;
     private FrameWriter writer;
     private FrameDecoder decoder;
-    private SectionSender sender;
-    private Promise<JsonObject> waiter;
-    private FrameType waitingFor;
+    private boolean precopy;
+    private int loadedCount;
     private long timer = -1;
+    private long convergenceTimer = -1;
     private long lastProgressMark = -1;
     private long lastProgressNanos;
+    private long transferStart;
+    private long precopyStart;
     private long downtimeStart;
+    private long windowStart;
+    private long windowBytes;
+    private double bandwidth;
     private boolean committed;
     private boolean done;
 
-    public SourceMigration(Vertx vertx, String agent, MigrationRecord record, DeviceHandle device,
-            String targetDevice, Supplier<Future<StreamConnection>> connect, MigrationOptions options,
+    /**
+     * @param devices the source devices, claimed for this migration; {@code request} names their targets
+     */
+    public SourceMigration(Vertx vertx, String agent, MigrationRecord record, List<DeviceHandle> devices,
+            MigrationRequest request, Supplier<Future<StreamConnection>> connect, MigrationOptions options,
             MigrationEvents events) {
         this.vertx = vertx;
         this.agent = agent;
         this.record = record;
-        this.device = device;
-        this.targetDevice = targetDevice;
+        this.devices = List.copyOf(devices);
+        this.targets = request.devices().stream().map(MigrationRequest.DevicePair::targetDevice).toList();
+        this.request = request;
         this.connect = connect;
         this.options = options;
         this.events = events;
     }
 
-    /** Starts the migration; the future completes when it completed, or fails once the source device is safe. */
+    /** Starts the migration; the future completes when it completed, or fails once the source devices are safe. */
     public Future<MigrationRecord> run() {
+        precopy = request.mode() == MigrationRequest.Mode.PRECOPY && devices.stream().anyMatch(d -> d.flags().preCopy());
+        record.mode(precopy ? "precopy" : "stop-copy");
         lastProgressNanos = System.nanoTime();
         timer = vertx.setPeriodic(Math.max(10, Math.min(250, options.progressTimeoutMillis() / 4)),
                 id -> checkProgress());
@@ -77,10 +117,11 @@ public final class SourceMigration {
         connect.get()
                 .compose(this::handshake)
                 .compose(accept -> setup())
-                .compose(v -> stopCopy())
-                .compose(v -> endOfSection())
-                .compose(v -> await(FrameType.LOADED))
-                .compose(this::commit)
+                .compose(v -> precopy())
+                .compose(v -> switchover())
+                .compose(v -> endSections())
+                .compose(v -> loaded.future())
+                .compose(v -> commit())
                 .compose(v -> startDestination())
                 .onComplete(ar -> {
                     if (ar.succeeded()) {
@@ -92,6 +133,38 @@ public final class SourceMigration {
         return result.future();
     }
 
+    /**
+     * Cancels the migration: every source device returns to RUNNING, the destination resets its devices.
+     *
+     * @return null when cancelled, else why not (it has ended, or the destination has the state already)
+     */
+    public String cancel() {
+        if (done) {
+            return "migration " + record.id() + " has already ended (" + record.outcome().name().toLowerCase() + ")";
+        }
+        if (committed) {
+            return "migration " + record.id() + " has committed: the destination holds the state";
+        }
+        fail(MigrationException.cancelled(record.phase()));
+        return null;
+    }
+
+    /**
+     * Lets a manual switchover go on.
+     *
+     * @return null when released (now, or as soon as the migration is ready), else why it cannot be
+     */
+    public String release() {
+        if (done) {
+            return "migration " + record.id() + " has already ended (" + record.outcome().name().toLowerCase() + ")";
+        }
+        if (!request.manualSwitchover() || !precopy) {
+            return "migration " + record.id() + " switches over by itself: it is not a manual pre-copy migration";
+        }
+        released.tryComplete();
+        return null;
+    }
+
     private Future<JsonObject> handshake(StreamConnection conn) {
         connection = conn;
         writer = new FrameWriter(conn.output());
@@ -100,43 +173,91 @@ public final class SourceMigration {
         conn.input().handler(this::receive);
         conn.closeHandler(v -> fail(new MigrationException(record.phase(), "the connection to " + conn.peer()
                 + " closed")));
-        record.devices(device.name(), targetDevice, conn.peer());
-        record.stateSize(device.identity().stateSize());
+        conn.shutdownHandler(v -> fail(new MigrationException(record.phase(), "agent " + agent
+                + " is shutting down")));
+        for (int i = 0; i < devices.size(); i++) {
+            senders.add(new SectionSender(vertx, devices.get(i), targets.get(i), writer, i, options.chunkSize()));
+        }
         phase("HANDSHAKE");
         JsonObject hello = new JsonObject()
                 .put("protocol", Frames.PROTOCOL_VERSION)
                 .put("migration", record.id())
                 .put("sourceAgent", agent)
+                .put("mode", precopy ? "precopy" : "stop-copy")
                 .put("chunkSize", options.chunkSize())
-                .put("devices", new JsonArray().add(SectionSender.helloEntry(device, CHANNEL, targetDevice)));
-        writer.control(FrameType.HELLO, CHANNEL, hello);
-        sender = new SectionSender(device, writer, CHANNEL, options.chunkSize());
-        return await(FrameType.ACCEPT);
+                .put("devices", new JsonArray(senders.stream().map(SectionSender::helloEntry).toList()));
+        writer.control(FrameType.HELLO, 0, hello);
+        return accepted.future();
+    }
+
+    private Future<Void> each(Function<SectionSender, Future<Void>> step) {
+        List<Future<Void>> all = new ArrayList<>();
+        senders.forEach(s -> all.add(step.apply(s)));
+        return Future.all(all).mapEmpty();
     }
 
     private Future<Void> setup() {
         phase("SETUP");
-        return sender.setup();
+        transferStart = System.nanoTime();
+        return each(SectionSender::setup);
     }
 
-    private Future<Void> stopCopy() {
-        phase("STOP_COPY");
+    private Future<Void> precopy() {
+        if (!precopy) {
+            return Future.succeededFuture();
+        }
+        phase("PRECOPY");
+        precopyStart = System.nanoTime();
+        windowStart = precopyStart;
+        return each(s -> s.device().flags().preCopy() ? s.startPrecopy(cause("pre-copy"))
+                : Future.succeededFuture())
+                .compose(v -> {
+                    convergenceTimer = vertx.setPeriodic(CONVERGENCE_CHECK_MILLIS, id -> checkConvergence());
+                    return converged.future();
+                })
+                .compose(v -> {
+                    if (!request.manualSwitchover()) {
+                        return Future.succeededFuture();
+                    }
+                    phase("READY_FOR_SWITCHOVER");
+                    events.publish(record, "ready-for-switchover", new JsonObject());
+                    return released.future();
+                });
+    }
+
+    /** P2P quiescing for all first, then STOP_COPY for all; completes when every device's data has been read. */
+    private Future<Void> switchover() {
+        phase("SWITCHOVER");
+        cancelConvergenceTimer();
         downtimeStart = System.nanoTime();
-        return sender.stopCopy(cause("stop-copy")).onSuccess(v -> record.dataBytes(sender.bytesRead()));
+        return each(SectionSender::hold)
+                .compose(v -> each(s -> s.quiesce(cause("switchover: P2P quiesced"))))
+                .compose(v -> {
+                    phase("STOP_COPY");
+                    return each(s -> s.stopCopy(cause("stop-copy")));
+                });
     }
 
-    private Future<Void> endOfSection() {
-        Future<Void> last = sender.end();
+    private Future<Void> endSections() {
+        updateTransfer();
+        Future<Void> last = each(SectionSender::end);
         phase("LOADING");
-        return last.onSuccess(v -> record.stopCopyNanos(System.nanoTime() - downtimeStart));
+        return last.onSuccess(v -> {
+            long now = System.nanoTime();
+            record.stopCopyNanos(now - downtimeStart);
+            record.transferNanos(now - transferStart);
+        });
     }
 
-    private Future<Void> commit(JsonObject loaded) {
+    private Future<Void> commit() {
         record.downtimeNanos(System.nanoTime() - downtimeStart);
         committed = true;
-        events.publish(record, "committed", new JsonObject().put("loaded", loaded));
+        events.publish(record, "committed", new JsonObject());
         // Leaving STOP_COPY is not on the downtime path (QEMU defers it to cleanup for the same reason).
-        return device.setState(DeviceState.STOP, DeviceState.ERROR, cause("state moved to the destination"));
+        List<Future<Void>> stops = new ArrayList<>();
+        devices.forEach(d -> stops.add(d.setState(DeviceState.STOP, DeviceState.ERROR,
+                cause("state moved to the destination"))));
+        return Future.all(stops).mapEmpty();
     }
 
     private Future<Void> startDestination() {
@@ -144,8 +265,8 @@ public final class SourceMigration {
             return Future.succeededFuture();
         }
         phase("STARTING");
-        writer.control(FrameType.START, CHANNEL, new JsonObject());
-        return await(FrameType.STARTED).onSuccess(v -> record.destinationStarted(true)).mapEmpty();
+        writer.control(FrameType.START, 0, new JsonObject());
+        return started.future().onSuccess(v -> record.destinationStarted(true));
     }
 
     private void receive(Buffer data) {
@@ -156,12 +277,6 @@ public final class SourceMigration {
         }
     }
 
-    private Future<JsonObject> await(FrameType type) {
-        waiter = Promise.promise();
-        waitingFor = type;
-        return waiter.future();
-    }
-
     private void phase(String phase) {
         record.phase(phase);
         events.publish(record, "phase", new JsonObject());
@@ -169,6 +284,120 @@ public final class SourceMigration {
 
     private String cause(String what) {
         return "migration " + record.id() + ": " + what;
+    }
+
+    private void updateTransfer() {
+        long pre = 0;
+        long stop = 0;
+        long iterations = 0;
+        for (SectionSender s : senders) {
+            pre += s.precopyBytes();
+            stop += s.stopCopyBytes();
+            iterations += s.iterations();
+        }
+        record.transfer(pre, stop, iterations);
+        record.dataBytes(Math.max(record.dataBytes(), pre + stop));
+        record.bandwidth((long) bandwidth);
+    }
+
+    /** Every 10 ms in pre-copy: measure the bandwidth, decide whether to switch over. */
+    private void checkConvergence() {
+        long now = System.nanoTime();
+        long written = writer.dataBytesWritten();
+        if (now - windowStart >= BANDWIDTH_WINDOW_NANOS) {
+            long bytes = written - windowBytes;
+            if (bytes >= BANDWIDTH_MIN_BYTES) {
+                double rate = bytes / ((now - windowStart) / 1e9);
+                bandwidth = bandwidth == 0 ? rate : 0.5 * bandwidth + 0.5 * rate;
+            }
+            windowStart = now;
+            windowBytes = written;
+        }
+        updateTransfer();
+        if (converged.future().isComplete()) {
+            return;
+        }
+        boolean initialOut = true;
+        boolean acknowledged = true;
+        long remaining = 0;
+        for (SectionSender s : senders) {
+            remaining += s.remainingEstimate();
+            if (s.device().flags().preCopy()) {
+                initialOut &= s.initialDataSent();
+                acknowledged &= acked.contains(s.channel());
+            }
+        }
+        double expectedMillis = bandwidth > 0 ? remaining / bandwidth * 1000 : Double.POSITIVE_INFINITY;
+        long elapsedMillis = (now - precopyStart) / 1_000_000;
+        String estimate = String.format(Locale.ROOT, "%d bytes left, at %.2f GB/s about %s ms", remaining,
+                bandwidth / 1e9, Double.isInfinite(expectedMillis) ? "?" : Long.toString(Math.round(expectedMillis)));
+        if (initialOut && acknowledged && expectedMillis <= request.downtimeLimitMillis()) {
+            record.switchoverReason("converged after " + record.iterations() + " pre-copy iterations: " + estimate
+                    + ", within the " + request.downtimeLimitMillis() + " ms downtime limit");
+            converged.tryComplete();
+        } else if (elapsedMillis >= request.precopyBudgetMillis()) {
+            List<String> why = new ArrayList<>();
+            if (!initialOut) {
+                why.add("initial data not all read");
+            }
+            if (!acknowledged) {
+                why.add("not acknowledged by the destination");
+            }
+            why.add(estimate + ", over the " + request.downtimeLimitMillis() + " ms downtime limit");
+            record.switchoverReason("pre-copy budget of " + request.precopyBudgetMillis() + " ms ran out: "
+                    + String.join(", ", why) + " (the devices dirty their state faster than the link moves it)");
+            converged.tryComplete();
+        }
+    }
+
+    private void checkProgress() {
+        long mark = (writer == null ? 0 : writer.bytesWritten()) + (decoder == null ? 0 : decoder.bytes());
+        long now = System.nanoTime();
+        if (mark != lastProgressMark || "READY_FOR_SWITCHOVER".equals(record.phase())) {
+            lastProgressMark = mark;
+            lastProgressNanos = now;
+            if (!senders.isEmpty()) {
+                updateTransfer();
+            }
+            return;
+        }
+        long idleMillis = (now - lastProgressNanos) / 1_000_000;
+        if (idleMillis >= options.progressTimeoutMillis()) {
+            fail(new MigrationException(record.phase(), "no progress for " + idleMillis + " ms in phase "
+                    + record.phase() + ": the destination stopped reading or answering"));
+        }
+    }
+
+    private void cancelConvergenceTimer() {
+        if (convergenceTimer >= 0) {
+            vertx.cancelTimer(convergenceTimer);
+            convergenceTimer = -1;
+        }
+    }
+
+    private void stopTimers() {
+        cancelConvergenceTimer();
+        if (timer >= 0) {
+            vertx.cancelTimer(timer);
+            timer = -1;
+        }
+    }
+
+    private void releaseDevices() {
+        devices.forEach(d -> d.release(record.id()));
+    }
+
+    private void complete() {
+        if (done) {
+            return;
+        }
+        done = true;
+        stopTimers();
+        connection.close();
+        releaseDevices();
+        record.completed(DeviceState.STOP.name());
+        events.publish(record, "completed", new JsonObject());
+        result.complete(record);
     }
 
     /** Our own errors say what they mean; anything else came from the network and is placed in context. */
@@ -184,81 +413,44 @@ public final class SourceMigration {
         return "the connection to " + connection.peer() + " failed in phase " + record.phase() + ": " + message;
     }
 
-    private void checkProgress() {
-        long mark = (writer == null ? 0 : writer.bytesWritten()) + (decoder == null ? 0 : decoder.bytes());
-        long now = System.nanoTime();
-        if (mark != lastProgressMark) {
-            lastProgressMark = mark;
-            lastProgressNanos = now;
-            if (sender != null) {
-                // Monotonic: the final count (every byte read) is set when stop-copy ends, writes may lag it.
-                record.dataBytes(Math.max(record.dataBytes(), writer.dataBytesWritten()));
-            }
-            return;
-        }
-        long idleMillis = (now - lastProgressNanos) / 1_000_000;
-        if (idleMillis >= options.progressTimeoutMillis()) {
-            fail(new MigrationException(record.phase(), "no progress for " + idleMillis + " ms in phase "
-                    + record.phase() + ": the destination stopped reading or answering"));
-        }
-    }
-
-    private void stopTimer() {
-        if (timer >= 0) {
-            vertx.cancelTimer(timer);
-            timer = -1;
-        }
-    }
-
-    private void complete() {
-        if (done) {
-            return;
-        }
-        done = true;
-        stopTimer();
-        connection.close();
-        device.release(record.id());
-        record.completed(DeviceState.STOP.name());
-        events.publish(record, "completed", new JsonObject());
-        result.complete(record);
-    }
-
     private void fail(Throwable cause) {
         if (done) {
             return;
         }
         done = true;
-        stopTimer();
+        stopTimers();
         String phase = cause instanceof MigrationException m ? m.phase() : record.phase();
         String reason = describe(cause);
-        if (waiter != null) {
-            waiter.tryFail(cause);
-        }
-        if (sender != null) {
-            sender.close();
-        }
+        List.of(accepted, loaded, started, converged, released).forEach(p -> p.tryFail(cause));
+        senders.forEach(SectionSender::close);
         if (connection != null) {
             if (!(cause instanceof MigrationException m && m.isFromPeer())) {
-                writer.control(FrameType.ABORT, CHANNEL, new JsonObject().put("reason", reason));
+                writer.control(FrameType.ABORT, 0, new JsonObject().put("reason", reason));
             }
             connection.close();
         }
         if (committed) {
             // The destination holds the state: the migration completed, only the confirmation of its start is missing.
             record.destinationStarted(false);
-            device.release(record.id());
+            releaseDevices();
             record.completed(DeviceState.STOP.name());
             events.publish(record, "completed", new JsonObject().put("warning",
-                    "the destination did not confirm that its device runs: " + reason));
+                    "the destination did not confirm that its devices run: " + reason));
             result.complete(record);
             return;
         }
-        DeviceSafety.resume(device, cause("rollback after failure: " + reason)).onComplete(ar -> {
-            String after = ar.succeeded() ? ar.result().name() : "unknown (" + ar.cause().getMessage() + ")";
-            device.release(record.id());
-            record.failed(phase, reason, after);
-            events.publish(record, "failed", new JsonObject());
-            result.fail(new MigrationException(phase, reason, cause));
+        List<Future<DeviceState>> safe = new ArrayList<>();
+        devices.forEach(d -> safe.add(DeviceSafety.resume(d, cause("rollback: " + reason))));
+        Future.join(safe).onComplete(ar -> {
+            releaseDevices();
+            boolean cancelled = cause instanceof MigrationException m && m.isCancelled();
+            if (cancelled) {
+                record.cancelled(phase, reason, DeviceSafety.describe(safe));
+            } else {
+                record.failed(phase, reason, DeviceSafety.describe(safe));
+            }
+            events.publish(record, cancelled ? "cancelled" : "failed", new JsonObject());
+            result.fail(cause instanceof MigrationException ? cause : new MigrationException(phase, reason, cause));
         });
     }
 
@@ -266,20 +458,20 @@ public final class SourceMigration {
         @Override
         public void onControl(FrameType type, int channel, JsonObject body) {
             switch (type) {
+                case ACCEPT -> accepted.tryComplete(body);
+                case SWITCHOVER_ACK -> acked.add(channel);
+                case LOADED -> {
+                    if (++loadedCount == devices.size()) {
+                        loaded.tryComplete();
+                    }
+                }
+                case STARTED -> started.tryComplete();
                 case REFUSE -> fail(MigrationException.fromPeer(record.phase(), "the destination refused the migration: "
                         + body.getString("reason", "no reason given")));
                 case ABORT -> fail(MigrationException.fromPeer(record.phase(), "the destination aborted the migration: "
                         + body.getString("reason", "no reason given")));
-                default -> {
-                    if (type != waitingFor || waiter == null) {
-                        throw new ProtocolException("unexpected " + type + " frame from the destination in phase "
-                                + record.phase());
-                    }
-                    Promise<JsonObject> w = waiter;
-                    waiter = null;
-                    waitingFor = null;
-                    w.complete(body);
-                }
+                default -> throw new ProtocolException("unexpected " + type + " frame from the destination in phase "
+                        + record.phase());
             }
         }
 

@@ -4,9 +4,10 @@ import io.netty.buffer.ByteBuf;
 import java.nio.ByteBuffer;
 
 /**
- * One SECTION data frame in a pooled direct buffer: room for the frame header, the DEV_DATA_STATE record header,
- * then the chunk the device read, in place. The header is sealed when the frame is sent; the buffer goes back
- * to the pool when the socket has written it.
+ * One SECTION frame of a device's stream on its way to the connection: either device data in a pooled direct
+ * buffer (room for the frame header and the DEV_DATA_STATE record header, then the chunk the device read, in
+ * place), or a marker (END_OF_STATE, DEV_INIT_DATA_SENT) that must stay in order with the data around it.
+ * The header is sealed when the frame is sent; the buffer goes back to its pool once the socket has written it.
  */
 public final class DataFrame {
 
@@ -15,6 +16,7 @@ public final class DataFrame {
     private final ByteBuffer view;
     private final int chunkLength;
     private final int crc;
+    private final VfioTag marker;
 
     /**
      * @param view a NIO view of {@code buf} from index 0, with the chunk at {@link Frames#DATA_OFFSET}
@@ -25,10 +27,30 @@ public final class DataFrame {
         this.view = view;
         this.chunkLength = chunkLength;
         this.crc = crc;
+        this.marker = null;
+    }
+
+    private DataFrame(int channel, VfioTag marker) {
+        this.channel = channel;
+        this.buf = null;
+        this.view = null;
+        this.chunkLength = 0;
+        this.crc = 0;
+        this.marker = marker;
+    }
+
+    /** A marker frame: END_OF_STATE, DEV_SETUP_STATE or DEV_INIT_DATA_SENT. */
+    public static DataFrame marker(int channel, VfioTag tag) {
+        return new DataFrame(channel, tag);
     }
 
     public int channel() {
         return channel;
+    }
+
+    /** The marker's tag, or null for a data frame. */
+    public VfioTag marker() {
+        return marker;
     }
 
     public int chunkLength() {
@@ -48,8 +70,10 @@ public final class DataFrame {
         Frames.sealHeader(view, channel, chunkLength, crc, seq);
     }
 
-    /** Returns the buffer to its pool. */
+    /** Returns the buffer to its pool; a marker holds none. */
     public void release() {
-        buf.release();
+        if (buf != null) {
+            buf.release();
+        }
     }
 }

@@ -15,6 +15,11 @@ public enum FrameType {
     SECTION(0x10, false),
     /** Destination to source: the channel's device accepted its state and is in STOP, ready to run. */
     LOADED(0x20, true),
+    /**
+     * Destination to source: the channel's device has loaded every byte of initial pre-copy data the source sent
+     * before DEV_INIT_DATA_SENT (QEMU's switchover acknowledgement); the source may switch over.
+     */
+    SWITCHOVER_ACK(0x23, true),
     /** Source to destination: the source has committed; run the devices. */
     START(0x21, true),
     /** Destination to source: the devices run. */

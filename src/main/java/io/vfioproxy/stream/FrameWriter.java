@@ -5,6 +5,8 @@ import io.vertx.core.Handler;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
 import io.vertx.core.streams.WriteStream;
+import java.util.ArrayList;
+import java.util.List;
 
 /**
  * Writes frames to one connection, numbering them in the order they are sent. Runs on the connection's context.
@@ -16,6 +18,8 @@ public final class FrameWriter {
     private long bytesQueued;
     private long bytesWritten;
     private long dataBytesWritten;
+    private final List<Handler<Void>> waitingForDrain = new ArrayList<>();
+    private long drains;
 
     public FrameWriter(WriteStream<Buffer> out) {
         this.out = out;
@@ -68,18 +72,21 @@ public final class FrameWriter {
         });
     }
 
-    /** The data frames' side of a pipe: writes through {@link #data} with the connection's backpressure. */
+    /**
+     * One device's side of a pipe to the connection: writes data and marker frames in order, with the
+     * connection's backpressure. Several sinks (one per device) share the connection: the socket has one drain
+     * handler, so the writer calls every waiting sink's handler when it drains, in turn, so no device starves.
+     */
     public WriteStream<DataFrame> dataSink() {
         return new WriteStream<>() {
             @Override
             public WriteStream<DataFrame> exceptionHandler(Handler<Throwable> handler) {
-                out.exceptionHandler(handler);
                 return this;
             }
 
             @Override
             public Future<Void> write(DataFrame frame) {
-                return data(frame);
+                return frame.marker() != null ? marker(frame.channel(), frame.marker()) : data(frame);
             }
 
             @Override
@@ -89,7 +96,6 @@ public final class FrameWriter {
 
             @Override
             public WriteStream<DataFrame> setWriteQueueMaxSize(int maxSize) {
-                out.setWriteQueueMaxSize(maxSize);
                 return this;
             }
 
@@ -100,9 +106,22 @@ public final class FrameWriter {
 
             @Override
             public WriteStream<DataFrame> drainHandler(Handler<Void> handler) {
-                out.drainHandler(handler);
+                if (handler != null) {
+                    waitingForDrain.add(handler);
+                    out.drainHandler(v -> drained());
+                }
                 return this;
             }
         };
+    }
+
+    private void drained() {
+        List<Handler<Void>> waiting = new ArrayList<>(waitingForDrain);
+        waitingForDrain.clear();
+        // Start with a different sink each time, so the first resumed is not always the same device.
+        int start = waiting.isEmpty() ? 0 : (int) (drains++ % waiting.size());
+        for (int i = 0; i < waiting.size(); i++) {
+            waiting.get((start + i) % waiting.size()).handle(null);
+        }
     }
 }

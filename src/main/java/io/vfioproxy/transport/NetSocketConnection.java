@@ -33,6 +33,11 @@ public final class NetSocketConnection implements StreamConnection {
     }
 
     @Override
+    public void shutdownHandler(Handler<Void> handler) {
+        socket.shutdownHandler(handler);
+    }
+
+    @Override
     public Future<Void> close() {
         return socket.close();
     }

@@ -19,6 +19,9 @@ public interface StreamConnection {
     /** Called once when the connection is closed, by either side. */
     void closeHandler(Handler<Void> handler);
 
+    /** Called when this agent shuts down: the connection will be closed shortly, whatever it carries. */
+    void shutdownHandler(Handler<Void> handler);
+
     Future<Void> close();
 
     /** The peer's address, for messages. */
