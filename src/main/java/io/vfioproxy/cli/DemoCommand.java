@@ -37,14 +37,37 @@ public final class DemoCommand implements Callable<Integer> {
     @Option(names = "--page-size", defaultValue = "4096", description = "simulated page size (${DEFAULT-VALUE})")
     int pageSize;
 
+    @Option(names = "--stop-copy", description = "stop the device for the whole transfer (default: pre-copy)")
+    boolean stopCopy;
+
+    @Option(names = "--precopy", description = "move the state while the device runs (the default)")
+    boolean precopy;
+
+    @Option(names = "--dirty-rate", defaultValue = "32MiB",
+            description = "bytes per second the simulated workload writes while the device runs (${DEFAULT-VALUE})")
+    String dirtyRate;
+
+    @Option(names = "--downtime-limit", defaultValue = "300",
+            description = "switch over when the rest fits in this many ms (${DEFAULT-VALUE})")
+    long downtimeLimit;
+
+    @Option(names = "--precopy-budget", defaultValue = "10000",
+            description = "switch over after this many ms of pre-copy, converged or not (${DEFAULT-VALUE})")
+    long precopyBudget;
+
     @Override
     public Integer call() throws Exception {
+        if (stopCopy && precopy) {
+            throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
+                    "choose --precopy or --stop-copy");
+        }
         long stateSize = ByteSize.parse(size);
         int chunkSize = (int) ByteSize.parse(chunk);
+        MigrationRequest.Mode mode = stopCopy ? MigrationRequest.Mode.STOP_COPY : MigrationRequest.Mode.PRECOPY;
         Vertx vertx = Vertx.vertx();
         try {
-            AgentVerticle destination = new AgentVerticle(agentConfig("destination", stateSize, 2, chunkSize));
-            AgentVerticle source = new AgentVerticle(agentConfig("source", stateSize, 1, chunkSize));
+            AgentVerticle destination = new AgentVerticle(agentConfig("destination", stateSize, 2, chunkSize, "0"));
+            AgentVerticle source = new AgentVerticle(agentConfig("source", stateSize, 1, chunkSize, dirtyRate));
             vertx.deployVerticle(destination).await();
             vertx.deployVerticle(source).await();
             DeviceHandle srcDevice = source.devices().find("sim0");
@@ -54,15 +77,18 @@ public final class DemoCommand implements Callable<Integer> {
             srcDevice.submit(c -> ((SimulatedDevice) c.device()).dirtyPages(Math.max(1, pages / 10), 42)).await();
 
             StreamEndpoint endpoint = new StreamEndpoint("127.0.0.1", destination.streamPort());
-            System.out.printf("demo: migrating %s of simulated device state from agent '%s' to agent '%s' (%s)%n",
-                    ByteSize.format(stateSize), source.name(), destination.name(), endpoint);
+            System.out.printf("demo: migrating %s of simulated device state from agent '%s' to agent '%s' (%s), %s%n",
+                    ByteSize.format(stateSize), source.name(), destination.name(), endpoint,
+                    mode == MigrationRequest.Mode.PRECOPY ? "pre-copy while the workload writes "
+                            + ByteSize.format(ByteSize.parse(dirtyRate)) + "/s" : "stop-copy");
 
             Context context = vertx.getOrCreateContext();
             Promise<MigrationService.Started> startedPromise = Promise.promise();
             context.runOnContext(v -> {
                 try {
                     startedPromise.complete(source.migrations().migrate(
-                            new MigrationRequest("sim0", endpoint, "sim0", chunkSize)));
+                            new MigrationRequest("sim0", endpoint, "sim0", chunkSize).withMode(mode)
+                                    .withSwitchover(false, downtimeLimit, precopyBudget)));
                 } catch (RuntimeException e) {
                     startedPromise.fail(e);
                 }
@@ -90,13 +116,26 @@ public final class DemoCommand implements Callable<Integer> {
             long destDigest = dstDevice.submit(c -> ((SimulatedDevice) c.device()).stateDigest()).await();
             DeviceState destState = dstDevice.state().await();
             boolean verified = sourceDigest == destDigest && destState == DeviceState.RUNNING;
-            double seconds = record.stopCopySeconds();
+            double seconds = record.transferSeconds();
+            double rate = record.dataBytes() / seconds;
             System.out.printf(Locale.ROOT, "bytes: %d (%s of device data)%n", record.dataBytes(),
                     ByteSize.format(record.dataBytes()));
-            System.out.printf(Locale.ROOT, "throughput: %.2f GB/s%n", record.dataBytes() / seconds / 1e9);
+            System.out.printf(Locale.ROOT, "throughput: %.2f GB/s%n", rate / 1e9);
+            if (mode == MigrationRequest.Mode.PRECOPY) {
+                System.out.printf(Locale.ROOT, "pre-copy: %s in %d iteration%s while the device ran, %s after it "
+                        + "stopped%n", ByteSize.format(record.precopyBytes()), record.iterations(),
+                        record.iterations() == 1 ? "" : "s", ByteSize.format(record.stopCopyBytes()));
+                System.out.println("switchover: " + record.switchoverReason());
+            } else {
+                System.out.println("stop-copy: the device was stopped for the whole transfer");
+            }
             System.out.printf(Locale.ROOT, "downtime: %d ms%n", Math.round(record.downtimeMillis()));
-            System.out.printf(Locale.ROOT, "source device: STOP, state digest %016x%n", sourceDigest);
-            System.out.printf(Locale.ROOT, "destination device: %s, state digest %016x%n", destState, destDigest);
+            if (mode == MigrationRequest.Mode.PRECOPY) {
+                double stopCopyMillis = stateSize / rate * 1000;
+                System.out.printf(Locale.ROOT, "stop-copy alone would have stopped the device for about %d ms (the "
+                        + "whole state at %.2f GB/s): pre-copy cut the downtime to %.1f%% of that%n",
+                        Math.round(stopCopyMillis), rate / 1e9, 100 * record.downtimeMillis() / stopCopyMillis);
+            }
             System.out.println("verified: " + (verified ? "yes" : "no"));
             return verified ? 0 : 1;
         } finally {
@@ -104,7 +143,7 @@ public final class DemoCommand implements Callable<Integer> {
         }
     }
 
-    private JsonObject agentConfig(String name, long stateSize, long seed, int chunkSize) {
+    private JsonObject agentConfig(String name, long stateSize, long seed, int chunkSize, String rate) {
         return new JsonObject()
                 .put("agent", new JsonObject().put("name", name))
                 .put("stream", new JsonObject().put("host", "127.0.0.1").put("port", 0))
@@ -115,6 +154,7 @@ public final class DemoCommand implements Callable<Integer> {
                         .put("backend", "simulated")
                         .put("size", Long.toString(stateSize))
                         .put("pageSize", pageSize)
+                        .put("dirtyRate", rate)
                         .put("seed", seed)));
     }
 }

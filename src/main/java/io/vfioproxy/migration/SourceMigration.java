@@ -332,7 +332,8 @@ public final class SourceMigration {
         String estimate = String.format(Locale.ROOT, "%d bytes left, at %.2f GB/s about %s ms", remaining,
                 bandwidth / 1e9, Double.isInfinite(expectedMillis) ? "?" : Long.toString(Math.round(expectedMillis)));
         if (initialOut && acknowledged && expectedMillis <= request.downtimeLimitMillis()) {
-            record.switchoverReason("converged after " + record.iterations() + " pre-copy iterations: " + estimate
+            long n = record.iterations();
+            record.switchoverReason("converged after " + n + " pre-copy iteration" + (n == 1 ? "" : "s") + ": " + estimate
                     + ", within the " + request.downtimeLimitMillis() + " ms downtime limit");
             converged.tryComplete();
         } else if (elapsedMillis >= request.precopyBudgetMillis()) {

@@ -49,19 +49,37 @@ public final class Agents {
         return new StreamEndpoint("127.0.0.1", agent.streamPort());
     }
 
-    /** Starts a migration on an event-loop context, as the API does. */
+    /** Starts a stop-copy migration of one device on an event-loop context, as the API does. */
     public static MigrationService.Started migrate(Vertx vertx, AgentVerticle source, String device,
             StreamEndpoint destination, String targetDevice) {
+        return migrate(vertx, source, new MigrationRequest(device, destination, targetDevice, 0));
+    }
+
+    /** Starts a migration on an event-loop context, as the API does. */
+    public static MigrationService.Started migrate(Vertx vertx, AgentVerticle source, MigrationRequest request) {
         Context context = vertx.getOrCreateContext();
         Promise<MigrationService.Started> started = Promise.promise();
         context.runOnContext(v -> {
             try {
-                started.complete(source.migrations().migrate(new MigrationRequest(device, destination, targetDevice, 0)));
+                started.complete(source.migrations().migrate(request));
             } catch (RuntimeException e) {
                 started.fail(e);
             }
         });
         return started.future().await();
+    }
+
+    /** Runs {@code action} on an event-loop context and returns its result. */
+    public static <T> T onContext(Vertx vertx, java.util.function.Supplier<T> action) {
+        Promise<T> result = Promise.promise();
+        vertx.getOrCreateContext().runOnContext(v -> {
+            try {
+                result.complete(action.get());
+            } catch (RuntimeException e) {
+                result.fail(e);
+            }
+        });
+        return result.future().await();
     }
 
     public static SimulatedDevice simulated(DeviceHandle handle) {

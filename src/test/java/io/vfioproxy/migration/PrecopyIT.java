@@ -1,0 +1,311 @@
+package io.vfioproxy.migration;
+
+import static io.vfioproxy.testing.Agents.config;
+import static io.vfioproxy.testing.Agents.device;
+import static io.vfioproxy.testing.Agents.digest;
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
+
+import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.api.Events;
+import io.vfioproxy.migration.MigrationRequest.DevicePair;
+import io.vfioproxy.migration.MigrationRequest.Mode;
+import io.vfioproxy.testing.Agents;
+import io.vfioproxy.testing.Await;
+import io.vfioproxy.testing.Relay;
+import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.uapi.DeviceState;
+import java.time.Duration;
+import java.util.List;
+import java.util.function.Predicate;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+
+/** Pre-copy, multi-device P2P ordering, compatibility, cancel and manual switchover, between real agents. */
+class PrecopyIT {
+
+    private static final long MIB = 1 << 20;
+
+    private Vertx vertx;
+    private List<JsonObject> deviceEvents;
+    private List<JsonObject> migrationEvents;
+
+    @BeforeEach
+    void start() {
+        vertx = Vertx.vertx();
+        deviceEvents = Agents.record(vertx, Events.DEVICE_STATE);
+        migrationEvents = Agents.record(vertx, Events.MIGRATION);
+    }
+
+    @AfterEach
+    void stop() {
+        vertx.close().await();
+    }
+
+    private static MigrationRequest request(StreamEndpoint to, Mode mode, String... devices) {
+        List<DevicePair> pairs = java.util.Arrays.stream(devices).map(d -> new DevicePair(d, d)).toList();
+        return new MigrationRequest(pairs, to, mode, false, 300, 30_000, 0);
+    }
+
+    private List<String> arcs(String agent, String device) {
+        return deviceEvents.stream()
+                .filter(e -> e.getString("agent").equals(agent) && (device == null || e.getString("device").equals(device)))
+                .map(e -> e.getString("from") + ">" + e.getString("to")).toList();
+    }
+
+    private static int first(List<String> arcs, Predicate<String> p) {
+        for (int i = 0; i < arcs.size(); i++) {
+            if (p.test(arcs.get(i))) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    private static int last(List<String> arcs, Predicate<String> p) {
+        for (int i = arcs.size() - 1; i >= 0; i--) {
+            if (p.test(arcs.get(i))) {
+                return i;
+            }
+        }
+        return -1;
+    }
+
+    private MigrationRecord awaitPhase(MigrationRecord record, String phase) {
+        Await.until("phase " + phase + " (now " + record.phase() + ")", Duration.ofSeconds(30),
+                () -> record.phase().equals(phase));
+        return record;
+    }
+
+    private MigrationRecord destinationOutcome(AgentVerticle dst, String id) {
+        Await.until("the destination records its outcome", Duration.ofSeconds(15), () -> {
+            MigrationRecord r = dst.migrations().find(id);
+            return r != null && r.outcome() != MigrationRecord.Outcome.ACTIVE && r.toJson().containsKey("deviceState");
+        });
+        return dst.migrations().find(id);
+    }
+
+    @Test
+    void preCopyMovesMostOfTheStateWhileTheDeviceRuns() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 256 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
+                device("gpu0", 256 * MIB, 1).put("dirtyRate", "16MiB")));
+        MigrationRecord r = Agents.migrate(vertx, src, request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0"))
+                .completion().await();
+
+        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
+        assertThat(r.mode()).isEqualTo("precopy");
+        assertThat(r.switchoverReason()).startsWith("converged after");
+        assertThat(r.precopyBytes()).isGreaterThanOrEqualTo(256 * MIB);
+        // Only what the workload dirtied since it was sent moves while the device is stopped.
+        assertThat(r.stopCopyBytes()).isLessThan(r.precopyBytes() / 10);
+        assertThat(r.iterations()).isPositive();
+        assertThat(r.bandwidth()).isPositive();
+        assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
+        assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>PRE_COPY", "PRE_COPY>PRE_COPY_P2P",
+                "PRE_COPY_P2P>STOP_COPY", "STOP_COPY>STOP");
+        assertThat(migrationEvents).anyMatch(e -> e.getString("event").equals("phase")
+                && e.getString("phase").equals("PRECOPY"));
+    }
+
+    @Test
+    void withADirtyRateAboveTheBandwidthTheBudgetEndsPreCopyAndSaysWhy() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 256 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
+                device("gpu0", 256 * MIB, 1).put("dirtyRate", "8GiB")));
+        MigrationRequest req = request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 1, 500);
+        MigrationRecord r = Agents.migrate(vertx, src, req).completion().await();
+        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
+        assertThat(r.switchoverReason()).startsWith("pre-copy budget of 500 ms ran out")
+                .contains("over the 1 ms downtime limit").contains("dirty their state faster than the link moves it");
+        assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
+    }
+
+    @Test
+    void devicesAreAllQuiescedBeforeAnyStopsAndAllStartedP2pBeforeAnyRuns() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 64 * MIB, 10),
+                device("nic0", 32 * MIB, 11), device("acc0", 16 * MIB, 12).put("flags", "STOP_COPY,P2P")));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
+                device("gpu0", 64 * MIB, 1).put("dirtyRate", "8MiB"), device("nic0", 32 * MIB, 2),
+                device("acc0", 16 * MIB, 3).put("flags", "STOP_COPY,P2P")));
+        MigrationRecord r = Agents.migrate(vertx, src, request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0", "nic0",
+                "acc0")).completion().await();
+        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
+        for (String d : List.of("gpu0", "nic0", "acc0")) {
+            assertThat(digest(dst.devices().find(d))).as(d).isEqualTo(digest(src.devices().find(d)));
+        }
+        List<String> source = arcs("src", null);
+        int lastQuiesced = last(source, a -> a.endsWith(">RUNNING_P2P") || a.endsWith(">PRE_COPY_P2P"));
+        int firstStopped = first(source, a -> a.endsWith(">STOP") || a.endsWith(">STOP_COPY"));
+        assertThat(lastQuiesced).as("source arcs " + source).isLessThan(firstStopped);
+        assertThat(source.stream().filter(a -> a.endsWith("_P2P")).count()).isEqualTo(3);
+        // acc0 cannot pre-copy: it waits in RUNNING, then stop-copies with the others.
+        assertThat(arcs("src", "acc0")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP", "STOP>STOP_COPY",
+                "STOP_COPY>STOP");
+        // On the destination, RUNNING_P2P -> RUNNING happens only at the start: every device is in RUNNING_P2P first.
+        Await.until("every start arc", Duration.ofSeconds(5),
+                () -> arcs("dst", null).stream().filter(a -> a.equals("RUNNING_P2P>RUNNING")).count() == 3);
+        List<String> destination = arcs("dst", null);
+        assertThat(destination.stream().filter(a -> a.equals("STOP>RUNNING_P2P")).count()).isEqualTo(3);
+        assertThat(last(destination, a -> a.equals("STOP>RUNNING_P2P"))).as("destination arcs " + destination)
+                .isLessThan(first(destination, a -> a.equals("RUNNING_P2P>RUNNING")));
+    }
+
+    @Test
+    void aFailureInTheSecondDeviceAfterTheFirstStoppedRollsEveryDeviceBack() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 32 * MIB, 10),
+                device("gpu1", 32 * MIB, 11)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1),
+                device("gpu1", 32 * MIB, 2).put("faults", new JsonObject().put("failReadAt", 8 * MIB))));
+        long before0 = digest(src.devices().find("gpu0"));
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(Agents.endpoint(dst), Mode.STOP_COPY, "gpu0", "gpu1"));
+        assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("gpu1: read(data_fd) failed");
+        assertThat(arcs("src", "gpu0")).contains("STOP>STOP_COPY");
+        assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(src.devices().find("gpu1").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(digest(src.devices().find("gpu0"))).isEqualTo(before0);
+        assertThat(started.record().toJson().getString("deviceState")).isEqualTo("RUNNING,RUNNING");
+        MigrationRecord remote = destinationOutcome(dst, started.record().id());
+        assertThat(remote.toJson().getString("deviceState")).isEqualTo("RUNNING,RUNNING");
+    }
+
+    @Test
+    void anIncompatibleDestinationIsRefusedWhileTheSourceNeverLeavesRunning() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(),
+                device("gpu0", 32 * MIB, 2).put("compatibilityTag", "fw-2.1")));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
+                device("gpu0", 32 * MIB, 1).put("compatibilityTag", "fw-1.9")));
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0"));
+        assertThatThrownBy(() -> started.completion().await())
+                .hasMessageContaining("compatibility tags differ: source 'fw-1.9', destination 'fw-2.1'");
+        assertThat(arcs("src", "gpu0")).isEmpty();
+        assertThat(arcs("dst", "gpu0")).isEmpty();
+        assertThat(started.record().toJson().getString("failedPhase")).isEqualTo("HANDSHAKE");
+    }
+
+    private void assertCancelled(MigrationService.Started started, AgentVerticle src, String phase) {
+        assertThat(Agents.onContext(vertx, () -> src.migrations().cancel(started.record().id()))).isNotNull();
+        assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("cancelled by the operator in phase "
+                + phase);
+        MigrationRecord r = started.record();
+        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.CANCELLED);
+        assertThat(r.toJson().getString("failedPhase")).isEqualTo(phase);
+        assertThat(r.toJson().getString("deviceState")).isEqualTo("RUNNING");
+        assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(src.devices().find("gpu0").owner()).isNull();
+        assertThat(migrationEvents).anyMatch(e -> e.getString("event").equals("cancelled"));
+    }
+
+    @Test
+    void cancelDuringTheHandshake() {
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1)));
+        int silent = vertx.createNetServer().connectHandler(s -> { }).listen(0, "127.0.0.1").await().actualPort();
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(new StreamEndpoint("127.0.0.1", silent), Mode.PRECOPY, "gpu0"));
+        awaitPhase(started.record(), "HANDSHAKE");
+        assertCancelled(started, src, "HANDSHAKE");
+        assertThat(arcs("src", "gpu0")).isEmpty();
+    }
+
+    @Test
+    void cancelDuringPreCopy() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 64 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
+                device("gpu0", 64 * MIB, 1).put("dirtyRate", "8GiB")));
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 0, 600_000));
+        awaitPhase(started.record(), "PRECOPY");
+        assertCancelled(started, src, "PRECOPY");
+        assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>PRE_COPY", "PRE_COPY>RUNNING");
+        MigrationRecord remote = destinationOutcome(dst, started.record().id());
+        assertThat(remote.error()).contains("the source aborted the migration: cancelled by the operator");
+        assertThat(dst.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
+    }
+
+    @Test
+    void aManualSwitchoverHoldsUntilReleased() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 64 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
+                device("gpu0", 64 * MIB, 1).put("dirtyRate", "4MiB")));
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
+        awaitPhase(started.record(), "READY_FOR_SWITCHOVER");
+        Await.until("the ready event", Duration.ofSeconds(5), () -> migrationEvents.stream()
+                .anyMatch(e -> e.getString("event").equals("ready-for-switchover")));
+        // Held: the device still runs and keeps sending what it dirties.
+        assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.PRE_COPY);
+        assertThat(started.completion().isComplete()).isFalse();
+        Agents.onContext(vertx, () -> src.migrations().release(started.record().id()));
+        MigrationRecord r = started.completion().await();
+        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
+        assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
+    }
+
+    @Test
+    void cancelWhileWaitingForTheSwitchover() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 32 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1)));
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
+        awaitPhase(started.record(), "READY_FOR_SWITCHOVER");
+        assertCancelled(started, src, "READY_FOR_SWITCHOVER");
+        assertThat(destinationOutcome(dst, started.record().id()).toJson().getString("deviceState"))
+                .isEqualTo("RUNNING");
+    }
+
+    @Test
+    void cancelDuringStopCopy() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 256 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 256 * MIB, 1)));
+        // The relay passes the handshake and 8 MiB of data, then holds the rest: the source is caught in STOP_COPY.
+        Relay relay = Relay.start(vertx, Agents.endpoint(dst), 8 * MIB);
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
+        awaitPhase(started.record(), "STOP_COPY");
+        assertCancelled(started, src, "STOP_COPY");
+        assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP", "STOP>STOP_COPY",
+                "STOP_COPY>STOP", "STOP>RUNNING_P2P", "RUNNING_P2P>RUNNING");
+        assertThat(destinationOutcome(dst, started.record().id()).toJson().getString("deviceState"))
+                .isEqualTo("RUNNING");
+    }
+
+    @Test
+    void cancelWhileTheDestinationResumesAndLoads() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 32 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1)));
+        Relay relay = Relay.start(vertx, Agents.endpoint(dst), Long.MAX_VALUE);
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
+        awaitPhase(started.record(), "STOP_COPY");
+        relay.holdDestinationToSource();
+        awaitPhase(started.record(), "LOADING");
+        Await.until("the destination loads", Duration.ofSeconds(10), () -> {
+            MigrationRecord r = dst.migrations().find(started.record().id());
+            return r != null && r.phase().equals("LOADED");
+        });
+        assertCancelled(started, src, "LOADING");
+        // The source said it did not commit: the destination resets rather than keeping the state.
+        MigrationRecord remote = destinationOutcome(dst, started.record().id());
+        assertThat(remote.toJson().getString("deviceState")).isEqualTo("RUNNING");
+        assertThat(remote.error()).doesNotContain("keeps the migrated state");
+    }
+
+    @Test
+    void aCommittedMigrationCannotBeCancelled() {
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 16 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 16 * MIB, 1)));
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(Agents.endpoint(dst), Mode.STOP_COPY, "gpu0"));
+        started.completion().await();
+        assertThatThrownBy(() -> Agents.onContext(vertx, () -> src.migrations().cancel(started.record().id())))
+                .isInstanceOfSatisfying(MigrationService.Rejected.class, e -> {
+                    assertThat(e.status()).isEqualTo(409);
+                    assertThat(e.getMessage()).contains("has already ended (completed)");
+                });
+    }
+}
