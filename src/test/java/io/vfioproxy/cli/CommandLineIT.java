@@ -34,11 +34,28 @@ class CommandLineIT {
     }
 
     @Test
-    void demoMigratesAndVerifies() throws Exception {
+    void demoMigratesWithPreCopyAndVerifies() throws Exception {
         Run run = capture(() -> Main.run("demo", "--size", "128MiB"));
         assertThat(run.exit()).as(run.out()).isZero();
         assertThat(run.out()).contains("verified: yes").containsPattern("downtime: \\d+ ms")
-                .containsPattern("throughput: \\d+\\.\\d\\d GB/s").contains("bytes: ");
+                .containsPattern("throughput: \\d+\\.\\d\\d GB/s").contains("bytes: ")
+                .contains("switchover: converged after").contains("pre-copy cut the downtime to");
+    }
+
+    @Test
+    void demoMigratesWithStopCopyAndVerifies() throws Exception {
+        Run run = capture(() -> Main.run("demo", "--size", "64MiB", "--stop-copy"));
+        assertThat(run.exit()).as(run.out()).isZero();
+        assertThat(run.out()).contains("verified: yes").containsPattern("downtime: \\d+ ms")
+                .contains("stop-copy: the device was stopped for the whole transfer");
+    }
+
+    @Test
+    void demoSaysWhyPreCopyDidNotConverge() throws Exception {
+        Run run = capture(() -> Main.run("demo", "--size", "64MiB", "--dirty-rate", "8GiB", "--downtime-limit", "0",
+                "--precopy-budget", "300"));
+        assertThat(run.exit()).as(run.out()).isZero();
+        assertThat(run.out()).contains("switchover: pre-copy budget of 300 ms ran out").contains("verified: yes");
     }
 
     @Test
