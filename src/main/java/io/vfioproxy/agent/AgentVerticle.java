@@ -1,38 +1,56 @@
 package io.vfioproxy.agent;
 
-import io.vertx.core.DeploymentOptions;
+import io.micrometer.prometheusmetrics.PrometheusConfig;
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.vfioproxy.api.AgentCommands;
+import io.vfioproxy.api.AgentMetrics;
 import io.vfioproxy.api.ApiOptions;
 import io.vfioproxy.api.ApiVerticle;
 import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.device.DeviceVerticle;
 import io.vfioproxy.migration.MigrationOptions;
 import io.vfioproxy.migration.MigrationService;
+import io.vfioproxy.transport.StreamConnector;
 import io.vfioproxy.transport.StreamServerVerticle;
-import io.vfioproxy.transport.TcpConnector;
 import io.vfioproxy.transport.TransportOptions;
 import java.util.ArrayList;
 import java.util.List;
 
 /**
- * One node agent: opens its devices (one {@link DeviceVerticle} each), then serves the stream endpoint and the
- * HTTP API. Undeploying it closes everything it opened. Several agents can share one Vert.x (the demo does).
+ * One node agent: opens its devices (one {@link DeviceVerticle} each), then serves the stream endpoint, the
+ * event-bus commands and the HTTP API. Undeploying it closes everything it opened. Several agents can share one
+ * Vert.x (the demo does).
  */
 public final class AgentVerticle extends VerticleBase {
 
     private final JsonObject config;
+    private final PrometheusMeterRegistry registry;
     private String name;
+    private int configuredDevices;
     private DeviceRegistry devices;
     private MigrationService migrations;
-    private TcpConnector connector;
+    private StreamConnector connector;
     private StreamServerVerticle streamServer;
     private ApiVerticle api;
+    private AgentCommands commands;
+    private volatile boolean started;
 
-    public AgentVerticle(JsonObject config) {
+    /**
+     * @param registry where the agent's meters go; the one Vert.x reports to ({@link AgentVertx}) so a scrape
+     *        shows both
+     */
+    public AgentVerticle(JsonObject config, PrometheusMeterRegistry registry) {
         this.config = config;
+        this.registry = registry;
+    }
+
+    /** An agent with a registry of its own (Vert.x's meters then go elsewhere, or nowhere). */
+    public AgentVerticle(JsonObject config) {
+        this(config, new PrometheusMeterRegistry(PrometheusConfig.DEFAULT));
     }
 
     @Override
@@ -42,28 +60,44 @@ public final class AgentVerticle extends VerticleBase {
         TransportOptions transport = TransportOptions.fromJson(config.getJsonObject("stream"));
         MigrationOptions options = MigrationOptions.fromJson(config.getJsonObject("migration"));
         ApiOptions apiOptions = ApiOptions.fromJson(config.getJsonObject("api"));
+        AgentMetrics metrics = new AgentMetrics(registry, name);
         devices = new DeviceRegistry();
-        connector = new TcpConnector(vertx, transport);
-        migrations = new MigrationService(vertx, name, devices, connector, options);
+        connector = new StreamConnector(vertx, transport);
+        migrations = new MigrationService(vertx, name, devices, connector, options, metrics);
 
         List<Future<String>> opened = new ArrayList<>();
         JsonArray list = config.getJsonArray("devices", new JsonArray());
+        configuredDevices = list.size();
         for (int i = 0; i < list.size(); i++) {
-            opened.add(vertx.deployVerticle(new DeviceVerticle(name, list.getJsonObject(i), devices::add),
-                    new DeploymentOptions()));
+            opened.add(vertx.deployVerticle(new DeviceVerticle(name, list.getJsonObject(i), metrics, devices::add)));
         }
         streamServer = new StreamServerVerticle(transport, migrations::accept);
-        Future<?> started = Future.all(opened)
-                .compose(v -> vertx.deployVerticle(streamServer));
+        commands = new AgentCommands(vertx, name, devices, migrations);
+        Future<?> up = Future.all(opened)
+                .compose(v -> vertx.deployVerticle(streamServer))
+                .compose(v -> commands.register());
         if (apiOptions.enabled()) {
-            api = new ApiVerticle(name, apiOptions, devices, migrations);
-            started = started.compose(v -> vertx.deployVerticle(api));
+            api = new ApiVerticle(name, apiOptions, transport, devices, migrations, registry, this::readiness);
+            up = up.compose(v -> vertx.deployVerticle(api));
         }
-        return started;
+        return up.onSuccess(v -> started = true);
+    }
+
+    /** Ready: every configured device open, the stream endpoint listening, the event bus answering. */
+    private Future<JsonObject> readiness() {
+        JsonObject checks = new JsonObject()
+                .put("devices", devices.all().size() + " of " + configuredDevices + " open")
+                .put("stream", streamServer.actualPort() > 0 ? "listening on " + streamServer.actualPort() : "down");
+        boolean ready = started && devices.all().size() == configuredDevices && streamServer.actualPort() > 0;
+        return commands.ping()
+                .map(v -> checks.put("eventBus", "up"))
+                .otherwise(e -> checks.put("eventBus", "down: " + e.getMessage()))
+                .map(c -> c.put("ready", ready && "up".equals(c.getString("eventBus"))));
     }
 
     @Override
     public Future<?> stop() {
+        migrations.close();
         return connector.close();
     }
 
@@ -77,6 +111,10 @@ public final class AgentVerticle extends VerticleBase {
 
     public MigrationService migrations() {
         return migrations;
+    }
+
+    public PrometheusMeterRegistry registry() {
+        return registry;
     }
 
     /** The port the stream endpoint listens on. */

@@ -1,59 +1,111 @@
 package io.vfioproxy.api;
 
+import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpServerOptions;
+import io.vertx.core.http.ServerWebSocket;
 import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.vertx.ext.bridge.PermittedOptions;
 import io.vertx.ext.web.Router;
 import io.vertx.ext.web.RoutingContext;
 import io.vertx.ext.web.handler.BodyHandler;
-import io.vfioproxy.device.DeviceHandle;
+import io.vertx.ext.web.handler.sockjs.SockJSBridgeOptions;
+import io.vertx.ext.web.handler.sockjs.SockJSHandler;
+import io.vertx.micrometer.PrometheusScrapingHandler;
 import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.migration.MigrationRecord;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
+import io.vfioproxy.transport.StreamConnector;
+import io.vfioproxy.transport.TransportOptions;
+import io.vfioproxy.transport.WebSocketConnection;
+import java.io.IOException;
+import java.io.InputStream;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Function;
+import java.util.function.Predicate;
+import java.util.function.Supplier;
 
 /**
- * The agent's HTTP API, version 1: devices, migrations and a health check. Errors are
- * {@code {"error": {"status": N, "message": "..."}}}.
+ * The agent's HTTP server: the API (version 1, described by {@code /v1/openapi.json}), health for Kubernetes
+ * probes, the Prometheus scrape, WebSocket event feeds, the migration stream over WebSocket (for destinations
+ * reachable only through HTTP infrastructure) and a SockJS event-bus bridge, read-only unless configured.
+ * Errors are {@code {"error": {"status": N, "message": "..."}}}.
  */
 public final class ApiVerticle extends VerticleBase {
 
+    /** What the event feeds send, by event-bus address. */
+    private static final List<String[]> FEEDS = List.of(
+            new String[] {Events.DEVICE_STATE, "device-state"},
+            new String[] {Events.MIGRATION, "migration"},
+            new String[] {Events.PROGRESS, "progress"});
+
     private final String agent;
     private final ApiOptions options;
+    private final TransportOptions transport;
     private final DeviceRegistry devices;
     private final MigrationService migrations;
+    private final PrometheusMeterRegistry registry;
+    private final Supplier<Future<JsonObject>> readiness;
+    private Buffer openApi;
     private HttpServer server;
 
-    public ApiVerticle(String agent, ApiOptions options, DeviceRegistry devices, MigrationService migrations) {
+    public ApiVerticle(String agent, ApiOptions options, TransportOptions transport, DeviceRegistry devices,
+            MigrationService migrations, PrometheusMeterRegistry registry, Supplier<Future<JsonObject>> readiness) {
         this.agent = agent;
         this.options = options;
+        this.transport = transport;
         this.devices = devices;
         this.migrations = migrations;
+        this.registry = registry;
+        this.readiness = readiness;
     }
 
     @Override
     public Future<?> start() {
+        try (InputStream in = ApiVerticle.class.getResourceAsStream("/openapi.json")) {
+            openApi = Buffer.buffer(in.readAllBytes());
+        } catch (IOException | NullPointerException e) {
+            return Future.failedFuture(new IllegalStateException("the OpenAPI document is missing from the build"));
+        }
         Router router = Router.router(vertx);
-        router.route().handler(BodyHandler.create().setBodyLimit(64 * 1024));
         router.get("/healthz").handler(rc -> json(rc, 200, new JsonObject().put("status", "UP").put("agent", agent)));
+        router.get("/readyz").handler(this::ready);
+        router.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
+        router.get("/v1/openapi.json").handler(rc -> rc.response().putHeader("Content-Type", "application/json")
+                .end(openApi));
         router.get("/v1/devices").handler(this::listDevices);
         router.get("/v1/devices/:name").handler(this::getDevice);
-        router.post("/v1/migrations").handler(this::startMigration);
+        router.post("/v1/migrations").handler(BodyHandler.create().setBodyLimit(64 * 1024)).handler(this::startMigration);
         router.get("/v1/migrations").handler(rc -> json(rc, 200, new JsonObject().put("migrations",
                 new JsonArray(migrations.all().stream().map(MigrationRecord::toJson).toList()))));
         router.get("/v1/migrations/:id").handler(this::getMigration);
         router.post("/v1/migrations/:id/cancel").handler(rc -> control(rc, migrations::cancel));
         router.post("/v1/migrations/:id/switchover").handler(rc -> control(rc, migrations::release));
+        router.get("/v1/events").handler(rc -> feed(rc, e -> agent.equals(e.getString("agent")), null));
+        router.get("/v1/migrations/:id/events").handler(this::migrationFeed);
+        router.get("/v1/stream").handler(rc -> rc.request().toWebSocket().onSuccess(ws ->
+                migrations.accept(new WebSocketConnection(ws, transport.writeQueueMaxSize()))));
+        SockJSBridgeOptions bridge = new SockJSBridgeOptions();
+        FEEDS.forEach(f -> bridge.addOutboundPermitted(new PermittedOptions().setAddress(f[0])));
+        options.bridgeInbound().forEach(a -> bridge.addInboundPermitted(new PermittedOptions().setAddress(a)));
+        router.route("/eventbus/*").subRouter(SockJSHandler.create(vertx).bridge(bridge));
         router.route().last().handler(rc -> error(rc, 404, "no such resource: " + rc.request().method() + " "
                 + rc.request().path()));
         router.route().failureHandler(rc -> error(rc, rc.statusCode() > 0 ? rc.statusCode() : 500,
                 rc.failure() == null ? "request failed" : rc.failure().getMessage()));
-        server = vertx.createHttpServer();
+        server = vertx.createHttpServer(new HttpServerOptions()
+                .setMaxWebSocketFrameSize(StreamConnector.MAX_WS_FRAME)
+                .setMaxWebSocketMessageSize(StreamConnector.MAX_WS_FRAME)
+                .setPerFrameWebSocketCompressionSupported(false)
+                .setPerMessageWebSocketCompressionSupported(false));
         return server.requestHandler(router).listen(options.port(), options.host());
     }
 
@@ -61,30 +113,28 @@ public final class ApiVerticle extends VerticleBase {
         return server.actualPort();
     }
 
-    private Future<JsonObject> describe(DeviceHandle d) {
-        JsonObject json = new JsonObject()
-                .put("name", d.name())
-                .put("flags", d.flags().toString())
-                .put("identity", d.identity().toJson())
-                .put("migration", d.owner());
-        return d.state().map(s -> json.put("state", s.name()))
-                .recover(e -> Future.succeededFuture(json.put("state", "unknown").put("error", e.getMessage())));
+    private void ready(RoutingContext rc) {
+        readiness.get().onComplete(ar -> {
+            JsonObject checks = ar.succeeded() ? ar.result() : new JsonObject().put("ready", false)
+                    .put("error", ar.cause().getMessage());
+            json(rc, checks.getBoolean("ready", false) ? 200 : 503, checks.put("agent", agent));
+        });
     }
 
     private void listDevices(RoutingContext rc) {
         List<Future<JsonObject>> all = new ArrayList<>();
-        devices.all().forEach(d -> all.add(describe(d)));
+        devices.all().forEach(d -> all.add(AgentCommands.describe(d)));
         Future.all(all).onComplete(ar -> json(rc, 200, new JsonObject().put("agent", agent)
                 .put("devices", new JsonArray(all.stream().map(Future::result).toList()))));
     }
 
     private void getDevice(RoutingContext rc) {
-        DeviceHandle d = devices.find(rc.pathParam("name"));
+        var d = devices.find(rc.pathParam("name"));
         if (d == null) {
             error(rc, 404, "agent " + agent + " has no device named '" + rc.pathParam("name") + "'");
             return;
         }
-        describe(d).onSuccess(json -> json(rc, 200, json));
+        AgentCommands.describe(d).onSuccess(json -> json(rc, 200, json));
     }
 
     private void startMigration(RoutingContext rc) {
@@ -99,17 +149,12 @@ public final class ApiVerticle extends VerticleBase {
             error(rc, 400, "the request body must be a JSON object");
             return;
         }
-        MigrationRequest request;
         try {
-            request = MigrationRequest.fromJson(body);
-        } catch (IllegalArgumentException e) {
-            error(rc, 400, e.getMessage());
-            return;
-        }
-        try {
-            MigrationService.Started started = migrations.migrate(request);
+            MigrationService.Started started = migrations.migrate(MigrationRequest.fromJson(body));
             rc.response().putHeader("Location", "/v1/migrations/" + started.record().id());
             json(rc, 201, started.record().toJson());
+        } catch (IllegalArgumentException e) {
+            error(rc, 400, e.getMessage());
         } catch (MigrationService.Rejected e) {
             error(rc, e.status(), e.getMessage());
         }
@@ -125,11 +170,63 @@ public final class ApiVerticle extends VerticleBase {
     }
 
     /** Cancel or release: 202 with the migration, 404 or 409 with the reason. */
-    private void control(RoutingContext rc, java.util.function.Function<String, MigrationRecord> action) {
+    private void control(RoutingContext rc, Function<String, MigrationRecord> action) {
         try {
             json(rc, 202, action.apply(rc.pathParam("id")).toJson());
         } catch (MigrationService.Rejected e) {
             error(rc, e.status(), e.getMessage());
+        }
+    }
+
+    private void migrationFeed(RoutingContext rc) {
+        String id = rc.pathParam("id");
+        MigrationRecord r = migrations.find(id);
+        if (r == null) {
+            error(rc, 404, "no migration '" + id + "' on agent " + agent);
+            return;
+        }
+        // Device events name their migration in their cause; lifecycle and progress events carry its id.
+        feed(rc, e -> agent.equals(e.getString("agent")) && (id.equals(e.getString("migration"))
+                || String.valueOf(e.getString("cause")).contains(id)), r);
+    }
+
+    /**
+     * A WebSocket that receives the agent's events as JSON text messages {@code {"type", "event"}}. Progress
+     * events are skipped while the client lags; state and lifecycle events are always sent. A migration's feed
+     * starts with the migration's current status and closes after its last event.
+     */
+    private void feed(RoutingContext rc, Predicate<JsonObject> filter, MigrationRecord migration) {
+        rc.request().toWebSocket().onSuccess(ws -> {
+            if (migration != null) {
+                send(ws, "migration", migration.toJson().put("agent", agent).put("event", "status")
+                        .put("migration", migration.id()));
+                if (migration.outcome() != MigrationRecord.Outcome.ACTIVE) {
+                    ws.close();
+                    return;
+                }
+            }
+            List<MessageConsumer<JsonObject>> consumers = new ArrayList<>();
+            for (String[] f : FEEDS) {
+                consumers.add(vertx.eventBus().<JsonObject>consumer(f[0], m -> {
+                    JsonObject e = m.body();
+                    if (!filter.test(e) || ("progress".equals(f[1]) && ws.writeQueueFull())) {
+                        return;
+                    }
+                    send(ws, f[1], e);
+                    if (migration != null && "migration".equals(f[1]) && List.of("completed", "failed", "cancelled")
+                            .contains(e.getString("event")) && e.getString("role").equals(migration.role().name()
+                            .toLowerCase())) {
+                        ws.close();
+                    }
+                }));
+            }
+            ws.closeHandler(v -> consumers.forEach(MessageConsumer::unregister));
+        });
+    }
+
+    private static void send(ServerWebSocket ws, String type, JsonObject event) {
+        if (!ws.isClosed()) {
+            ws.writeTextMessage(new JsonObject().put("type", type).put("event", event).encode());
         }
     }
 

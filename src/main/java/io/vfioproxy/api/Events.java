@@ -14,6 +14,16 @@ public final class Events {
     public static final String DEVICE_STATE = "vmp.device.state";
     /** Migration lifecycle: {@code {agent, migration, role, event, phase, ...}}. */
     public static final String MIGRATION = "vmp.migration";
+    /**
+     * Progress of each active migration, ten times a second while bytes move: {@code {agent, migration, role, phase,
+     * dataBytes, stateSize, remainingBytes, rateBytesPerSecond, etaSeconds}}.
+     */
+    public static final String PROGRESS = "vmp.migration.progress";
+
+    /** The request/reply command addresses of one agent: {@code vmp.agent.<name>.<command>}. */
+    public static String command(String agent, String command) {
+        return "vmp.agent." + agent + "." + command;
+    }
 
     private Events() {
     }

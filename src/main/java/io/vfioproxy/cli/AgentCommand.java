@@ -2,6 +2,7 @@ package io.vfioproxy.cli;
 
 import io.vertx.core.Vertx;
 import io.vfioproxy.agent.AgentConfig;
+import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.agent.AgentVerticle;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
@@ -20,10 +21,11 @@ public final class AgentCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        Vertx vertx = Vertx.vertx();
+        AgentVertx runtime = AgentVertx.create();
+        Vertx vertx = runtime.vertx();
         AgentVerticle agent;
         try {
-            agent = new AgentVerticle(AgentConfig.load(vertx, config).await());
+            agent = new AgentVerticle(AgentConfig.load(vertx, config).await(), runtime.registry());
             vertx.deployVerticle(agent).await();
         } catch (Exception e) {
             System.err.println("agent failed to start: " + e.getMessage());

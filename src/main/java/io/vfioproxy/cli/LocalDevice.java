@@ -6,7 +6,9 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import io.vfioproxy.agent.AgentConfig;
+import io.vfioproxy.api.AgentMetrics;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceVerticle;
 import java.nio.file.Files;
@@ -37,7 +39,8 @@ final class LocalDevice {
             entry = new JsonObject().put("name", name).put("backend", "native").put("device", name);
         }
         Promise<DeviceHandle> opened = Promise.promise();
-        vertx.deployVerticle(new DeviceVerticle("cli", entry, opened::complete)).await();
+        vertx.deployVerticle(new DeviceVerticle("cli", entry, new AgentMetrics(new SimpleMeterRegistry(), "cli"),
+                opened::complete)).await();
         return opened.future().await();
     }
 

@@ -4,6 +4,7 @@ import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.WorkerExecutor;
 import io.vertx.core.json.JsonObject;
+import io.vfioproxy.api.AgentMetrics;
 import io.vfioproxy.api.Events;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Consumer;
@@ -20,15 +21,17 @@ public final class DeviceVerticle extends VerticleBase {
 
     private final String agent;
     private final JsonObject deviceConfig;
+    private final AgentMetrics metrics;
     private final Consumer<DeviceHandle> onOpen;
     private DeviceHandle handle;
 
     /**
      * @param onOpen receives the handle once the device is open, on this verticle's context
      */
-    public DeviceVerticle(String agent, JsonObject deviceConfig, Consumer<DeviceHandle> onOpen) {
+    public DeviceVerticle(String agent, JsonObject deviceConfig, AgentMetrics metrics, Consumer<DeviceHandle> onOpen) {
         this.agent = agent;
         this.deviceConfig = deviceConfig;
+        this.metrics = metrics;
         this.onOpen = onOpen;
     }
 
@@ -37,12 +40,15 @@ public final class DeviceVerticle extends VerticleBase {
         String name = deviceConfig.getString("name", "?");
         WorkerExecutor executor = vertx.createSharedWorkerExecutor("vmp-" + agent + "-" + name + "-"
                 + deploymentID(), 1, MAX_CALL_SECONDS, TimeUnit.SECONDS);
-        DeviceController.TransitionListener publish = (device, from, to, cause, nanos) ->
-                vertx.eventBus().publish(Events.DEVICE_STATE, Events.deviceState(agent, device, from, to, cause, nanos));
+        DeviceController.TransitionListener publish = (device, from, to, cause, nanos) -> {
+            metrics.arc(device, from, to, nanos);
+            vertx.eventBus().publish(Events.DEVICE_STATE, Events.deviceState(agent, device, from, to, cause, nanos));
+        };
         return executor.executeBlocking(() -> {
             MigrationDevice device = DeviceFactory.open(deviceConfig);
             try {
                 DeviceController controller = new DeviceController(device, publish);
+                metrics.deviceState(device.name(), controller.state());
                 return new DeviceHandle(controller, executor, device.identity().with(controller.flags().toString(),
                         deviceConfig.getString("compatibilityTag", "")));
             } catch (Exception | Error e) {

@@ -77,7 +77,7 @@ public final class DestinationSession {
     /** Starts serving the connection. */
     public void start() {
         lastProgressNanos = System.nanoTime();
-        timer = vertx.setPeriodic(Math.max(10, Math.min(250, options.progressTimeoutMillis() / 4)),
+        timer = vertx.setPeriodic(Math.max(10, Math.min(100, options.progressTimeoutMillis() / 4)),
                 id -> checkProgress());
         connection.closeHandler(v -> connectionEnded());
         connection.shutdownHandler(v -> {
@@ -211,6 +211,7 @@ public final class DestinationSession {
                 return;
             }
             record.dataBytes(loader.dataBytes());
+            record.deviceBytes(device.name(), 0, dataBytes);
             writer.control(FrameType.LOADED, channel, new JsonObject().put("device", device.name())
                     .put("dataBytes", dataBytes));
             if (loader.allLoaded()) {
@@ -288,6 +289,8 @@ public final class DestinationSession {
             lastProgressNanos = now;
             if (record != null && loader != null && phase == Phase.RESUMING) {
                 record.dataBytes(loader.dataBytes());
+                loader.devices().forEach(dev -> record.deviceBytes(dev.name(), 0, loader.dataBytes(dev)));
+                record.remainingBytes(Math.max(0, record.stateSize() - loader.dataBytes()));
             }
             return;
         }

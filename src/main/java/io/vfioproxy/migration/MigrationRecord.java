@@ -41,6 +41,8 @@ public final class MigrationRecord {
     private volatile long iterations;
     private volatile long bandwidth;
     private volatile long transferNanos = -1;
+    private volatile long remainingBytes = -1;
+    private final java.util.Map<String, long[]> deviceBytes = new java.util.concurrent.ConcurrentHashMap<>();
     private volatile String switchoverReason;
 
     public MigrationRecord(String id, Role role, String agent) {
@@ -128,6 +130,31 @@ public final class MigrationRecord {
         this.precopyBytes = precopy;
         this.stopCopyBytes = stopCopy;
         this.iterations = iterationCount;
+    }
+
+    /** Milliseconds from start to end, or -1 while active. */
+    public double durationMillis() {
+        return durationNanos < 0 ? -1 : durationNanos / 1e6;
+    }
+
+    /** The bytes still expected to move (the source's estimate), or -1 where not known. */
+    public long remainingBytes() {
+        return remainingBytes;
+    }
+
+    void remainingBytes(long bytes) {
+        this.remainingBytes = bytes;
+    }
+
+    /** Per device: {pre-copy bytes, stop-copy bytes} sent, or {0, bytes} received. A copy. */
+    public java.util.Map<String, long[]> deviceBytes() {
+        java.util.Map<String, long[]> copy = new java.util.TreeMap<>();
+        deviceBytes.forEach((k, v) -> copy.put(k, v.clone()));
+        return copy;
+    }
+
+    void deviceBytes(String device, long precopy, long stopCopy) {
+        deviceBytes.put(device, new long[] {precopy, stopCopy});
     }
 
     /** Seconds from the first byte of device data to the end of the last section, or -1. */
@@ -225,6 +252,9 @@ public final class MigrationRecord {
         }
         if (switchoverReason != null) {
             json.put("switchoverReason", switchoverReason);
+        }
+        if (remainingBytes >= 0 && outcome == Outcome.ACTIVE) {
+            json.put("remainingBytes", remainingBytes);
         }
         if (downtimeNanos >= 0) {
             json.put("downtimeMillis", downtimeNanos / 1e6);

@@ -110,6 +110,11 @@ final class SectionLoader {
         return channels.values().stream().mapToLong(c -> c.dataBytes).sum();
     }
 
+    /** Device data bytes received for {@code device}. */
+    long dataBytes(DeviceHandle device) {
+        return channels.values().stream().filter(c -> c.device == device).mapToLong(c -> c.dataBytes).sum();
+    }
+
     /** Bytes the devices have taken so far. */
     long written() {
         return written;

@@ -111,7 +111,7 @@ public final class SourceMigration {
         precopy = request.mode() == MigrationRequest.Mode.PRECOPY && devices.stream().anyMatch(d -> d.flags().preCopy());
         record.mode(precopy ? "precopy" : "stop-copy");
         lastProgressNanos = System.nanoTime();
-        timer = vertx.setPeriodic(Math.max(10, Math.min(250, options.progressTimeoutMillis() / 4)),
+        timer = vertx.setPeriodic(Math.max(10, Math.min(100, options.progressTimeoutMillis() / 4)),
                 id -> checkProgress());
         phase("CONNECTING");
         connect.get()
@@ -290,12 +290,17 @@ public final class SourceMigration {
         long pre = 0;
         long stop = 0;
         long iterations = 0;
+        long remaining = 0;
         for (SectionSender s : senders) {
             pre += s.precopyBytes();
             stop += s.stopCopyBytes();
             iterations += s.iterations();
+            remaining += s.remainingEstimate();
+            record.deviceBytes(s.device().name(), s.precopyBytes(), s.stopCopyBytes());
         }
         record.transfer(pre, stop, iterations);
+        record.remainingBytes("PRECOPY".equals(record.phase()) || "READY_FOR_SWITCHOVER".equals(record.phase())
+                ? remaining : Math.max(0, record.stateSize() - pre - stop));
         record.dataBytes(Math.max(record.dataBytes(), pre + stop));
         record.bandwidth((long) bandwidth);
     }

@@ -1,22 +1,56 @@
 package io.vfioproxy.transport;
 
-/**
- * Where a destination agent's stream endpoint listens: {@code host:port} for TCP.
- *
- * @param host the host name or address
- * @param port the TCP port
- */
-public record StreamEndpoint(String host, int port) {
+import java.net.URI;
+import java.net.URISyntaxException;
 
-    /** Parses {@code host:port} ({@code [v6addr]:port} for IPv6). */
+/**
+ * Where a destination agent takes migration streams: its TCP stream endpoint ({@code host:7070}) or, for a
+ * destination reachable only through HTTP infrastructure, its WebSocket endpoint ({@code ws://host:8080}, path
+ * {@value #DEFAULT_WS_PATH}).
+ *
+ * @param scheme "tcp" or "ws"
+ * @param host the host name or address
+ * @param port the port
+ * @param path the WebSocket path; "" for TCP
+ */
+public record StreamEndpoint(String scheme, String host, int port, String path) {
+
+    public static final String DEFAULT_WS_PATH = "/v1/stream";
+
+    /** A TCP endpoint. */
+    public StreamEndpoint(String host, int port) {
+        this("tcp", host, port, "");
+    }
+
+    public boolean isWebSocket() {
+        return scheme.equals("ws");
+    }
+
+    /** Parses {@code host:port}, {@code tcp://host:port} or {@code ws://host:port[/path]}. */
     public static StreamEndpoint parse(String text) {
         String t = text.trim();
+        if (t.startsWith("wss://")) {
+            throw new IllegalArgumentException("destination '" + text + "': TLS (wss) is not supported yet; use ws://");
+        }
+        if (t.startsWith("ws://")) {
+            URI uri;
+            try {
+                uri = new URI(t);
+            } catch (URISyntaxException e) {
+                throw new IllegalArgumentException("destination '" + text + "' is not a ws:// URL");
+            }
+            if (uri.getHost() == null) {
+                throw new IllegalArgumentException("destination '" + text + "' has no host");
+            }
+            String path = uri.getRawPath() == null || uri.getRawPath().isEmpty() ? DEFAULT_WS_PATH : uri.getRawPath();
+            return new StreamEndpoint("ws", uri.getHost(), uri.getPort() < 0 ? 80 : uri.getPort(), path);
+        }
         if (t.startsWith("tcp://")) {
             t = t.substring("tcp://".length());
         }
         int colon = t.lastIndexOf(':');
-        if (colon <= 0 || colon == t.length() - 1) {
-            throw new IllegalArgumentException("destination '" + text + "' is not host:port");
+        if (colon <= 0 || colon == t.length() - 1 || t.contains("/")) {
+            throw new IllegalArgumentException("destination '" + text + "' is not host:port or ws://host:port");
         }
         String host = t.substring(0, colon);
         if (host.startsWith("[") && host.endsWith("]")) {
@@ -36,6 +70,7 @@ public record StreamEndpoint(String host, int port) {
 
     @Override
     public String toString() {
-        return (host.contains(":") ? "[" + host + "]" : host) + ":" + port;
+        String h = host.contains(":") ? "[" + host + "]" : host;
+        return isWebSocket() ? "ws://" + h + ":" + port + path : h + ":" + port;
     }
 }

@@ -101,7 +101,7 @@ class ApiIT {
         HttpResponse<Buffer> badDestination = client.post("/v1/migrations")
                 .sendJsonObject(new JsonObject().put("device", "gpu0").put("destination", "nowhere")).await();
         assertThat(badDestination.statusCode()).isEqualTo(400);
-        assertThat(errorMessage(badDestination)).isEqualTo("destination 'nowhere' is not host:port");
+        assertThat(errorMessage(badDestination)).isEqualTo("destination 'nowhere' is not host:port or ws://host:port");
 
         assertThat(client.get("/v1/migrations/m-nope").send().await().statusCode()).isEqualTo(404);
         assertThat(client.get("/v1/devices/nope").send().await().statusCode()).isEqualTo(404);

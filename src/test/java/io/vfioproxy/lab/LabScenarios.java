@@ -192,7 +192,9 @@ public final class LabScenarios {
 
     private static DeviceHandle open(Vertx vertx, JsonObject entry) {
         Promise<DeviceHandle> opened = Promise.promise();
-        vertx.deployVerticle(new io.vfioproxy.device.DeviceVerticle("lab", entry, opened::complete)).await();
+        vertx.deployVerticle(new io.vfioproxy.device.DeviceVerticle("lab", entry,
+                new io.vfioproxy.api.AgentMetrics(new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), "lab"),
+                opened::complete)).await();
         return opened.future().await();
     }
 

@@ -1,0 +1,104 @@
+package io.vfioproxy.api;
+
+import io.micrometer.core.instrument.Counter;
+import io.micrometer.core.instrument.Gauge;
+import io.micrometer.core.instrument.MeterRegistry;
+import io.micrometer.core.instrument.Timer;
+import io.vfioproxy.uapi.DeviceState;
+import java.time.Duration;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * The agent's own meters, next to Vert.x's net, HTTP and event-bus meters in the same registry. Prometheus names:
+ * {@code vmp_migrated_bytes_total{agent,device,phase,direction}}, {@code vmp_migrations_total{agent,role,outcome}},
+ * {@code vmp_migration_duration_seconds}, {@code vmp_migration_downtime_seconds} (histograms),
+ * {@code vmp_device_transition_seconds{agent,device,from,to}} (histogram), {@code vmp_migrations_active{agent,role}}
+ * and {@code vmp_device_state{agent,device}} (the uAPI value: 1 STOP, 2 RUNNING, 3 STOP_COPY, 4 RESUMING, ...).
+ */
+public final class AgentMetrics {
+
+    private final MeterRegistry registry;
+    private final String agent;
+    private final Map<String, AtomicInteger> deviceStates = new ConcurrentHashMap<>();
+    private final Map<String, AtomicInteger> active = new ConcurrentHashMap<>();
+
+    public AgentMetrics(MeterRegistry registry, String agent) {
+        this.registry = registry;
+        this.agent = agent;
+        for (String role : new String[] {"source", "destination"}) {
+            AtomicInteger count = new AtomicInteger();
+            active.put(role, count);
+            Gauge.builder("vmp.migrations.active", count, AtomicInteger::get)
+                    .description("Migrations in progress").tags("agent", agent, "role", role).register(registry);
+        }
+    }
+
+    public MeterRegistry registry() {
+        return registry;
+    }
+
+    /** One direct arc of a device, with how long the kernel call took. */
+    public void arc(String device, DeviceState from, DeviceState to, long nanos) {
+        Timer.builder("vmp.device.transition")
+                .description("Time of one device state arc (VFIO_DEVICE_FEATURE SET MIG_DEVICE_STATE)")
+                .tags("agent", agent, "device", device, "from", from.name(), "to", to.name())
+                .publishPercentileHistogram()
+                .minimumExpectedValue(Duration.ofNanos(1000))
+                .maximumExpectedValue(Duration.ofSeconds(60))
+                .register(registry)
+                .record(nanos, TimeUnit.NANOSECONDS);
+        deviceState(device, to);
+    }
+
+    /** The device's current state, as a gauge of its uAPI value. */
+    public void deviceState(String device, DeviceState state) {
+        deviceStates.computeIfAbsent(device, d -> {
+            AtomicInteger v = new AtomicInteger();
+            Gauge.builder("vmp.device.state", v, AtomicInteger::get)
+                    .description("Device migration state, uAPI value (1 STOP, 2 RUNNING, 3 STOP_COPY, 4 RESUMING, "
+                            + "5 RUNNING_P2P, 6 PRE_COPY, 7 PRE_COPY_P2P, 0 ERROR)")
+                    .tags("agent", agent, "device", d).register(registry);
+            return v;
+        }).set(state.value());
+    }
+
+    /**
+     * Device data bytes moved.
+     *
+     * @param phase "precopy" or "stop-copy" on the source, "all" on the destination
+     * @param direction "sent" or "received"
+     */
+    public void bytes(String device, String phase, String direction, long n) {
+        if (n > 0) {
+            Counter.builder("vmp.migrated.bytes").baseUnit("bytes")
+                    .description("Device state bytes migrated")
+                    .tags("agent", agent, "device", device, "phase", phase, "direction", direction)
+                    .register(registry).increment(n);
+        }
+    }
+
+    public void started(String role) {
+        active.get(role).incrementAndGet();
+    }
+
+    /** A migration ended: its outcome, its duration and (source) its downtime. */
+    public void ended(String role, String outcome, double durationMillis, double downtimeMillis) {
+        active.get(role).decrementAndGet();
+        Counter.builder("vmp.migrations").description("Migrations by outcome")
+                .tags("agent", agent, "role", role, "outcome", outcome).register(registry).increment();
+        if (durationMillis >= 0) {
+            Timer.builder("vmp.migration.duration").description("Migration duration, handshake to end")
+                    .tags("agent", agent, "role", role).publishPercentileHistogram()
+                    .register(registry).record((long) (durationMillis * 1e6), TimeUnit.NANOSECONDS);
+        }
+        if (downtimeMillis >= 0) {
+            Timer.builder("vmp.migration.downtime")
+                    .description("Time the devices were stopped: first source arc out of running to the last LOADED")
+                    .tags("agent", agent).publishPercentileHistogram()
+                    .register(registry).record((long) (downtimeMillis * 1e6), TimeUnit.NANOSECONDS);
+        }
+    }
+}

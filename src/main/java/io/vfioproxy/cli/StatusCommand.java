@@ -1,0 +1,54 @@
+package io.vfioproxy.cli;
+
+import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonArray;
+import io.vertx.core.json.JsonObject;
+import io.vertx.ext.web.client.WebClient;
+import io.vfioproxy.util.ByteSize;
+import java.net.URI;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** Shows an agent's devices and migrations. */
+@Command(name = "status", mixinStandardHelpOptions = true,
+        description = "Show an agent's devices (state, flags, migration holding them) and its migrations.")
+public final class StatusCommand implements Callable<Integer> {
+
+    @Option(names = "--agent", defaultValue = "http://localhost:8080", description = "the agent's API (${DEFAULT-VALUE})")
+    URI agent;
+
+    @Override
+    public Integer call() {
+        Vertx vertx = Vertx.vertx();
+        WebClient client = WebClient.create(vertx);
+        try {
+            JsonObject devices = client.getAbs(agent.resolve("/v1/devices").toString()).send().await().bodyAsJsonObject();
+            JsonArray migrations = client.getAbs(agent.resolve("/v1/migrations").toString()).send().await()
+                    .bodyAsJsonObject().getJsonArray("migrations");
+            System.out.println("agent " + devices.getString("agent"));
+            System.out.printf("%-16s %-12s %-24s %-22s %s%n", "DEVICE", "STATE", "FLAGS", "MODEL", "MIGRATION");
+            for (Object o : devices.getJsonArray("devices")) {
+                JsonObject d = (JsonObject) o;
+                System.out.printf("%-16s %-12s %-24s %-22s %s%n", d.getString("name"), d.getString("state"),
+                        d.getString("flags"), d.getJsonObject("identity").getString("model"),
+                        d.getString("migration") == null ? "-" : d.getString("migration"));
+            }
+            System.out.printf("%n%-40s %-12s %-10s %-22s %-12s %s%n", "MIGRATION", "ROLE", "OUTCOME", "PHASE", "BYTES",
+                    "DOWNTIME");
+            for (Object o : migrations) {
+                JsonObject m = (JsonObject) o;
+                System.out.printf("%-40s %-12s %-10s %-22s %-12s %s%n", m.getString("id"), m.getString("role"),
+                        m.getString("outcome"), m.getString("phase"), ByteSize.format(m.getLong("dataBytes", 0L)),
+                        m.containsKey("downtimeMillis") ? Math.round(m.getDouble("downtimeMillis")) + " ms" : "-");
+            }
+            return 0;
+        } catch (RuntimeException e) {
+            System.err.println("cannot reach the agent at " + agent + ": " + e.getMessage());
+            return 2;
+        } finally {
+            client.close();
+            vertx.close().await();
+        }
+    }
+}

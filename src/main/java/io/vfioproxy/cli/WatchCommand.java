@@ -1,0 +1,76 @@
+package io.vfioproxy.cli;
+
+import io.vertx.core.Promise;
+import io.vertx.core.Vertx;
+import io.vertx.core.http.WebSocket;
+import io.vertx.core.http.WebSocketClient;
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.util.ByteSize;
+import java.net.URI;
+import java.time.LocalTime;
+import java.time.temporal.ChronoUnit;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/** Follows an agent's events live, or one migration's to its end. */
+@Command(name = "watch", mixinStandardHelpOptions = true,
+        description = "Follow an agent's events live (device state changes, migration lifecycle, progress) over its "
+                + "WebSocket feed. With --migration, follow that migration to its end; the exit code is 0 when it "
+                + "completed, 1 otherwise.")
+public final class WatchCommand implements Callable<Integer> {
+
+    @Option(names = "--agent", defaultValue = "http://localhost:8080", description = "the agent's API (${DEFAULT-VALUE})")
+    URI agent;
+
+    @Option(names = "--migration", description = "follow one migration")
+    String migration;
+
+    /** One line per event. */
+    static String line(JsonObject message) {
+        JsonObject e = message.getJsonObject("event", new JsonObject());
+        String time = LocalTime.now().truncatedTo(ChronoUnit.MILLIS).toString();
+        return switch (message.getString("type", "")) {
+            case "device-state" -> String.format("%s %s device %s: %s -> %s (%s)", time, e.getString("agent"),
+                    e.getString("device"), e.getString("from"), e.getString("to"), e.getString("cause"));
+            case "progress" -> String.format(Locale.ROOT, "%s %s migration %s %s: %s of %s, %.2f GB/s", time,
+                    e.getString("agent"), e.getString("migration"), e.getString("phase"),
+                    ByteSize.format(e.getLong("dataBytes", 0L)), ByteSize.format(e.getLong("stateSize", 0L)),
+                    e.getLong("rateBytesPerSecond", 0L) / 1e9);
+            default -> String.format("%s %s migration %s %s: %s%s", time, e.getString("agent"),
+                    e.getString("migration"), e.getString("event"), e.getString("phase"),
+                    e.containsKey("error") ? " (" + e.getString("error") + ")" : "");
+        };
+    }
+
+    @Override
+    public Integer call() {
+        Vertx vertx = Vertx.vertx();
+        WebSocketClient client = vertx.createWebSocketClient();
+        try {
+            String path = migration == null ? "/v1/events" : "/v1/migrations/" + migration + "/events";
+            int port = agent.getPort() < 0 ? 80 : agent.getPort();
+            WebSocket ws = client.connect(port, agent.getHost(), path).await();
+            Promise<String> end = Promise.promise();
+            String[] outcome = {null};
+            ws.textMessageHandler(text -> {
+                JsonObject message = new JsonObject(text);
+                System.out.println(line(message));
+                JsonObject e = message.getJsonObject("event", new JsonObject());
+                if ("migration".equals(message.getString("type"))) {
+                    outcome[0] = e.getString("outcome", outcome[0]);
+                }
+            });
+            ws.closeHandler(v -> end.tryComplete(outcome[0]));
+            String last = end.future().await();
+            return migration == null || "completed".equals(last) ? 0 : 1;
+        } catch (RuntimeException e) {
+            System.err.println("cannot follow " + agent + ": " + e.getMessage());
+            return 2;
+        } finally {
+            client.close();
+            vertx.close().await();
+        }
+    }
+}

@@ -1,0 +1,49 @@
+package io.vfioproxy.transport;
+
+import io.vertx.core.Future;
+import io.vertx.core.Vertx;
+import io.vertx.core.http.WebSocketClient;
+import io.vertx.core.http.WebSocketClientOptions;
+import io.vertx.core.net.NetClient;
+import io.vertx.core.net.NetClientOptions;
+
+/**
+ * Opens agent-to-agent connections over TCP or WebSocket. Holds its clients for the agent's lifetime: Vert.x 5
+ * closes a client nothing references at the next GC.
+ */
+public final class StreamConnector {
+
+    /** The largest WebSocket frame: one data frame of the largest chunk with its headers. */
+    public static final int MAX_WS_FRAME = (16 << 20) + 64;
+
+    private final NetClient tcp;
+    private final WebSocketClient ws;
+    private final int writeQueueMaxSize;
+
+    public StreamConnector(Vertx vertx, TransportOptions options) {
+        this.tcp = vertx.createNetClient(new NetClientOptions()
+                .setTcpNoDelay(true)
+                .setConnectTimeout(options.connectTimeoutMillis()));
+        this.ws = vertx.createWebSocketClient(new WebSocketClientOptions()
+                .setTcpNoDelay(true)
+                .setConnectTimeout(options.connectTimeoutMillis())
+                .setMaxFrameSize(MAX_WS_FRAME)
+                .setMaxMessageSize(MAX_WS_FRAME)
+                .setTryUsePerFrameCompression(false)
+                .setTryUsePerMessageCompression(false));
+        this.writeQueueMaxSize = options.writeQueueMaxSize();
+    }
+
+    public Future<StreamConnection> connect(StreamEndpoint endpoint) {
+        if (endpoint.isWebSocket()) {
+            return ws.connect(endpoint.port(), endpoint.host(), endpoint.path())
+                    .map(socket -> new WebSocketConnection(socket, writeQueueMaxSize));
+        }
+        return tcp.connect(endpoint.port(), endpoint.host())
+                .map(socket -> new NetSocketConnection(socket, writeQueueMaxSize));
+    }
+
+    public Future<Void> close() {
+        return Future.join(tcp.close(), ws.close()).mapEmpty();
+    }
+}

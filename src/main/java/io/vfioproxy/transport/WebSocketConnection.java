@@ -1,0 +1,54 @@
+package io.vfioproxy.transport;
+
+import io.vertx.core.Future;
+import io.vertx.core.Handler;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.http.WebSocketBase;
+import io.vertx.core.streams.ReadStream;
+import io.vertx.core.streams.WriteStream;
+
+/**
+ * A {@link StreamConnection} over a WebSocket: every write is one binary frame, and the receiver's decoder takes
+ * frames of any size and boundary, so the protocol is the same as over TCP.
+ */
+public final class WebSocketConnection implements StreamConnection {
+
+    private final WebSocketBase socket;
+    private final String peer;
+
+    public WebSocketConnection(WebSocketBase socket, int writeQueueMaxSize) {
+        this.socket = socket;
+        this.peer = "ws " + socket.remoteAddress();
+        socket.setWriteQueueMaxSize(writeQueueMaxSize);
+    }
+
+    @Override
+    public ReadStream<Buffer> input() {
+        return socket;
+    }
+
+    @Override
+    public WriteStream<Buffer> output() {
+        return socket;
+    }
+
+    @Override
+    public void closeHandler(Handler<Void> handler) {
+        socket.closeHandler(handler);
+    }
+
+    @Override
+    public void shutdownHandler(Handler<Void> handler) {
+        socket.shutdownHandler(handler);
+    }
+
+    @Override
+    public Future<Void> close() {
+        return socket.close();
+    }
+
+    @Override
+    public String peer() {
+        return peer;
+    }
+}
