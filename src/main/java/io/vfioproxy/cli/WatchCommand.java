@@ -2,7 +2,6 @@ package io.vfioproxy.cli;
 
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
-import io.vertx.core.http.WebSocket;
 import io.vertx.core.http.WebSocketClient;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.util.ByteSize;
@@ -51,18 +50,20 @@ public final class WatchCommand implements Callable<Integer> {
         try {
             String path = migration == null ? "/v1/events" : "/v1/migrations/" + migration + "/events";
             int port = agent.getPort() < 0 ? 80 : agent.getPort();
-            WebSocket ws = client.connect(port, agent.getHost(), path).await();
             Promise<String> end = Promise.promise();
             String[] outcome = {null};
-            ws.textMessageHandler(text -> {
-                JsonObject message = new JsonObject(text);
-                System.out.println(line(message));
-                JsonObject e = message.getJsonObject("event", new JsonObject());
-                if ("migration".equals(message.getString("type"))) {
-                    outcome[0] = e.getString("outcome", outcome[0]);
-                }
-            });
-            ws.closeHandler(v -> end.tryComplete(outcome[0]));
+            // Handlers are set in the connect callback: the migration's status is the first message.
+            client.connect(port, agent.getHost(), path).onSuccess(ws -> {
+                ws.textMessageHandler(text -> {
+                    JsonObject message = new JsonObject(text);
+                    System.out.println(line(message));
+                    JsonObject e = message.getJsonObject("event", new JsonObject());
+                    if ("migration".equals(message.getString("type"))) {
+                        outcome[0] = e.getString("outcome", outcome[0]);
+                    }
+                });
+                ws.closeHandler(v -> end.tryComplete(outcome[0]));
+            }).await();
             String last = end.future().await();
             return migration == null || "completed".equals(last) ? 0 : 1;
         } catch (RuntimeException e) {
