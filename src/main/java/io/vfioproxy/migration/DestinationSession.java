@@ -137,6 +137,7 @@ public final class DestinationSession {
         }
         loader = new SectionLoader("migration " + id, mode.equals("precopy"), options.deviceWriteQueueBytes(),
                 new Loaded());
+        loader.retainInput(connection::retainInput);
         List<String> sources = new ArrayList<>();
         for (int i = 0; i < list.size(); i++) {
             JsonObject d = list.getJsonObject(i);

@@ -16,6 +16,7 @@ import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.function.Supplier;
 
 /**
  * Loads device sections into devices in RESUMING, whether they come from a connection or a checkpoint file:
@@ -71,6 +72,7 @@ final class SectionLoader {
     private long queued;
     private long written;
     private Handler<Void> drainHandler;
+    private Supplier<Runnable> retainInput = () -> () -> { };
 
     /**
      * @param cause what device events name as the cause ("migration m-1")
@@ -81,6 +83,14 @@ final class SectionLoader {
         this.precopy = precopy;
         this.maxQueued = maxQueued;
         this.events = events;
+    }
+
+    /**
+     * How to keep the input buffer a data piece is a slice of alive until the device has written it: the
+     * connection hands on its pooled buffers without copying them.
+     */
+    void retainInput(Supplier<Runnable> retain) {
+        this.retainInput = retain;
     }
 
     /** Adds a channel whose device is in RESUMING. */
@@ -211,6 +221,7 @@ final class SectionLoader {
         int n = piece.length();
         c.dataBytes += n;
         queued += n;
+        Runnable release = retainInput.get();
         c.device.submit(dc -> {
             if (c.writeError != null || c.aborted) {
                 return null;
@@ -224,6 +235,7 @@ final class SectionLoader {
             }
             return null;
         }).onComplete(ar -> {
+            release.run();
             if (c.aborted) {
                 return;
             }

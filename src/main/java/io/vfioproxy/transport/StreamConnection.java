@@ -26,4 +26,12 @@ public interface StreamConnection {
 
     /** The peer's address, for messages. */
     String peer();
+
+    /**
+     * Keeps the input buffer being handled alive until the returned action runs: a consumer that holds on to a
+     * slice of it past the handler (data queued for a device) calls this. A no-op where the input is copied.
+     */
+    default Runnable retainInput() {
+        return () -> { };
+    }
 }

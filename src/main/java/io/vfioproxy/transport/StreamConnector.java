@@ -19,6 +19,7 @@ public final class StreamConnector {
     private final NetClient tcp;
     private final WebSocketClient ws;
     private final int writeQueueMaxSize;
+    private final int receiveBufferMax;
 
     public StreamConnector(Vertx vertx, TransportOptions options) {
         this.tcp = vertx.createNetClient(new NetClientOptions()
@@ -32,6 +33,7 @@ public final class StreamConnector {
                 .setTryUsePerFrameCompression(false)
                 .setTryUsePerMessageCompression(false));
         this.writeQueueMaxSize = options.writeQueueMaxSize();
+        this.receiveBufferMax = options.receiveBufferMax();
     }
 
     public Future<StreamConnection> connect(StreamEndpoint endpoint) {
@@ -40,7 +42,7 @@ public final class StreamConnector {
                     .map(socket -> new WebSocketConnection(socket, writeQueueMaxSize));
         }
         return tcp.connect(endpoint.port(), endpoint.host())
-                .map(socket -> new NetSocketConnection(socket, writeQueueMaxSize));
+                .map(socket -> new NetSocketConnection(socket, writeQueueMaxSize, receiveBufferMax));
     }
 
     public Future<Void> close() {

@@ -28,7 +28,7 @@ public final class StreamServerVerticle extends VerticleBase {
                 .setPort(options.port())
                 .setTcpNoDelay(true));
         server.connectHandler(socket -> onConnection.handle(new NetSocketConnection(socket,
-                options.writeQueueMaxSize())));
+                options.writeQueueMaxSize(), options.receiveBufferMax())));
         return server.listen();
     }
 

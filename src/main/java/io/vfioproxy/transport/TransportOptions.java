@@ -9,8 +9,10 @@ import io.vertx.core.json.JsonObject;
  * @param port the TCP port (7070 by default; 0 picks a free one)
  * @param writeQueueMaxSize bytes a connection may queue before the sender is paused
  * @param connectTimeoutMillis how long a source waits for a TCP connection
+ * @param receiveBufferMax the most Netty reads from a socket at once
  */
-public record TransportOptions(String host, int port, int writeQueueMaxSize, int connectTimeoutMillis) {
+public record TransportOptions(String host, int port, int writeQueueMaxSize, int connectTimeoutMillis,
+        int receiveBufferMax) {
 
     public static final int DEFAULT_PORT = 7070;
 
@@ -20,6 +22,7 @@ public record TransportOptions(String host, int port, int writeQueueMaxSize, int
                 j.getString("host", "0.0.0.0"),
                 j.getInteger("port", DEFAULT_PORT),
                 j.getInteger("writeQueueMaxSize", 4 << 20),
-                j.getInteger("connectTimeoutMillis", 10_000));
+                j.getInteger("connectTimeoutMillis", 10_000),
+                j.getInteger("receiveBufferMax", 1 << 20));
     }
 }
