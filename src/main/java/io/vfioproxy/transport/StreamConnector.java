@@ -22,9 +22,13 @@ public final class StreamConnector {
     private final int receiveBufferMax;
 
     public StreamConnector(Vertx vertx, TransportOptions options) {
-        this.tcp = vertx.createNetClient(new NetClientOptions()
+        NetClientOptions tcpOptions = new NetClientOptions()
                 .setTcpNoDelay(true)
-                .setConnectTimeout(options.connectTimeoutMillis()));
+                .setConnectTimeout(options.connectTimeoutMillis());
+        if (options.tls() != null) {
+            options.tls().apply(tcpOptions);
+        }
+        this.tcp = vertx.createNetClient(tcpOptions);
         this.ws = vertx.createWebSocketClient(new WebSocketClientOptions()
                 .setTcpNoDelay(true)
                 .setConnectTimeout(options.connectTimeoutMillis())

@@ -23,10 +23,14 @@ public final class StreamServerVerticle extends VerticleBase {
 
     @Override
     public Future<?> start() {
-        server = vertx.createNetServer(new NetServerOptions()
+        NetServerOptions serverOptions = new NetServerOptions()
                 .setHost(options.host())
                 .setPort(options.port())
-                .setTcpNoDelay(true));
+                .setTcpNoDelay(true);
+        if (options.tls() != null) {
+            options.tls().apply(serverOptions);
+        }
+        server = vertx.createNetServer(serverOptions);
         server.connectHandler(socket -> onConnection.handle(new NetSocketConnection(socket,
                 options.writeQueueMaxSize(), options.receiveBufferMax())));
         return server.listen();

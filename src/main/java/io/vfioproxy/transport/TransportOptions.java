@@ -10,9 +10,10 @@ import io.vertx.core.json.JsonObject;
  * @param writeQueueMaxSize bytes a connection may queue before the sender is paused
  * @param connectTimeoutMillis how long a source waits for a TCP connection
  * @param receiveBufferMax the most Netty reads from a socket at once
+ * @param tls mutual TLS between agents, or null for plaintext
  */
 public record TransportOptions(String host, int port, int writeQueueMaxSize, int connectTimeoutMillis,
-        int receiveBufferMax) {
+        int receiveBufferMax, TlsOptions tls) {
 
     public static final int DEFAULT_PORT = 7070;
 
@@ -23,6 +24,7 @@ public record TransportOptions(String host, int port, int writeQueueMaxSize, int
                 j.getInteger("port", DEFAULT_PORT),
                 j.getInteger("writeQueueMaxSize", 4 << 20),
                 j.getInteger("connectTimeoutMillis", 10_000),
-                j.getInteger("receiveBufferMax", 1 << 20));
+                j.getInteger("receiveBufferMax", 1 << 20),
+                TlsOptions.fromJson(j.getJsonObject("tls")));
     }
 }

@@ -1,0 +1,167 @@
+package io.vfioproxy.bench;
+
+import io.vertx.core.Future;
+import io.vertx.core.Promise;
+import io.vertx.core.Vertx;
+import io.vertx.core.eventbus.MessageConsumer;
+import io.vertx.core.json.JsonArray;
+import io.vertx.core.json.JsonObject;
+import io.vertx.core.net.SelfSignedCertificate;
+import io.vfioproxy.agent.AgentVertx;
+import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.api.Events;
+import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.migration.MigrationRecord;
+import io.vfioproxy.migration.MigrationRequest;
+import io.vfioproxy.migration.MigrationService;
+import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.uapi.DeviceState;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Two real agents on loopback in this JVM, with simulated devices, for the bench: the same code path as a
+ * deployment, with the same configuration defaults.
+ */
+public final class AgentBench implements AutoCloseable {
+
+    /** One migration's outcome, as the bench reports it. */
+    public record Run(long stateBytes, double seconds, double downtimeMillis) {
+        /** GB (10^9 bytes) of device state per second. */
+        public double gbPerSecond() {
+            return stateBytes / seconds / 1e9;
+        }
+    }
+
+    private final AgentVertx runtime;
+    private final AgentVerticle source;
+    private final AgentVerticle destination;
+    private final int devices;
+    private final long size;
+    private final SelfSignedCertificate certificate;
+
+    /**
+     * @param devices how many devices each agent has (d0, d1, ...)
+     * @param size each device's state size
+     * @param tls mutual TLS between the agents (a self-signed certificate both present and trust)
+     * @param dirtyRate the source workload's dirty rate, for pre-copy ("0" for none)
+     */
+    public AgentBench(int devices, long size, boolean tls, String dirtyRate) {
+        this.devices = devices;
+        this.size = size;
+        this.runtime = AgentVertx.create();
+        this.certificate = tls ? SelfSignedCertificate.create("vmp-bench") : null;
+        this.destination = start("bench-destination", size, 1000, "0");
+        this.source = start("bench-source", size, 0, dirtyRate);
+    }
+
+    private AgentVerticle start(String name, long size, long seedBase, String dirtyRate) {
+        JsonObject stream = new JsonObject().put("host", "127.0.0.1").put("port", 0);
+        if (certificate != null) {
+            stream.put("tls", new JsonObject().put("certPath", certificate.certificatePath())
+                    .put("keyPath", certificate.privateKeyPath()).put("trustPath", certificate.certificatePath()));
+        }
+        JsonArray list = new JsonArray();
+        for (int i = 0; i < devices; i++) {
+            list.add(new JsonObject().put("name", "d" + i).put("backend", "simulated").put("size", Long.toString(size))
+                    .put("seed", seedBase + i).put("dirtyRate", dirtyRate));
+        }
+        AgentVerticle agent = new AgentVerticle(new JsonObject()
+                .put("agent", new JsonObject().put("name", name))
+                .put("stream", stream)
+                .put("api", new JsonObject().put("enabled", false))
+                .put("devices", list), runtime.registry());
+        runtime.vertx().deployVerticle(agent).await();
+        return agent;
+    }
+
+    public Vertx vertx() {
+        return runtime.vertx();
+    }
+
+    /** Every source device back to RUNNING, so the next run starts as a real migration does. */
+    private void resetSources() {
+        List<Future<Void>> resets = new ArrayList<>();
+        for (DeviceHandle d : source.devices().all()) {
+            resets.add(d.state().compose(s -> s == DeviceState.RUNNING ? Future.succeededFuture()
+                    : d.reset("bench: next run")));
+        }
+        Future.all(resets).await();
+    }
+
+    /** Runs {@code count} migrations at once, one device each, and returns each one's outcome. */
+    public List<Run> migrate(int count, MigrationRequest.Mode mode) {
+        resetSources();
+        StreamEndpoint to = new StreamEndpoint("127.0.0.1", destination.streamPort());
+        Promise<List<MigrationService.Started>> started = Promise.promise();
+        runtime.vertx().getOrCreateContext().runOnContext(v -> {
+            List<MigrationService.Started> list = new ArrayList<>();
+            for (int i = 0; i < count; i++) {
+                list.add(source.migrations().migrate(new MigrationRequest("d" + i, to, "d" + i, 0).withMode(mode)));
+            }
+            started.complete(list);
+        });
+        List<Run> runs = new ArrayList<>();
+        for (MigrationService.Started s : started.future().await()) {
+            MigrationRecord r = s.completion().await();
+            lastStreamBytes = r.dataBytes();
+            runs.add(new Run(size, r.transferSeconds(), r.downtimeMillis()));
+        }
+        return runs;
+    }
+
+    private volatile long lastStreamBytes;
+
+    /** The device stream bytes the last migration moved (state plus the device's own record headers). */
+    public long lastStreamBytes() {
+        return lastStreamBytes;
+    }
+
+    /**
+     * Latency of a state change through the device's worker thread: from the request to the event on the bus,
+     * over {@code count} RUNNING/STOP changes on a device of its own, after a warm-up.
+     *
+     * @return the latencies in microseconds, sorted
+     */
+    public double[] transitionLatencyMicros(int count) {
+        DeviceHandle device = source.devices().find("d0");
+        resetSources();
+        long[] eventAt = new long[1];
+        Promise<Void>[] waiting = new Promise[1];
+        MessageConsumer<JsonObject> consumer = runtime.vertx().eventBus().consumer(Events.DEVICE_STATE, m -> {
+            if (m.body().getString("device").equals("d0") && waiting[0] != null) {
+                eventAt[0] = System.nanoTime();
+                waiting[0].tryComplete();
+            }
+        });
+        consumer.completion().await();
+        double[] micros = new double[count];
+        DeviceState[] targets = {DeviceState.RUNNING_P2P, DeviceState.RUNNING};
+        try {
+            for (int i = -200; i < count; i++) {
+                DeviceState target = targets[(i + 200) % 2];
+                Promise<Void> p = Promise.promise();
+                waiting[0] = p;
+                long start = System.nanoTime();
+                device.setState(target, DeviceState.RUNNING, "bench").await();
+                p.future().await();
+                if (i >= 0) {
+                    micros[i] = (eventAt[0] - start) / 1e3;
+                }
+            }
+        } finally {
+            consumer.unregister().await();
+        }
+        Arrays.sort(micros);
+        return micros;
+    }
+
+    @Override
+    public void close() {
+        runtime.vertx().close().await();
+        if (certificate != null) {
+            certificate.delete();
+        }
+    }
+}

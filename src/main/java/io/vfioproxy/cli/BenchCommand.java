@@ -1,0 +1,201 @@
+package io.vfioproxy.cli;
+
+import io.vfioproxy.bench.AgentBench;
+import io.vfioproxy.bench.MemorySampler;
+import io.vfioproxy.bench.RawBaseline;
+import io.vfioproxy.migration.MigrationRequest.Mode;
+import io.vfioproxy.util.ByteSize;
+import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
+import java.lang.management.MemoryPoolMXBean;
+import java.lang.management.MemoryType;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+/**
+ * Measures the agent's data path against what the machine can do, in the same run: two agents on loopback
+ * against a plain Java NIO transfer of the same bytes (and socat where installed).
+ */
+@Command(name = "bench", mixinStandardHelpOptions = true,
+        description = "Migration throughput between two agents on loopback against a raw NIO baseline moving the "
+                + "same bytes in the same run. Prints 'agents: N.NN GB/s', 'baseline: N.NN GB/s' and 'ratio to raw "
+                + "baseline: 0.NN' (GB = 10^9 bytes of device state). --full runs every scenario of docs/BENCHMARKS.md.")
+public final class BenchCommand implements Callable<Integer> {
+
+    private static final int BUFFER = 1 << 20;
+
+    @Option(names = "--size", defaultValue = "1GiB", description = "device state size (${DEFAULT-VALUE})")
+    String size;
+
+    @Option(names = "--precopy", description = "pre-copy (default: stop-copy)")
+    boolean precopy;
+
+    @Option(names = "--tls", description = "mutual TLS between the agents")
+    boolean tls;
+
+    @Option(names = "--runs", defaultValue = "3", description = "runs of each, the median is reported (${DEFAULT-VALUE})")
+    int runs;
+
+    @Option(names = "--full", description = "every scenario: sizes, modes, TLS, concurrency, latency, memory")
+    boolean full;
+
+    @Option(names = "--out", description = "with --full, also write the Markdown tables to this file")
+    Path out;
+
+    private final PrintStream console = System.out;
+
+    static double median(double[] values) {
+        double[] v = values.clone();
+        Arrays.sort(v);
+        return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+    }
+
+    /** Throughputs of one scenario and its baseline, same run, medians. */
+    record Compared(double agents, double baseline, double downtimeMillis) {
+        double ratio() {
+            return agents / baseline;
+        }
+    }
+
+    private Compared compare(long bytes, Mode mode, boolean withTls) throws Exception {
+        try (AgentBench bench = new AgentBench(1, bytes, withTls, mode == Mode.PRECOPY ? "32MiB" : "0")) {
+            bench.migrate(1, mode);
+            RawBaseline.nio(bench.lastStreamBytes(), BUFFER);
+            double[] agents = new double[runs];
+            double[] baseline = new double[runs];
+            double[] downtime = new double[runs];
+            for (int i = 0; i < runs; i++) {
+                // Alternate, so both see the same machine.
+                baseline[i] = bytes / RawBaseline.nio(bench.lastStreamBytes(), BUFFER) / 1e9;
+                AgentBench.Run run = bench.migrate(1, mode).get(0);
+                agents[i] = run.gbPerSecond();
+                downtime[i] = run.downtimeMillis();
+            }
+            return new Compared(median(agents), median(baseline), median(downtime));
+        }
+    }
+
+    @Override
+    public Integer call() throws Exception {
+        if (full) {
+            return fullReport();
+        }
+        long bytes = ByteSize.parse(size);
+        Mode mode = precopy ? Mode.PRECOPY : Mode.STOP_COPY;
+        console.printf("bench: %s of simulated device state, %s, %s, median of %d runs%n", ByteSize.format(bytes),
+                precopy ? "pre-copy" : "stop-copy", tls ? "mutual TLS" : "plaintext", runs);
+        Compared c = compare(bytes, mode, tls);
+        console.printf(Locale.ROOT, "agents: %.2f GB/s%n", c.agents());
+        console.printf(Locale.ROOT, "baseline: %.2f GB/s%n", c.baseline());
+        console.printf(Locale.ROOT, "ratio to raw baseline: %.2f%n", c.ratio());
+        return 0;
+    }
+
+    /** Heap in use after the last collection, over the heap pools: the live set, without garbage. */
+    private static long liveHeap() {
+        long sum = 0;
+        for (MemoryPoolMXBean pool : ManagementFactory.getMemoryPoolMXBeans()) {
+            if (pool.getType() == MemoryType.HEAP && pool.getCollectionUsage() != null) {
+                sum += pool.getCollectionUsage().getUsed();
+            }
+        }
+        return sum;
+    }
+
+    private int fullReport() throws Exception {
+        List<String> md = new ArrayList<>();
+        md.add("### Throughput against the raw baseline (median of " + runs + " runs)");
+        md.add("");
+        md.add("| state | mode | transport | agents GB/s | NIO baseline GB/s | ratio | downtime ms |");
+        md.add("|---|---|---|---|---|---|---|");
+        for (String s : List.of("256MiB", "1GiB", "4GiB")) {
+            for (Mode mode : Mode.values()) {
+                for (boolean withTls : new boolean[] {false, true}) {
+                    Compared c = compare(ByteSize.parse(s), mode, withTls);
+                    String row = String.format(Locale.ROOT, "| %s | %s | %s | %.2f | %.2f | %.2f | %d |", s,
+                            mode == Mode.PRECOPY ? "pre-copy" : "stop-copy", withTls ? "mutual TLS" : "plaintext",
+                            c.agents(), c.baseline(), c.ratio(), Math.round(c.downtimeMillis()));
+                    console.println(row);
+                    md.add(row);
+                }
+            }
+        }
+        Path socat = RawBaseline.socat();
+        long gib = 1L << 30;
+        md.add("");
+        if (socat != null) {
+            double t = RawBaseline.socat(socat, gib);
+            md.add(String.format(Locale.ROOT, "socat (1 MiB buffers, two processes) moved 1 GiB at %.2f GB/s.",
+                    gib / t / 1e9));
+        } else {
+            md.add("socat is not installed on this machine: no socat baseline.");
+        }
+        console.println(md.get(md.size() - 1));
+
+        md.add("");
+        md.add("### Memory during a 4 GiB stop-copy migration");
+        md.add("");
+        try (AgentBench bench = new AgentBench(1, 4 * gib, false, "0")) {
+            bench.migrate(1, Mode.STOP_COPY);
+            System.gc();
+            long idleHeap = MemorySampler.heap();
+            long idleLive = liveHeap();
+            long idleDirect = MemorySampler.direct();
+            long peakLive;
+            MemorySampler sampler = new MemorySampler();
+            try (sampler) {
+                bench.migrate(1, Mode.STOP_COPY);
+                System.gc();
+                peakLive = liveHeap();
+            }
+            String row = String.format(Locale.ROOT, "| idle | peak | above idle%n|---|---|---|%n"
+                    + "| heap in use %s, direct %s | heap in use %s (live after GC %s), direct %s | direct %s, live heap %s |",
+                    ByteSize.format(idleHeap), ByteSize.format(idleDirect), ByteSize.format(sampler.peakHeap()),
+                    ByteSize.format(peakLive), ByteSize.format(sampler.peakDirect()),
+                    ByteSize.format(sampler.peakDirect() - idleDirect), ByteSize.format(Math.max(0, peakLive - idleLive)));
+            console.println(row);
+            md.add(row);
+        }
+
+        md.add("");
+        md.add("### Concurrent migrations (256 MiB each, stop-copy, plaintext)");
+        md.add("");
+        md.add("| migrations | aggregate GB/s | slowest GB/s | fastest GB/s | fastest / slowest |");
+        md.add("|---|---|---|---|---|");
+        for (int n : new int[] {1, 4, 16}) {
+            try (AgentBench bench = new AgentBench(n, 256L << 20, false, "0")) {
+                bench.migrate(n, Mode.STOP_COPY);
+                long start = System.nanoTime();
+                List<AgentBench.Run> each = bench.migrate(n, Mode.STOP_COPY);
+                double wall = (System.nanoTime() - start) / 1e9;
+                double[] rates = each.stream().mapToDouble(AgentBench.Run::gbPerSecond).sorted().toArray();
+                String row = String.format(Locale.ROOT, "| %d | %.2f | %.2f | %.2f | %.2f |", n,
+                        n * (256L << 20) / wall / 1e9, rates[0], rates[rates.length - 1], rates[rates.length - 1] / rates[0]);
+                console.println(row);
+                md.add(row);
+            }
+        }
+
+        md.add("");
+        md.add("### State transition through the device worker, request to published event (simulated device)");
+        md.add("");
+        try (AgentBench bench = new AgentBench(1, 64L << 20, false, "0")) {
+            double[] micros = bench.transitionLatencyMicros(1000);
+            String row = String.format(Locale.ROOT, "1000 arcs RUNNING <-> RUNNING_P2P: median %.0f µs, p90 %.0f µs, "
+                    + "p99 %.0f µs, max %.0f µs.", micros[500], micros[900], micros[990], micros[999]);
+            console.println(row);
+            md.add(row);
+        }
+        if (out != null) {
+            Files.write(out, md);
+        }
+        return 0;
+    }
+}
