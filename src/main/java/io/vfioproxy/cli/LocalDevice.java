@@ -44,6 +44,26 @@ final class LocalDevice {
         return opened.future().await();
     }
 
+    /** What a one-shot command does with the device it opened, on an event-loop context. */
+    @FunctionalInterface
+    interface Job<T> {
+        Future<T> run(Vertx vertx, DeviceHandle device);
+    }
+
+    /**
+     * Opens {@code name} in a Vert.x of its own, runs {@code job} with it, closes everything and returns the
+     * job's result; failures come as the job's exception.
+     */
+    static <T> T withDevice(Path config, String name, Job<T> job) {
+        Vertx vertx = Vertx.vertx();
+        try {
+            DeviceHandle handle = open(vertx, config, name);
+            return run(vertx, () -> job.run(vertx, handle));
+        } finally {
+            vertx.close().await();
+        }
+    }
+
     /** Runs {@code job} on one event-loop context, so its callbacks never race, and waits for it. */
     static <T> T run(Vertx vertx, Supplier<Future<T>> job) {
         Context context = vertx.getOrCreateContext();

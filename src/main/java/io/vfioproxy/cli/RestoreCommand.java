@@ -1,8 +1,6 @@
 package io.vfioproxy.cli;
 
-import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
-import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.migration.Checkpoint;
 import io.vfioproxy.migration.MigrationOptions;
 import io.vfioproxy.util.ByteSize;
@@ -28,19 +26,15 @@ public final class RestoreCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        Vertx vertx = Vertx.vertx();
         try {
-            DeviceHandle handle = LocalDevice.open(vertx, config, device);
-            Checkpoint.Result r = LocalDevice.run(vertx, () -> Checkpoint.restore(vertx, handle, in,
-                    MigrationOptions.fromJson(new JsonObject())));
+            Checkpoint.Result r = LocalDevice.withDevice(config, device, (vertx, handle) ->
+                    Checkpoint.restore(vertx, handle, in, MigrationOptions.fromJson(new JsonObject())));
             System.out.printf("restored %s from %s into %s; device is %s%n", ByteSize.format(r.dataBytes()), in,
                     device, r.deviceState());
             return 0;
         } catch (RuntimeException e) {
             System.err.println("restore failed: " + e.getMessage());
             return 1;
-        } finally {
-            vertx.close().await();
         }
     }
 }

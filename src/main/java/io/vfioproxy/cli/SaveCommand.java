@@ -1,7 +1,5 @@
 package io.vfioproxy.cli;
 
-import io.vertx.core.Vertx;
-import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.migration.Checkpoint;
 import io.vfioproxy.util.ByteSize;
 import java.nio.file.Path;
@@ -33,19 +31,15 @@ public final class SaveCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        Vertx vertx = Vertx.vertx();
         try {
-            DeviceHandle handle = LocalDevice.open(vertx, config, device);
-            Checkpoint.Result r = LocalDevice.run(vertx, () -> Checkpoint.save(vertx, handle, out,
-                    (int) ByteSize.parse(chunk), resume));
+            Checkpoint.Result r = LocalDevice.withDevice(config, device, (vertx, handle) ->
+                    Checkpoint.save(vertx, handle, out, (int) ByteSize.parse(chunk), resume));
             System.out.printf("saved %s of %s to %s; device %s is %s%n", ByteSize.format(r.dataBytes()), device, out,
                     device, r.deviceState());
             return 0;
         } catch (RuntimeException e) {
             System.err.println("save failed: " + e.getMessage());
             return 1;
-        } finally {
-            vertx.close().await();
         }
     }
 }

@@ -3,7 +3,6 @@ package io.vfioproxy.migration;
 import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
-import io.vertx.core.buffer.Buffer;
 import io.vertx.core.file.AsyncFile;
 import io.vertx.core.file.OpenOptions;
 import io.vertx.core.json.JsonArray;
@@ -15,7 +14,6 @@ import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.ProtocolException;
-import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.uapi.DeviceState;
 import java.nio.file.Path;
 import java.time.Instant;
@@ -97,7 +95,7 @@ public final class Checkpoint {
     }
 
     /** One restore: the file is piped into a decoder whose section loader writes to the device. */
-    private static final class Restore implements FrameDecoder.Listener, SectionLoader.Events {
+    private static final class Restore implements SectionLoader.Events {
         private final DeviceHandle device;
         private final Path file;
         private final AsyncFile in;
@@ -112,8 +110,8 @@ public final class Checkpoint {
             this.device = device;
             this.file = file;
             this.in = in;
-            this.decoder = new FrameDecoder(options.limits(), this);
             this.loader = new SectionLoader("restore from " + file, false, options.deviceWriteQueueBytes(), this);
+            this.decoder = new FrameDecoder(options.limits(), SectionLoader.listener(() -> loader, this::onControl));
         }
 
         Future<Result> run() {
@@ -159,37 +157,11 @@ public final class Checkpoint {
             }).onFailure(this::failed);
         }
 
-        @Override
-        public void onControl(FrameType type, int channel, JsonObject body) {
+        private void onControl(FrameType type, int channel, JsonObject body) {
             if (type != FrameType.HELLO || decoder.frames() > 1) {
                 throw new ProtocolException("unexpected " + type + " frame in checkpoint " + file);
             }
             begin(body);
-        }
-
-        @Override
-        public void onMarker(int channel, VfioTag tag) {
-            loader.marker(channel, tag);
-        }
-
-        @Override
-        public void onConfig(int channel, Buffer blob) {
-            loader.config(channel, blob);
-        }
-
-        @Override
-        public void onDataStart(int channel, long size) {
-            loader.dataStart(channel);
-        }
-
-        @Override
-        public void onData(int channel, Buffer piece) {
-            loader.data(channel, piece);
-        }
-
-        @Override
-        public void onDataEnd(int channel) {
-            loader.dataEnd(channel);
         }
 
         @Override

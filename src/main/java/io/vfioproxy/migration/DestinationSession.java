@@ -2,7 +2,6 @@ package io.vfioproxy.migration;
 
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
-import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
@@ -13,7 +12,6 @@ import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.ProtocolException;
-import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.transport.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
 import java.util.ArrayList;
@@ -71,7 +69,7 @@ public final class DestinationSession {
         this.events = events;
         this.register = register;
         this.writer = new FrameWriter(connection.output());
-        this.decoder = new FrameDecoder(options.limits(), new Incoming());
+        this.decoder = new FrameDecoder(options.limits(), SectionLoader.listener(this::sections, this::onControl));
     }
 
     /** Starts serving the connection. */
@@ -372,58 +370,31 @@ public final class DestinationSession {
         }
     }
 
-    private final class Incoming implements FrameDecoder.Listener {
-        @Override
-        public void onControl(FrameType type, int channel, JsonObject body) {
-            switch (type) {
-                case HELLO -> {
-                    if (phase != Phase.HANDSHAKE || record != null) {
-                        throw new ProtocolException("a second HELLO");
-                    }
-                    hello(body);
+    private void onControl(FrameType type, int channel, JsonObject body) {
+        switch (type) {
+            case HELLO -> {
+                if (phase != Phase.HANDSHAKE || record != null) {
+                    throw new ProtocolException("a second HELLO");
                 }
-                case START -> {
-                    if (phase != Phase.LOADED) {
-                        throw new ProtocolException("START in phase " + phase + ", before every device loaded");
-                    }
-                    startDevices();
+                hello(body);
+            }
+            case START -> {
+                if (phase != Phase.LOADED) {
+                    throw new ProtocolException("START in phase " + phase + ", before every device loaded");
                 }
-                case ABORT -> fail(new SourceAbort("the source aborted the migration: "
-                        + body.getString("reason", "no reason given")));
-                default -> throw new ProtocolException("unexpected " + type + " frame from the source");
+                startDevices();
             }
+            case ABORT -> fail(new SourceAbort("the source aborted the migration: "
+                    + body.getString("reason", "no reason given")));
+            default -> throw new ProtocolException("unexpected " + type + " frame from the source");
         }
+    }
 
-        private SectionLoader sections() {
-            if (phase != Phase.RESUMING) {
-                throw new ProtocolException("SECTION frame in phase " + phase);
-            }
-            return loader;
+    /** The loader, where SECTION frames may come: after ACCEPT, before the devices loaded. */
+    private SectionLoader sections() {
+        if (phase != Phase.RESUMING) {
+            throw new ProtocolException("SECTION frame in phase " + phase);
         }
-
-        @Override
-        public void onMarker(int channel, VfioTag tag) {
-            sections().marker(channel, tag);
-        }
-
-        @Override
-        public void onConfig(int channel, Buffer blob) {
-            sections().config(channel, blob);
-        }
-
-        @Override
-        public void onDataStart(int channel, long size) {
-            sections().dataStart(channel);
-        }
-
-        @Override
-        public void onData(int channel, Buffer piece) {
-            loader.data(channel, piece);
-        }
-
-        @Override
-        public void onDataEnd(int channel) {
-            loader.dataEnd(channel);
-        }
+        return loader;
     }
 }

@@ -6,6 +6,8 @@ import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.VfioException;
+import io.vfioproxy.stream.FrameDecoder;
+import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.VfioTag;
@@ -284,5 +286,49 @@ final class SectionLoader {
 
     Collection<Integer> channelIds() {
         return channels.keySet();
+    }
+
+    /** Control frames, for {@link #listener}. */
+    @FunctionalInterface
+    interface Control {
+        void onControl(FrameType type, int channel, JsonObject body);
+    }
+
+    /**
+     * A decoder listener that hands control frames to {@code control} and SECTION records to the loader
+     * {@code sections} returns; that supplier throws a {@link ProtocolException} where sections are not allowed.
+     */
+    static FrameDecoder.Listener listener(Supplier<SectionLoader> sections, Control control) {
+        return new FrameDecoder.Listener() {
+            @Override
+            public void onControl(FrameType type, int channel, JsonObject body) {
+                control.onControl(type, channel, body);
+            }
+
+            @Override
+            public void onMarker(int channel, VfioTag tag) {
+                sections.get().marker(channel, tag);
+            }
+
+            @Override
+            public void onConfig(int channel, Buffer blob) {
+                sections.get().config(channel, blob);
+            }
+
+            @Override
+            public void onDataStart(int channel, long size) {
+                sections.get().dataStart(channel);
+            }
+
+            @Override
+            public void onData(int channel, Buffer piece) {
+                sections.get().data(channel, piece);
+            }
+
+            @Override
+            public void onDataEnd(int channel) {
+                sections.get().dataEnd(channel);
+            }
+        };
     }
 }
