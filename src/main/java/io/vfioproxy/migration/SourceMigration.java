@@ -332,10 +332,14 @@ public final class SourceMigration {
                 acknowledged &= acked.contains(s.channel());
             }
         }
-        double expectedMillis = bandwidth > 0 ? remaining / bandwidth * 1000 : Double.POSITIVE_INFINITY;
         long elapsedMillis = (now - precopyStart) / 1_000_000;
-        String estimate = String.format(Locale.ROOT, "%d bytes left, at %.2f GB/s about %s ms", remaining,
-                bandwidth / 1e9, Double.isInfinite(expectedMillis) ? "?" : Long.toString(Math.round(expectedMillis)));
+        // A small device never fills a measuring window: until one does, use the average since pre-copy began.
+        double rate = bandwidth > 0 ? bandwidth : elapsedMillis > 0 ? written * 1000.0 / elapsedMillis : 0;
+        double expectedMillis = rate > 0 ? remaining / rate * 1000 : Double.POSITIVE_INFINITY;
+        String estimate = String.format(Locale.ROOT, "%d bytes left, at %s about %s ms", remaining,
+                rate >= 1e7 ? String.format(Locale.ROOT, "%.2f GB/s", rate / 1e9)
+                        : String.format(Locale.ROOT, "%.0f B/s", rate),
+                Double.isInfinite(expectedMillis) ? "?" : Long.toString(Math.round(expectedMillis)));
         if (initialOut && acknowledged && expectedMillis <= request.downtimeLimitMillis()) {
             long n = record.iterations();
             record.switchoverReason("converged after " + n + " pre-copy iteration" + (n == 1 ? "" : "s") + ": " + estimate

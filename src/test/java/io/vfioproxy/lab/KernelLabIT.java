@@ -144,8 +144,18 @@ class KernelLabIT {
     }
 
     @Test
+    void migratesWithPreCopyOnTheRealDevice() {
+        assertOk("precopy-migration");
+    }
+
+    @Test
     void aTruncatedStreamLeavesResumingUntilReset() {
         assertOk("truncated-stream");
+    }
+
+    @Test
+    void theDevicesSaveAndRestoreCommandsWorkOnRealDevices() {
+        assertOk("commands");
     }
 
     @Test

@@ -61,8 +61,10 @@ public final class LabScenarios {
         run("precopy-info", LabScenarios::precopyInfo);
         run("invalid-arc", LabScenarios::invalidArc);
         run("save-restore", LabScenarios::saveRestore);
-        run("migration", LabScenarios::migration);
+        run("migration", () -> migration(MigrationRequest.Mode.STOP_COPY, 0xC3));
+        run("precopy-migration", () -> migration(MigrationRequest.Mode.PRECOPY, 0x3C));
         run("truncated-stream", LabScenarios::truncatedStream);
+        run("commands", LabScenarios::commands);
         System.out.println("LAB-DONE failures=" + failures);
         System.exit(0);
     }
@@ -231,7 +233,7 @@ public final class LabScenarios {
         }
     }
 
-    private static String migration() {
+    private static String migration(MigrationRequest.Mode mode, int value) {
         Vertx vertx = Vertx.vertx();
         try {
             JsonObject api = new JsonObject().put("enabled", false);
@@ -246,19 +248,33 @@ public final class LabScenarios {
             vertx.deployVerticle(src).await();
             DeviceHandle from = src.devices().find("mtty");
             DeviceHandle to = dst.devices().find("mtty");
-            scratch(from, 0xC3);
+            scratch(from, value);
             scratch(to, 0x11);
+            List<String> arcs = new java.util.concurrent.CopyOnWriteArrayList<>();
+            vertx.eventBus().<JsonObject>consumer(io.vfioproxy.api.Events.DEVICE_STATE, m -> {
+                if (m.body().getString("agent").equals("src")) {
+                    arcs.add(m.body().getString("from") + ">" + m.body().getString("to"));
+                }
+            }).completion().await();
             MigrationService.Started started = onContext(vertx, () -> Future.succeededFuture(src.migrations().migrate(
-                    new MigrationRequest("mtty", new StreamEndpoint("127.0.0.1", dst.streamPort()), "mtty", 0))));
+                    new MigrationRequest("mtty", new StreamEndpoint("127.0.0.1", dst.streamPort()), "mtty", 0)
+                            .withMode(mode))));
             MigrationRecord record = started.completion().await();
             check(record.outcome() == MigrationRecord.Outcome.COMPLETED, "completed: " + record.toJson());
             check(to.state().await() == DeviceState.RUNNING, "destination RUNNING");
             check(from.state().await() == DeviceState.STOP, "source STOP");
             int marker = scratch(to);
-            check(marker == 0xC3, "scratch register moved: 0x" + Integer.toHexString(marker));
+            check(marker == value, "scratch register moved: 0x" + Integer.toHexString(marker));
+            if (mode == MigrationRequest.Mode.PRECOPY) {
+                check(arcs.containsAll(List.of("RUNNING>PRE_COPY", "PRE_COPY>PRE_COPY_P2P", "PRE_COPY_P2P>STOP_COPY")),
+                        "pre-copy arcs on the real device: " + arcs);
+                check(record.switchoverReason().startsWith("converged"), "switchover: " + record.switchoverReason());
+            }
             from.reset("lab cleanup").await();
-            return "migrated " + record.dataBytes() + " bytes agent to agent over loopback, downtime "
-                    + Math.round(record.downtimeMillis()) + " ms, scratch register 0xc3 arrived";
+            return "migrated " + record.dataBytes() + " bytes agent to agent over loopback (" + record.mode()
+                    + "), downtime " + Math.round(record.downtimeMillis()) + " ms, scratch register 0x"
+                    + Integer.toHexString(value) + " arrived; source arcs " + arcs
+                    + (record.switchoverReason() == null ? "" : "; " + record.switchoverReason());
         } finally {
             vertx.close().await();
         }
@@ -305,6 +321,47 @@ public final class LabScenarios {
             check(reported.stream().anyMatch(r -> r.startsWith("RESUMING>RUNNING (reset:")), "reset reported: " + reported);
             return "stream of " + stream.length + " bytes cut at 50: " + failure + "; stuck in RESUMING; " + reported;
         }
+    }
+
+    /** Runs the command line in this JVM and returns its exit code and what it printed. */
+    private static String[] cli(String... args) {
+        java.io.PrintStream saved = System.out;
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        System.setOut(new java.io.PrintStream(out, true, java.nio.charset.StandardCharsets.UTF_8));
+        int exit;
+        try {
+            exit = io.vfioproxy.cli.Main.run(args);
+        } finally {
+            System.setOut(saved);
+        }
+        return new String[] {Integer.toString(exit), out.toString(java.nio.charset.StandardCharsets.UTF_8)};
+    }
+
+    /** The devices, save and restore commands on the real devices, as an operator runs them. */
+    private static String commands() throws Exception {
+        String[] listed = cli("devices", "--json");
+        check(listed[0].equals("0"), "devices exit code " + listed[0]);
+        JsonArray devices = new JsonObject(listed[1]).getJsonArray("devices");
+        check(devices.stream().map(JsonObject.class::cast).filter(d -> d.getString("name").equals(MDEV0)
+                || d.getString("name").equals(MDEV1)).allMatch(d -> d.getString("migration")
+                .equals("STOP_COPY,P2P,PRE_COPY") && d.getString("bus").equals("mdev")), "devices --json: " + listed[1]);
+        Path file = Files.createTempFile("cli", ".vmp");
+        try (NativeDevice d = openCdev(MDEV0)) {
+            MttyRegisters.writeScratch(d, 0x77);
+        }
+        String[] saved = cli("save", "--config", "/nonexistent.json", "--device", MDEV0, "--out", file.toString(),
+                "--resume");
+        check(saved[0].equals("0"), "save: " + saved[1]);
+        String[] restored = cli("restore", "--config", "/nonexistent.json", "--device",
+                "/dev/vfio/devices/" + System.getenv("KLAB_MDEV1_CDEV"), "--in", file.toString());
+        check(restored[0].equals("0"), "restore: " + restored[1]);
+        int marker;
+        try (NativeDevice d = openCdev(MDEV1)) {
+            marker = MttyRegisters.readScratch(d);
+            check(d.state() == DeviceState.RUNNING, "restored device RUNNING");
+        }
+        check(marker == 0x77, "scratch register moved through the file: 0x" + Integer.toHexString(marker));
+        return devices.size() + " devices listed; " + saved[1].strip() + "; " + restored[1].strip();
     }
 
     private static int deviceFd(NativeDevice d) {
