@@ -36,6 +36,12 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
 
     private enum Mode { PRECOPY, HOLD, STOPCOPY }
 
+    /**
+     * With no pre-copy data for this long, an empty iteration (END_OF_STATE alone) goes out, as QEMU's iterate
+     * does: the destination sees the source alive while the device is idle or a switchover is held.
+     */
+    static final long IDLE_ITERATION_NANOS = 1_000_000_000L;
+
     /** What one read on the device's thread found. */
     private record Chunk(DataFrame frame, boolean drained, PrecopyInfo info, long stopCopySize) {
     }
@@ -64,6 +70,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     private long iterations;
     private boolean initialSent;
     private boolean sentSinceMarker;
+    private long lastMarkerNanos = System.nanoTime();
     private PrecopyInfo lastInfo;
     private long lastStopCopySize = -1;
 
@@ -254,10 +261,13 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
             pending.add(DataFrame.marker(channel, VfioTag.DEV_INIT_DATA_SENT));
             sentSinceMarker = false;
             iterations++;
-        } else if (chunk.drained() && sentSinceMarker) {
+        } else if (chunk.drained() && (sentSinceMarker || System.nanoTime() - lastMarkerNanos >= IDLE_ITERATION_NANOS)) {
             pending.add(DataFrame.marker(channel, VfioTag.END_OF_STATE));
+            if (sentSinceMarker) {
+                iterations++;
+            }
             sentSinceMarker = false;
-            iterations++;
+            lastMarkerNanos = System.nanoTime();
         }
     }
 

@@ -247,6 +247,24 @@ class PrecopyIT {
     }
 
     @Test
+    void aSwitchoverHeldLongerThanTheProgressTimeoutDoesNotTimeOut() {
+        JsonObject quick = new JsonObject().put("progressTimeoutMillis", 1500);
+        AgentVerticle dst = Agents.start(vertx, config("dst", quick, device("gpu0", 16 * MIB, 2)));
+        AgentVerticle src = Agents.start(vertx, config("src", quick.copy(), device("gpu0", 16 * MIB, 1)));
+        MigrationService.Started started = Agents.migrate(vertx, src,
+                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
+        MigrationRecord record = awaitPhase(started.record(), "READY_FOR_SWITCHOVER");
+        // Held for twice the progress timeout: the idle iterations keep both sides from giving up.
+        long until = System.nanoTime() + 3_000_000_000L;
+        Await.until("3 s have passed", Duration.ofSeconds(10), () -> System.nanoTime() > until);
+        assertThat(record.outcome()).isEqualTo(MigrationRecord.Outcome.ACTIVE);
+        assertThat(dst.migrations().find(record.id()).outcome()).isEqualTo(MigrationRecord.Outcome.ACTIVE);
+        Agents.onContext(vertx, () -> src.migrations().release(record.id()));
+        assertThat(started.completion().await().outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
+        assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
+    }
+
+    @Test
     void cancelWhileWaitingForTheSwitchover() {
         AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 32 * MIB, 2)));
         AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1)));
