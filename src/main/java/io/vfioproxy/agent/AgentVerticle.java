@@ -27,6 +27,8 @@ import java.util.List;
  */
 public final class AgentVerticle extends VerticleBase {
 
+    private static final System.Logger LOG = System.getLogger("io.vfioproxy.agent");
+
     private final JsonObject config;
     private final PrometheusMeterRegistry registry;
     private String name;
@@ -38,6 +40,7 @@ public final class AgentVerticle extends VerticleBase {
     private ApiVerticle api;
     private AgentCommands commands;
     private volatile boolean started;
+    private final java.util.Map<String, String> failedDevices = new java.util.concurrent.ConcurrentHashMap<>();
 
     /**
      * @param registry where the agent's meters go; the one Vert.x reports to ({@link AgentVertx}) so a scrape
@@ -69,7 +72,15 @@ public final class AgentVerticle extends VerticleBase {
         JsonArray list = config.getJsonArray("devices", new JsonArray());
         configuredDevices = list.size();
         for (int i = 0; i < list.size(); i++) {
-            opened.add(vertx.deployVerticle(new DeviceVerticle(name, list.getJsonObject(i), metrics, devices::add)));
+            JsonObject entry = list.getJsonObject(i);
+            String device = entry.getString("name", "device " + i);
+            // A device that cannot be opened is reported, and the agent serves the others but is not ready.
+            opened.add(vertx.deployVerticle(new DeviceVerticle(name, entry, metrics, devices::add)).recover(e -> {
+                failedDevices.put(device, String.valueOf(e.getMessage()));
+                LOG.log(System.Logger.Level.ERROR, "agent " + name + ": device " + device + " could not be opened: "
+                        + e.getMessage());
+                return Future.succeededFuture("");
+            }));
         }
         streamServer = new StreamServerVerticle(transport, migrations::accept);
         commands = new AgentCommands(vertx, name, devices, migrations);
@@ -87,6 +98,7 @@ public final class AgentVerticle extends VerticleBase {
     private Future<JsonObject> readiness() {
         JsonObject checks = new JsonObject()
                 .put("devices", devices.all().size() + " of " + configuredDevices + " open")
+                .put("deviceErrors", new JsonObject(new java.util.TreeMap<>(failedDevices)))
                 .put("stream", streamServer.actualPort() > 0 ? "listening on " + streamServer.actualPort() : "down");
         boolean ready = started && devices.all().size() == configuredDevices && streamServer.actualPort() > 0;
         return commands.ping()
@@ -107,6 +119,11 @@ public final class AgentVerticle extends VerticleBase {
 
     public DeviceRegistry devices() {
         return devices;
+    }
+
+    /** Devices of the configuration that could not be opened, with why. */
+    public java.util.Map<String, String> failedDevices() {
+        return java.util.Map.copyOf(failedDevices);
     }
 
     public MigrationService migrations() {

@@ -79,6 +79,9 @@ public final class MigrationService {
     /** Ten times a second. */
     public static final long PROGRESS_MILLIS = 100;
 
+    /** Ended migrations kept for the API; older ones are forgotten. */
+    static final int KEEP_ENDED = 1000;
+
     /** Stops the progress loop. */
     public void close() {
         vertx.cancelTimer(progressTimer);
@@ -89,6 +92,7 @@ public final class MigrationService {
      * records each migration's end in the metrics. Cheap: a few fields per active migration.
      */
     private void progress() {
+        forgetOldest();
         long now = System.nanoTime();
         for (MigrationRecord r : records.values()) {
             String key = key(r);
@@ -231,6 +235,25 @@ public final class MigrationService {
             records.put(key(record), record);
             return record;
         }).start();
+    }
+
+    /** Keeps the {@value #KEEP_ENDED} most recent ended migrations; active ones are always kept. */
+    private void forgetOldest() {
+        if (ended.size() <= KEEP_ENDED) {
+            return;
+        }
+        List<MigrationRecord> done = new ArrayList<>();
+        for (String key : ended) {
+            MigrationRecord r = records.get(key);
+            if (r != null) {
+                done.add(r);
+            }
+        }
+        done.sort(Comparator.comparing(r -> r.toJson().getString("startedAt")));
+        for (MigrationRecord r : done.subList(0, done.size() - KEEP_ENDED)) {
+            records.remove(key(r));
+            ended.remove(key(r));
+        }
     }
 
     private static String key(MigrationRecord record) {

@@ -140,4 +140,19 @@ class ApiIT {
         assertThat(failed.getString("deviceState")).isEqualTo("RUNNING");
         assertThat(client.get("/v1/devices/big").send().await().bodyAsJsonObject().getString("migration")).isNull();
     }
+
+    @Test
+    void aDeviceThatCannotBeOpenedIsReportedAndTheAgentIsNotReady() {
+        AgentVerticle agent = Agents.start(vertx, config("partial", new JsonObject(), device("sim0", 16 << 20, 1),
+                new JsonObject().put("name", "gpu9").put("backend", "native").put("device", "0000:99:00.0")));
+        WebClient c = WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
+                .setDefaultPort(agent.apiPort()));
+        HttpResponse<Buffer> ready = c.get("/readyz").send().await();
+        assertThat(ready.statusCode()).isEqualTo(503);
+        assertThat(ready.bodyAsJsonObject().getString("devices")).isEqualTo("1 of 2 open");
+        assertThat(ready.bodyAsJsonObject().getJsonObject("deviceErrors").getString("gpu9"))
+                .contains("no VFIO device with the PCI address 0000:99:00.0");
+        assertThat(c.get("/healthz").send().await().statusCode()).isEqualTo(200);
+        assertThat(c.get("/v1/devices/sim0").send().await().bodyAsJsonObject().getString("state")).isEqualTo("RUNNING");
+    }
 }
