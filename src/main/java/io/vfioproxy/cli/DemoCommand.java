@@ -55,8 +55,14 @@ public final class DemoCommand implements Callable<Integer> {
             description = "switch over after this many ms of pre-copy, converged or not (${DEFAULT-VALUE})")
     long precopyBudget;
 
+    /** Held while the demo runs: JUL keeps loggers weakly. */
+    private java.util.logging.Logger quiet;
+
     @Override
     public Integer call() throws Exception {
+        // The summary says what the agents would log; keep their INFO lines out of the progress bar.
+        quiet = java.util.logging.Logger.getLogger("io.vfioproxy");
+        quiet.setLevel(java.util.logging.Level.WARNING);
         if (stopCopy && precopy) {
             throw new picocli.CommandLine.ParameterException(new picocli.CommandLine(this),
                     "choose --precopy or --stop-copy");
