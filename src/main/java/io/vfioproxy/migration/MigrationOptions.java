@@ -29,10 +29,6 @@ public record MigrationOptions(int chunkSize, long progressTimeoutMillis, int de
                 j.getInteger("deviceWriteQueueBytes", 4 << 20), j.getBoolean("startDestination", true), limits);
     }
 
-    public MigrationOptions withProgressTimeout(long millis) {
-        return new MigrationOptions(chunkSize, millis, deviceWriteQueueBytes, startDestination, limits);
-    }
-
     public MigrationOptions withChunkSize(int bytes) {
         return new MigrationOptions(bytes, progressTimeoutMillis, deviceWriteQueueBytes, startDestination, limits);
     }

@@ -84,11 +84,6 @@ public final class MigrationRecord {
         return downtimeNanos < 0 ? -1 : downtimeNanos / 1e6;
     }
 
-    /** Seconds the stop-copy data took from the first read to the last byte written, or -1. */
-    public double stopCopySeconds() {
-        return stopCopyNanos < 0 ? -1 : stopCopyNanos / 1e9;
-    }
-
     public String error() {
         return error;
     }

@@ -66,11 +66,6 @@ final class SectionSender {
         return writer.marker(channel, VfioTag.END_OF_STATE);
     }
 
-    /** True while the device's data is moving in pre-copy. */
-    boolean inPrecopy() {
-        return reader != null && piped != null && device.flags().preCopy() && reader.stopCopyBytes() == 0;
-    }
-
     private void pipe(boolean precopy) {
         reader = new DeviceReadStream(vertx, device, channel, chunkSize, ByteBufAllocator.DEFAULT, precopy,
                 PRECOPY_POLL_MILLIS);
