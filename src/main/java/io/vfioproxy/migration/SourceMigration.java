@@ -302,7 +302,18 @@ public final class SourceMigration {
         record.remainingBytes("PRECOPY".equals(record.phase()) || "READY_FOR_SWITCHOVER".equals(record.phase())
                 ? remaining : Math.max(0, record.stateSize() - pre - stop));
         record.dataBytes(Math.max(record.dataBytes(), pre + stop));
-        record.bandwidth((long) bandwidth);
+        record.bandwidth((long) effectiveBandwidth(System.nanoTime()));
+    }
+
+    /**
+     * Bytes per second: as measured over the last windows of at least 1 MiB; before a window filled (a small
+     * device, or the first 100 ms), the average since the data began to move.
+     */
+    private double effectiveBandwidth(long now) {
+        if (bandwidth > 0 || writer == null || transferStart == 0 || now <= transferStart) {
+            return bandwidth;
+        }
+        return writer.dataBytesWritten() / ((now - transferStart) / 1e9);
     }
 
     /** Every 10 ms in pre-copy: measure the bandwidth, decide whether to switch over. */
@@ -333,8 +344,7 @@ public final class SourceMigration {
             }
         }
         long elapsedMillis = (now - precopyStart) / 1_000_000;
-        // A small device never fills a measuring window: until one does, use the average since pre-copy began.
-        double rate = bandwidth > 0 ? bandwidth : elapsedMillis > 0 ? written * 1000.0 / elapsedMillis : 0;
+        double rate = effectiveBandwidth(now);
         double expectedMillis = rate > 0 ? remaining / rate * 1000 : Double.POSITIVE_INFINITY;
         String estimate = String.format(Locale.ROOT, "%d bytes left, at %s about %s ms", remaining,
                 rate >= 1e7 ? String.format(Locale.ROOT, "%.2f GB/s", rate / 1e9)
