@@ -2,6 +2,7 @@ package io.vfioproxy.agent;
 
 import io.micrometer.prometheusmetrics.PrometheusConfig;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
+import io.vertx.core.DeploymentOptions;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.json.JsonArray;
@@ -36,7 +37,7 @@ public final class AgentVerticle extends VerticleBase {
     private DeviceRegistry devices;
     private MigrationService migrations;
     private StreamConnector connector;
-    private StreamServerVerticle streamServer;
+    private final List<StreamServerVerticle> streamServers = new java.util.concurrent.CopyOnWriteArrayList<>();
     private ApiVerticle api;
     private AgentCommands commands;
     private volatile boolean started;
@@ -82,10 +83,16 @@ public final class AgentVerticle extends VerticleBase {
                 return Future.succeededFuture("");
             }));
         }
-        streamServer = new StreamServerVerticle(transport, migrations::accept);
+        // Several instances share the listening socket; Vert.x spreads connections over their event loops.
+        int acceptors = config.getJsonObject("stream", new JsonObject()).getInteger("acceptors",
+                Math.max(1, Runtime.getRuntime().availableProcessors()));
         commands = new AgentCommands(vertx, name, devices, migrations);
         Future<?> up = Future.all(opened)
-                .compose(v -> vertx.deployVerticle(streamServer))
+                .compose(v -> vertx.deployVerticle(() -> {
+                    StreamServerVerticle server = new StreamServerVerticle(transport, migrations::accept);
+                    streamServers.add(server);
+                    return server;
+                }, new DeploymentOptions().setInstances(acceptors)))
                 .compose(v -> commands.register());
         if (apiOptions.enabled()) {
             api = new ApiVerticle(name, apiOptions, transport, devices, migrations, registry, this::readiness);
@@ -99,8 +106,8 @@ public final class AgentVerticle extends VerticleBase {
         JsonObject checks = new JsonObject()
                 .put("devices", devices.all().size() + " of " + configuredDevices + " open")
                 .put("deviceErrors", new JsonObject(new java.util.TreeMap<>(failedDevices)))
-                .put("stream", streamServer.actualPort() > 0 ? "listening on " + streamServer.actualPort() : "down");
-        boolean ready = started && devices.all().size() == configuredDevices && streamServer.actualPort() > 0;
+                .put("stream", streamPort() > 0 ? "listening on " + streamPort() : "down");
+        boolean ready = started && devices.all().size() == configuredDevices && streamPort() > 0;
         return commands.ping()
                 .map(v -> checks.put("eventBus", "up"))
                 .otherwise(e -> checks.put("eventBus", "down: " + e.getMessage()))
@@ -136,7 +143,7 @@ public final class AgentVerticle extends VerticleBase {
 
     /** The port the stream endpoint listens on. */
     public int streamPort() {
-        return streamServer.actualPort();
+        return streamServers.isEmpty() ? -1 : streamServers.get(0).actualPort();
     }
 
     /** The port the HTTP API listens on, or -1 when it is off. */

@@ -7,6 +7,7 @@ import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceRegistry;
+import io.vfioproxy.migration.MigrationRecord;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
 import java.util.ArrayList;
@@ -45,8 +46,8 @@ public final class AgentCommands {
     public Future<Void> register() {
         handle("migrate", body -> Future.succeededFuture(migrations.migrate(MigrationRequest.fromJson(body)).record()
                 .toJson()));
-        handle("cancel", body -> Future.succeededFuture(migrations.cancel(migration(body)).toJson()));
-        handle("switchover", body -> Future.succeededFuture(migrations.release(migration(body)).toJson()));
+        handle("cancel", body -> migrations.cancel(migration(body)).map(MigrationRecord::toJson));
+        handle("switchover", body -> migrations.release(migration(body)).map(MigrationRecord::toJson));
         handle("device", body -> {
             DeviceHandle d = devices.find(body.getString("device", ""));
             if (d == null) {

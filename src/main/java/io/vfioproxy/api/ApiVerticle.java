@@ -170,12 +170,16 @@ public final class ApiVerticle extends VerticleBase {
     }
 
     /** Cancel or release: 202 with the migration, 404 or 409 with the reason. */
-    private void control(RoutingContext rc, Function<String, MigrationRecord> action) {
-        try {
-            json(rc, 202, action.apply(rc.pathParam("id")).toJson());
-        } catch (MigrationService.Rejected e) {
-            error(rc, e.status(), e.getMessage());
-        }
+    private void control(RoutingContext rc, Function<String, Future<MigrationRecord>> action) {
+        action.apply(rc.pathParam("id")).onComplete(ar -> {
+            if (ar.succeeded()) {
+                json(rc, 202, ar.result().toJson());
+            } else if (ar.cause() instanceof MigrationService.Rejected e) {
+                error(rc, e.status(), e.getMessage());
+            } else {
+                error(rc, 500, String.valueOf(ar.cause().getMessage()));
+            }
+        });
     }
 
     private void migrationFeed(RoutingContext rc) {

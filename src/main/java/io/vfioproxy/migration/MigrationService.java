@@ -1,6 +1,9 @@
 package io.vfioproxy.migration;
 
 import io.vertx.core.Future;
+import io.vertx.core.Promise;
+import io.vertx.core.internal.ContextInternal;
+import io.vertx.core.internal.VertxInternal;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.api.AgentMetrics;
@@ -50,7 +53,11 @@ public final class MigrationService {
     private final MigrationOptions options;
     private final MigrationEvents events;
     private final Map<String, MigrationRecord> records = new ConcurrentHashMap<>();
-    private final Map<String, SourceMigration> running = new ConcurrentHashMap<>();
+    private final Map<String, Running> running = new ConcurrentHashMap<>();
+
+    /** A source migration and the context it runs on: every call into it goes through that context. */
+    private record Running(SourceMigration migration, ContextInternal context) {
+    }
     private final AgentMetrics metrics;
     /** Per migration that is still active: what the last progress tick saw. */
     private final Map<String, Seen> seen = new HashMap<>();
@@ -145,7 +152,7 @@ public final class MigrationService {
     }
 
     /**
-     * Starts migrating devices of this agent. Call on an event-loop context; the migration runs there.
+     * Starts migrating devices of this agent. The migration runs on an event-loop context of its own.
      *
      * @throws Rejected 404 for an unknown device, 409 for a device that is already migrating, 400 for bad options
      */
@@ -187,45 +194,55 @@ public final class MigrationService {
         events.publish(record, "started", new JsonObject().put("request", request.toJson()));
         SourceMigration migration = new SourceMigration(vertx, agent, record, sources, request,
                 () -> connector.connect(request.destination()), opts, events);
-        running.put(id, migration);
-        Future<MigrationRecord> completion = migration.run().andThen(ar -> running.remove(id));
-        return new Started(record, completion);
+        // A context of its own: Vert.x spreads them over its event loops, so concurrent migrations use every core.
+        ContextInternal context = ((VertxInternal) vertx).createEventLoopContext();
+        running.put(id, new Running(migration, context));
+        Promise<MigrationRecord> completion = context.promise();
+        context.runOnContext(v -> migration.run().andThen(ar -> running.remove(id)).onComplete(completion));
+        return new Started(record, completion.future());
     }
 
     /**
-     * Cancels a running source migration.
+     * Cancels a running source migration, on the migration's own context.
      *
-     * @throws Rejected 404 for an unknown migration, 409 for one that ended or committed
+     * @return the migration, or a failed future with {@link Rejected}: 404 for an unknown migration, 409 for one
+     *         that ended or committed
      */
-    public MigrationRecord cancel(String id) {
+    public Future<MigrationRecord> cancel(String id) {
         return control(id, SourceMigration::cancel);
     }
 
     /**
-     * Lets a migration with a manual switchover go on.
+     * Lets a migration with a manual switchover go on, on the migration's own context.
      *
-     * @throws Rejected 404 for an unknown migration, 409 for one that ended or switches over by itself
+     * @return the migration, or a failed future with {@link Rejected}: 404 for an unknown migration, 409 for one
+     *         that ended or switches over by itself
      */
-    public MigrationRecord release(String id) {
+    public Future<MigrationRecord> release(String id) {
         return control(id, SourceMigration::release);
     }
 
-    private MigrationRecord control(String id, java.util.function.Function<SourceMigration, String> action) {
+    private Future<MigrationRecord> control(String id, java.util.function.Function<SourceMigration, String> action) {
         MigrationRecord record = find(id);
         if (record == null) {
-            throw new Rejected(404, "no migration '" + id + "' on agent " + agent);
+            return Future.failedFuture(new Rejected(404, "no migration '" + id + "' on agent " + agent));
         }
-        SourceMigration migration = running.get(id);
-        if (migration == null) {
-            throw new Rejected(409, record.role() == MigrationRecord.Role.DESTINATION
+        Running r = running.get(id);
+        if (r == null) {
+            return Future.failedFuture(new Rejected(409, record.role() == MigrationRecord.Role.DESTINATION
                     ? "migration " + id + " is controlled by its source agent"
-                    : "migration " + id + " has already ended (" + record.outcome().name().toLowerCase() + ")");
+                    : "migration " + id + " has already ended (" + record.outcome().name().toLowerCase() + ")"));
         }
-        String refused = action.apply(migration);
-        if (refused != null) {
-            throw new Rejected(409, refused);
-        }
-        return record;
+        Promise<MigrationRecord> done = Promise.promise();
+        r.context().runOnContext(v -> {
+            String refused = action.apply(r.migration());
+            if (refused != null) {
+                done.fail(new Rejected(409, refused));
+            } else {
+                done.complete(record);
+            }
+        });
+        return done.future();
     }
 
     /** Serves a connection from a source agent. */

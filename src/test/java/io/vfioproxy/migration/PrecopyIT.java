@@ -189,7 +189,7 @@ class PrecopyIT {
     }
 
     private void assertCancelled(MigrationService.Started started, AgentVerticle src, String phase) {
-        assertThat(Agents.onContext(vertx, () -> src.migrations().cancel(started.record().id()))).isNotNull();
+        assertThat(src.migrations().cancel(started.record().id()).await()).isNotNull();
         assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("cancelled by the operator in phase "
                 + phase);
         MigrationRecord r = started.record();
@@ -240,7 +240,7 @@ class PrecopyIT {
         // Held: the device still runs and keeps sending what it dirties.
         assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.PRE_COPY);
         assertThat(started.completion().isComplete()).isFalse();
-        Agents.onContext(vertx, () -> src.migrations().release(started.record().id()));
+        src.migrations().release(started.record().id()).await();
         MigrationRecord r = started.completion().await();
         assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
         assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
@@ -259,7 +259,7 @@ class PrecopyIT {
         Await.until("3 s have passed", Duration.ofSeconds(10), () -> System.nanoTime() > until);
         assertThat(record.outcome()).isEqualTo(MigrationRecord.Outcome.ACTIVE);
         assertThat(dst.migrations().find(record.id()).outcome()).isEqualTo(MigrationRecord.Outcome.ACTIVE);
-        Agents.onContext(vertx, () -> src.migrations().release(record.id()));
+        src.migrations().release(record.id()).await();
         assertThat(started.completion().await().outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
         assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
     }
@@ -320,7 +320,7 @@ class PrecopyIT {
         MigrationService.Started started = Agents.migrate(vertx, src,
                 request(Agents.endpoint(dst), Mode.STOP_COPY, "gpu0"));
         started.completion().await();
-        assertThatThrownBy(() -> Agents.onContext(vertx, () -> src.migrations().cancel(started.record().id())))
+        assertThatThrownBy(() -> src.migrations().cancel(started.record().id()).await())
                 .isInstanceOfSatisfying(MigrationService.Rejected.class, e -> {
                     assertThat(e.status()).isEqualTo(409);
                     assertThat(e.getMessage()).contains("has already ended (completed)");

@@ -1,7 +1,5 @@
 package io.vfioproxy.testing;
 
-import io.vertx.core.Context;
-import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.json.JsonArray;
@@ -55,31 +53,9 @@ public final class Agents {
         return migrate(vertx, source, new MigrationRequest(device, destination, targetDevice, 0));
     }
 
-    /** Starts a migration on an event-loop context, as the API does. */
+    /** Starts a migration, as the API does; it runs on an event-loop context of its own. */
     public static MigrationService.Started migrate(Vertx vertx, AgentVerticle source, MigrationRequest request) {
-        Context context = vertx.getOrCreateContext();
-        Promise<MigrationService.Started> started = Promise.promise();
-        context.runOnContext(v -> {
-            try {
-                started.complete(source.migrations().migrate(request));
-            } catch (RuntimeException e) {
-                started.fail(e);
-            }
-        });
-        return started.future().await();
-    }
-
-    /** Runs {@code action} on an event-loop context and returns its result. */
-    public static <T> T onContext(Vertx vertx, java.util.function.Supplier<T> action) {
-        Promise<T> result = Promise.promise();
-        vertx.getOrCreateContext().runOnContext(v -> {
-            try {
-                result.complete(action.get());
-            } catch (RuntimeException e) {
-                result.fail(e);
-            }
-        });
-        return result.future().await();
+        return source.migrations().migrate(request);
     }
 
     public static SimulatedDevice simulated(DeviceHandle handle) {
