@@ -40,7 +40,9 @@ final class SectionSender {
         this.target = target;
         this.writer = writer;
         this.channel = channel;
-        this.chunkSize = chunkSize;
+        // QEMU's buffer: min(1 MiB, stop_copy_length); no bigger than the device's whole stream.
+        long size = device.identity().stateSize();
+        this.chunkSize = size > 0 && size < chunkSize ? (int) size : chunkSize;
     }
 
     DeviceHandle device() {

@@ -114,8 +114,17 @@ public final class LabScenarios {
         }
         String viaCdev;
         String viaHandoff;
+        String probes;
         try (NativeDevice d = openCdev(MDEV1)) {
             viaCdev = d.state() + "/" + d.migrationFlags();
+            // The lab measured: GET MIGRATION ok, SET MIGRATION EINVAL, GET|SET MIG_DEVICE_STATE ok,
+            // GET MIG_DATA_SIZE ok, an unknown feature ENOTTY.
+            int get = io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_GET;
+            int set = io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_SET;
+            boolean[] seen = {d.probe(1, get), d.probe(1, set), d.probe(2, get | set), d.probe(9, get), d.probe(99, get)};
+            check(java.util.Arrays.equals(seen, new boolean[] {true, false, true, true, false}),
+                    "PROBE results " + java.util.Arrays.toString(seen));
+            probes = "PROBE as the lab measured it";
             int[] pair = FdHandoff.socketPair();
             FdHandoff.send(pair[0], deviceFd(d), MDEV1);
             FdHandoff.Received got = FdHandoff.receive(pair[1]);
@@ -124,7 +133,7 @@ public final class LabScenarios {
             }
             closeFds(pair);
         }
-        return "group: " + viaGroup + ", cdev: " + viaCdev + ", handed-over fd: " + viaHandoff;
+        return "group: " + viaGroup + ", cdev: " + viaCdev + " (" + probes + "), handed-over fd: " + viaHandoff;
     }
 
     private static String precopyInfo() throws Exception {

@@ -1,6 +1,7 @@
 package io.vfioproxy.device.linux;
 
 import io.vfioproxy.device.VfioException;
+import io.vfioproxy.uapi.VfioUapi;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -134,6 +135,13 @@ public final class Discovery {
      */
     public String probeMigration(VfioDeviceInfo info) {
         try (NativeDevice device = open(info.name(), info)) {
+            if (!device.probe(VfioUapi.VFIO_DEVICE_FEATURE_MIGRATION, VfioUapi.VFIO_DEVICE_FEATURE_GET)) {
+                return "no: ENOTTY (not supported)";
+            }
+            if (!device.probe(VfioUapi.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
+                    VfioUapi.VFIO_DEVICE_FEATURE_GET | VfioUapi.VFIO_DEVICE_FEATURE_SET)) {
+                return "no: the device cannot get and set its migration state";
+            }
             return device.migrationFlags().toString();
         } catch (VfioException e) {
             String why = e.is(io.vfioproxy.uapi.Errno.ENOTTY) ? "not supported"

@@ -6,6 +6,7 @@ import static io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_HEADER_SIZE;
 import static io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_MIGRATION;
 import static io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_MIG_DATA_SIZE;
 import static io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE;
+import static io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_PROBE;
 import static io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_SET;
 import static io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_RESET;
 
@@ -84,6 +85,24 @@ public final class NativeDevice implements MigrationDevice {
         checkOpen(call);
         Syscall.run(name, call, lastKnown, detail,
                 () -> LibC.ioctl(deviceFd, new NativeLong(VFIO_DEVICE_FEATURE), m));
+    }
+
+    /**
+     * VFIO_DEVICE_FEATURE with PROBE: whether the device supports {@code feature} for {@code access}
+     * (VFIO_DEVICE_FEATURE_GET, _SET, or both), without doing it. EINVAL (access not supported) and ENOTTY
+     * (feature unknown to the device or the kernel) mean no; any other error is thrown.
+     */
+    public synchronized boolean probe(int feature, int access) throws VfioException {
+        Memory m = feature(VFIO_DEVICE_FEATURE_PROBE | access | feature);
+        try {
+            ioctlFeature("PROBE VFIO_DEVICE_FEATURE " + feature, m, null);
+            return true;
+        } catch (VfioException e) {
+            if (e.is(Errno.EINVAL) || e.is(Errno.ENOTTY)) {
+                return false;
+            }
+            throw e;
+        }
     }
 
     @Override

@@ -85,6 +85,8 @@ class NativeSyscallsTest {
             assertThat(e.getMessage()).isEqualTo("null0: GET VFIO_DEVICE_FEATURE_MIGRATION failed in state unknown: "
                     + "ENOTTY (inappropriate ioctl for device): migration not supported by this device or kernel");
         });
+        assertThat(devNull.probe(io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_MIGRATION,
+                io.vfioproxy.uapi.VfioUapi.VFIO_DEVICE_FEATURE_GET)).isFalse();
         assertThatThrownBy(devNull::state).hasMessageContaining("GET VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE")
                 .hasMessageContaining("ENOTTY");
         assertThatThrownBy(devNull::reset).hasMessageContaining("VFIO_DEVICE_RESET").hasMessageContaining("ENOTTY");
