@@ -26,9 +26,12 @@ import java.util.function.Function;
  * <p>Backpressure: the connection is piped into this session; while the devices lag, the pipe pauses the socket,
  * TCP's window closes and the source stops reading its device.
  *
+ * <p>START runs the devices in P2P order: every device to RUNNING_P2P before any goes to RUNNING.
+ *
  * <p>Any failure before LOADED resets every device of the session (the only way out of RESUMING) and tells the
- * source why. A connection lost after LOADED leaves the devices in STOP with the migrated state: the source may
- * have committed, so that state is kept, but it is not run.
+ * source why; so does an ABORT from the source after LOADED (it did not commit). A connection lost after LOADED
+ * leaves the devices in STOP with the migrated state: the source may have committed, so that state is kept, but
+ * it is not run.
  */
 public final class DestinationSession {
 

@@ -19,7 +19,6 @@ import io.vertx.ext.web.client.WebClientOptions;
 import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.cli.Main;
-import io.vfioproxy.testing.Agents;
 import io.vfioproxy.testing.Await;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
