@@ -2,10 +2,12 @@ package io.vfioproxy.cli;
 
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
+import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vertx.ext.web.client.HttpResponse;
 import io.vertx.ext.web.client.WebClient;
 import java.net.URI;
+import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
@@ -20,15 +22,27 @@ public final class MigrateCommand implements Callable<Integer> {
             description = "the source agent's API (${DEFAULT-VALUE})")
     URI agent;
 
-    @Option(names = "--device", required = true, description = "the device on the source agent")
-    String device;
+    @Option(names = "--device", required = true,
+            description = "a device on the source agent; repeat it to move several devices as one migration")
+    List<String> devices;
 
     @Option(names = {"--to", "--destination"}, required = true,
-            description = "the destination agent's stream endpoint, host:port (port 7070 by default)")
+            description = "the destination agent: host:port (its stream endpoint, 7070) or ws://host:8080")
     String destination;
 
-    @Option(names = "--target-device", description = "the device on the destination (default: the same name)")
-    String targetDevice;
+    @Option(names = "--target-device",
+            description = "the device on the destination, one per --device in order (default: the same names)")
+    List<String> targetDevices;
+
+    @Option(names = "--mode", defaultValue = "precopy", description = "precopy or stop-copy (${DEFAULT-VALUE})")
+    String mode;
+
+    @Option(names = "--switchover", defaultValue = "auto",
+            description = "auto, or manual: hold when ready until POST /v1/migrations/ID/switchover (${DEFAULT-VALUE})")
+    String switchover;
+
+    @Option(names = "--downtime-limit", defaultValue = "300", description = "milliseconds (${DEFAULT-VALUE})")
+    long downtimeLimit;
 
     @Option(names = "--no-wait", description = "return once the migration started")
     boolean noWait;
@@ -38,8 +52,17 @@ public final class MigrateCommand implements Callable<Integer> {
         Vertx vertx = Vertx.vertx();
         WebClient client = WebClient.create(vertx);
         try {
-            JsonObject request = new JsonObject().put("device", device).put("destination", destination)
-                    .put("targetDevice", targetDevice == null ? device : targetDevice);
+            if (targetDevices != null && targetDevices.size() != devices.size()) {
+                System.err.println("give one --target-device per --device, or none");
+                return 2;
+            }
+            JsonArray pairs = new JsonArray();
+            for (int i = 0; i < devices.size(); i++) {
+                pairs.add(new JsonObject().put("device", devices.get(i))
+                        .put("targetDevice", targetDevices == null ? devices.get(i) : targetDevices.get(i)));
+            }
+            JsonObject request = new JsonObject().put("devices", pairs).put("destination", destination)
+                    .put("mode", mode).put("switchover", switchover).put("downtimeLimitMillis", downtimeLimit);
             HttpResponse<Buffer> created = client.postAbs(agent.resolve("/v1/migrations").toString())
                     .sendJsonObject(request).await();
             JsonObject body = created.bodyAsJsonObject();
@@ -49,18 +72,24 @@ public final class MigrateCommand implements Callable<Integer> {
                 return 2;
             }
             String id = body.getString("id");
-            System.out.println("migration " + id + " started: " + device + " -> " + destination);
+            System.out.println("migration " + id + " started: " + String.join(",", devices) + " -> " + destination);
             if (noWait) {
                 return 0;
             }
             ProgressBar bar = new ProgressBar(System.err);
             String url = agent.resolve("/v1/migrations/" + id).toString();
             JsonObject status = body;
+            boolean hinted = false;
             while ("active".equals(status.getString("outcome"))) {
                 Thread.sleep(100);
                 status = client.getAbs(url).send().await().bodyAsJsonObject();
                 bar.update(status.getString("phase"), status.getLong("dataBytes", 0L),
                         status.getLong("stateSize", 0L));
+                if (!hinted && "READY_FOR_SWITCHOVER".equals(status.getString("phase"))) {
+                    hinted = true;
+                    bar.finish();
+                    System.out.println("ready to switch over; let it go on with: curl -X POST " + url + "/switchover");
+                }
             }
             bar.finish();
             System.out.println(status.encodePrettily());
