@@ -4,6 +4,7 @@ import io.vertx.core.Future;
 import io.vertx.core.WorkerExecutor;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.MigrationFlags;
+import java.util.concurrent.RejectedExecutionException;
 import java.util.concurrent.atomic.AtomicReference;
 
 /**
@@ -37,9 +38,16 @@ public final class DeviceHandle {
         return controller.flags();
     }
 
-    /** Runs {@code task} on the device's worker thread. */
+    /**
+     * Runs {@code task} on the device's worker thread. Once the device is closed the future fails instead of the
+     * call throwing, so callers that hold resources until it completes (pooled buffers) always get it back.
+     */
     public <T> Future<T> submit(DeviceTask<T> task) {
-        return executor.executeBlocking(() -> task.run(controller), false);
+        try {
+            return executor.executeBlocking(() -> task.run(controller), false);
+        } catch (RejectedExecutionException e) {
+            return Future.failedFuture(new IllegalStateException("device " + name() + " is closed", e));
+        }
     }
 
     /** The device state, read from the device. */

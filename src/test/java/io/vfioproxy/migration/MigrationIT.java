@@ -182,6 +182,8 @@ class MigrationIT {
         assertThat(record.dataBytes()).isGreaterThan(0).isLessThan(64 * MIB);
         assertThat(peak.get() - idle).as("direct memory above idle").isLessThan(48 * MIB);
         assertThat(stalled.get()).isNotNull();
+        // Vert.x keeps reads that arrive while a socket is paused as pooled buffers it does not release on close.
+        stalled.get().handler(ignored -> { }).resume().close().await();
     }
 
     /** Accepts the HELLO, answers ACCEPT, then never reads again. */
