@@ -362,8 +362,7 @@ public final class DestinationSession {
      */
     private void abortAndLinger(String reason) {
         writer.control(FrameType.ABORT, 0, new JsonObject().put("reason", reason));
-        long linger = vertx.setTimer(ABORT_LINGER_MILLIS, id -> connection.close());
-        connection.closeHandler(v -> vertx.cancelTimer(linger));
+        connection.lingerAndClose(vertx, ABORT_LINGER_MILLIS);
     }
 
     /** The source's ABORT: it ended the migration and did not commit. */

@@ -52,6 +52,8 @@ public final class SourceMigration {
     private static final long CONVERGENCE_CHECK_MILLIS = 10;
     private static final long BANDWIDTH_WINDOW_NANOS = 100_000_000L;
     private static final long BANDWIDTH_MIN_BYTES = 1 << 20;
+    /** After our ABORT, how long the connection stays open, read and discarded, so the destination reads the reason. */
+    private static final long ABORT_LINGER_MILLIS = 2000;
 
     private final Vertx vertx;
     private final String agent;
@@ -444,10 +446,12 @@ public final class SourceMigration {
         List.of(accepted, loaded, started, converged, released).forEach(p -> p.tryFail(cause));
         senders.forEach(SectionSender::close);
         if (connection != null) {
-            if (!(cause instanceof MigrationException m && m.isFromPeer())) {
+            if (cause instanceof MigrationException m && m.isFromPeer()) {
+                connection.close();
+            } else {
                 writer.control(FrameType.ABORT, 0, new JsonObject().put("reason", reason));
+                connection.lingerAndClose(vertx, ABORT_LINGER_MILLIS);
             }
-            connection.close();
         }
         if (committed) {
             // The destination holds the state: the migration completed, only the confirmation of its start is missing.

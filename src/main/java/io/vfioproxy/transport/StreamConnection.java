@@ -2,6 +2,7 @@ package io.vfioproxy.transport;
 
 import io.vertx.core.Future;
 import io.vertx.core.Handler;
+import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.streams.ReadStream;
 import io.vertx.core.streams.WriteStream;
@@ -26,6 +27,18 @@ public interface StreamConnection {
 
     /** The peer's address, for messages. */
     String peer();
+
+    /**
+     * Closes once the peer has read what was written: reads and drops input until the peer closes, or for
+     * {@code lingerMillis}. Closing at once with unread input resets the connection (RST), and the peer may lose
+     * the last frames it had not read yet, such as the reason of an ABORT.
+     */
+    default void lingerAndClose(Vertx vertx, long lingerMillis) {
+        input().handler(ignored -> { });
+        input().resume();
+        long timer = vertx.setTimer(lingerMillis, id -> close());
+        closeHandler(v -> vertx.cancelTimer(timer));
+    }
 
     /**
      * Keeps the input buffer being handled alive until the returned action runs: a consumer that holds on to a
