@@ -76,7 +76,7 @@ public final class AgentVerticle extends VerticleBase {
             JsonObject entry = list.getJsonObject(i);
             String device = entry.getString("name", "device " + i);
             // A device that cannot be opened is reported, and the agent serves the others but is not ready.
-            opened.add(vertx.deployVerticle(new DeviceVerticle(name, entry, metrics, devices::add)).recover(e -> {
+            opened.add(vertx.deployVerticle(new DeviceVerticle(name, entry, metrics, devices)).recover(e -> {
                 failedDevices.put(device, String.valueOf(e.getMessage()));
                 LOG.log(System.Logger.Level.ERROR, "agent " + name + ": device " + device + " could not be opened: "
                         + e.getMessage());
@@ -89,7 +89,8 @@ public final class AgentVerticle extends VerticleBase {
         commands = new AgentCommands(vertx, name, devices, migrations);
         Future<?> up = Future.all(opened)
                 .compose(v -> vertx.deployVerticle(() -> {
-                    StreamServerVerticle server = new StreamServerVerticle(transport, migrations::accept);
+                    StreamServerVerticle server = new StreamServerVerticle(transport, migrations::accept,
+                            migrations::shutdown);
                     streamServers.add(server);
                     return server;
                 }, new DeploymentOptions().setInstances(acceptors)))

@@ -10,6 +10,7 @@ import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import io.vfioproxy.agent.AgentConfig;
 import io.vfioproxy.api.AgentMetrics;
 import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.device.DeviceVerticle;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -38,10 +39,10 @@ final class LocalDevice {
         if (entry == null) {
             entry = new JsonObject().put("name", name).put("backend", "native").put("device", name);
         }
-        Promise<DeviceHandle> opened = Promise.promise();
+        DeviceRegistry registry = new DeviceRegistry();
         vertx.deployVerticle(new DeviceVerticle("cli", entry, new AgentMetrics(new SimpleMeterRegistry(), "cli"),
-                opened::complete)).await();
-        return opened.future().await();
+                registry)).await();
+        return registry.all().get(0);
     }
 
     /** What a one-shot command does with the device it opened, on an event-loop context. */

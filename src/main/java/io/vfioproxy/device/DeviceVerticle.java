@@ -7,7 +7,6 @@ import io.vertx.core.json.JsonObject;
 import io.vfioproxy.api.AgentMetrics;
 import io.vfioproxy.api.Events;
 import java.util.concurrent.TimeUnit;
-import java.util.function.Consumer;
 
 /**
  * Owns one device: opens it on a worker thread of its own, publishes every state change on the event bus
@@ -18,21 +17,24 @@ public final class DeviceVerticle extends VerticleBase {
 
     /** Kernel calls such as STOP_COPY -&gt; STOP may take long; warn only past this. */
     private static final long MAX_CALL_SECONDS = 300;
+    /** How long closing waits for a migration that holds the device to leave it safe. */
+    private static final long SETTLE_SECONDS = 30;
 
     private final String agent;
     private final JsonObject deviceConfig;
     private final AgentMetrics metrics;
-    private final Consumer<DeviceHandle> onOpen;
+    private final DeviceRegistry registry;
     private DeviceHandle handle;
 
     /**
-     * @param onOpen receives the handle once the device is open, on this verticle's context
+     * @param registry receives the handle once the device is open; its {@link DeviceRegistry#beforeClose} action
+     *        runs before the device closes
      */
-    public DeviceVerticle(String agent, JsonObject deviceConfig, AgentMetrics metrics, Consumer<DeviceHandle> onOpen) {
+    public DeviceVerticle(String agent, JsonObject deviceConfig, AgentMetrics metrics, DeviceRegistry registry) {
         this.agent = agent;
         this.deviceConfig = deviceConfig;
         this.metrics = metrics;
-        this.onOpen = onOpen;
+        this.registry = registry;
     }
 
     @Override
@@ -57,7 +59,7 @@ public final class DeviceVerticle extends VerticleBase {
             }
         }, false).onSuccess(h -> {
             handle = h;
-            onOpen.accept(h);
+            registry.add(h);
         }).onFailure(e -> executor.close());
     }
 
@@ -66,6 +68,9 @@ public final class DeviceVerticle extends VerticleBase {
         if (handle == null) {
             return Future.succeededFuture();
         }
-        return handle.close().eventually(() -> handle.executor().close());
+        // A migration still holding the device ends first, so the device is left safe; a hung one does not hold
+        // the agent's stop for ever.
+        return registry.closing(handle).timeout(SETTLE_SECONDS, TimeUnit.SECONDS).otherwiseEmpty()
+                .eventually(() -> handle.close()).eventually(() -> handle.executor().close());
     }
 }

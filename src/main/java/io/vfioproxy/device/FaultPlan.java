@@ -18,6 +18,7 @@ public final class FaultPlan {
     private Errno readErrno = Errno.EIO;
     private long writeFailAt = -1;
     private Errno writeErrno = Errno.EIO;
+    private long writeDelayMillis;
 
     /** Fails the direct arc {@code from -> to} with {@code errno}; with {@code toError} the device lands in ERROR. */
     public FaultPlan failArc(DeviceState from, DeviceState to, Errno errno, boolean toError) {
@@ -42,12 +43,22 @@ public final class FaultPlan {
         return this;
     }
 
+    /**
+     * Makes every write to a resuming session take at least {@code millis}: a device that absorbs its state more
+     * slowly than the link brings it, so the destination holds back the connection.
+     */
+    public FaultPlan delayWrites(long millis) {
+        this.writeDelayMillis = millis;
+        return this;
+    }
+
     /** Removes every fault. */
     public FaultPlan clear() {
         arcFrom = null;
         arcTo = null;
         readFailAt = -1;
         writeFailAt = -1;
+        writeDelayMillis = 0;
         return this;
     }
 
@@ -79,9 +90,13 @@ public final class FaultPlan {
         return writeErrno;
     }
 
+    long writeDelayMillis() {
+        return writeDelayMillis;
+    }
+
     /**
      * Reads faults from configuration: {@code {"failArc": "STOP->STOP_COPY", "failArcErrno": "EIO",
-     * "failArcToError": false, "failReadAt": 1048576, "failWriteAt": 4096, "errno": "EIO"}}.
+     * "failArcToError": false, "failReadAt": 1048576, "failWriteAt": 4096, "errno": "EIO", "writeDelayMillis": 20}}.
      */
     public static FaultPlan fromJson(JsonObject json) {
         FaultPlan plan = new FaultPlan();
@@ -104,6 +119,7 @@ public final class FaultPlan {
         if (json.containsKey("failWriteAt")) {
             plan.failWriteAt(json.getLong("failWriteAt"), errno);
         }
+        plan.delayWrites(json.getLong("writeDelayMillis", 0L));
         return plan;
     }
 

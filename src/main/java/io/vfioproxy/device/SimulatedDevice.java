@@ -427,8 +427,21 @@ public final class SimulatedDevice implements MigrationDevice {
             }
         }
 
+        /** Outside the device lock: a slow device still answers state reads. */
+        private void delayWrite() {
+            long millis = faults.writeDelayMillis();
+            if (millis > 0) {
+                try {
+                    Thread.sleep(millis);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+
         @Override
         public void write(ByteBuffer src) throws VfioException {
+            delayWrite();
             synchronized (SimulatedDevice.this) {
                 checkUsable("write(data_fd)");
                 throw new VfioException(name, "write(data_fd)", state, Errno.EBADF, "a saving session is read-only");
@@ -473,8 +486,21 @@ public final class SimulatedDevice implements MigrationDevice {
         private String corruption;
         private long bytesWritten;
 
+        /** Outside the device lock: a slow device still answers state reads. */
+        private void delayWrite() {
+            long millis = faults.writeDelayMillis();
+            if (millis > 0) {
+                try {
+                    Thread.sleep(millis);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                }
+            }
+        }
+
         @Override
         public void write(ByteBuffer src) throws VfioException {
+            delayWrite();
             synchronized (SimulatedDevice.this) {
                 String call = "write(data_fd)";
                 checkUsable(call);

@@ -1,6 +1,8 @@
 package io.vfioproxy.migration;
 
+import io.vertx.core.Context;
 import io.vertx.core.Future;
+import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
@@ -58,6 +60,9 @@ public final class DestinationSession {
     private long lastProgressMark = -1;
     private long lastProgressNanos;
     private boolean done;
+    private Context context;
+    /** Completes once the session ended and its devices are in their final state. */
+    private final Promise<Void> settled = Promise.promise();
 
     /**
      * @param register creates and lists the record of a migration the HELLO names
@@ -77,6 +82,7 @@ public final class DestinationSession {
 
     /** Starts serving the connection. */
     public void start() {
+        context = vertx.getOrCreateContext();
         lastProgressNanos = System.nanoTime();
         timer = vertx.setPeriodic(Math.max(10, Math.min(100, options.progressTimeoutMillis() / 4)),
                 id -> checkProgress());
@@ -276,6 +282,7 @@ public final class DestinationSession {
             release();
             record.completed(DeviceState.RUNNING.name());
             events.publish(record, "completed", new JsonObject());
+            settled.tryComplete();
         });
     }
 
@@ -346,6 +353,7 @@ public final class DestinationSession {
         }
         Future.join(safe).onComplete(ar -> {
             release();
+            settled.tryComplete();
             if (record == null) {
                 return;
             }
@@ -353,6 +361,22 @@ public final class DestinationSession {
             record.failed(failedIn.name(), reason + note, DeviceSafety.describe(safe));
             events.publish(record, "failed", new JsonObject());
         });
+    }
+
+    /** Completes once the session ended and its devices are in their final state. */
+    Future<Void> settled() {
+        return settled.future();
+    }
+
+    /**
+     * Ends the session because the agent stops, before its devices close: the devices it moved are reset (or keep
+     * a loaded state, as after any failure past LOADED). Callable from any thread.
+     *
+     * @return completes once the devices are in their final state
+     */
+    public Future<Void> shutdown() {
+        context.runOnContext(v -> fail(new MigrationException(phase.name(), "agent " + agent + " is shutting down")));
+        return settled.future();
     }
 
     /**

@@ -21,6 +21,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * The migrations of one agent: starts source migrations on request and serves destination connections, and
@@ -54,9 +55,10 @@ public final class MigrationService {
     private final MigrationEvents events;
     private final Map<String, MigrationRecord> records = new ConcurrentHashMap<>();
     private final Map<String, Running> running = new ConcurrentHashMap<>();
+    private final Map<String, DestinationSession> sessions = new ConcurrentHashMap<>();
 
     /** A source migration and the context it runs on: every call into it goes through that context. */
-    private record Running(SourceMigration migration, ContextInternal context) {
+    private record Running(SourceMigration migration, ContextInternal context, Future<MigrationRecord> completion) {
     }
     private final AgentMetrics metrics;
     /** Per migration that is still active: what the last progress tick saw. */
@@ -81,6 +83,40 @@ public final class MigrationService {
         this.metrics = metrics;
         this.events = new MigrationEvents(vertx.eventBus(), agent);
         this.progressTimer = vertx.setPeriodic(PROGRESS_MILLIS, id -> progress());
+        devices.beforeClose(this::endMigrationOf);
+    }
+
+    /**
+     * Ends every migration of this agent because it stops: sources resume their devices, destinations reset
+     * theirs (or keep a loaded state, as after any failure past LOADED). Runs before connections and devices close.
+     *
+     * @return completes once every device is in its final state
+     */
+    public Future<?> shutdown() {
+        List<Future<?>> settled = new ArrayList<>();
+        running.values().forEach(r -> {
+            r.context().runOnContext(v -> r.migration().shutdown());
+            settled.add(r.completion().otherwiseEmpty());
+        });
+        sessions.values().forEach(s -> settled.add(s.shutdown()));
+        return Future.join(settled);
+    }
+
+    /**
+     * Ends the migration holding {@code device}, if any, because the agent stops: called before the device closes,
+     * so the rollback can still reach it.
+     *
+     * @return completes once that migration's devices are in their final state
+     */
+    private Future<?> endMigrationOf(DeviceHandle device) {
+        String id = device.owner();
+        Running source = id == null ? null : running.get(id);
+        if (source != null) {
+            source.context().runOnContext(v -> source.migration().shutdown());
+            return source.completion().otherwiseEmpty();
+        }
+        DestinationSession destination = id == null ? null : sessions.get(id);
+        return destination != null ? destination.shutdown() : Future.succeededFuture();
     }
 
     /** Ten times a second. */
@@ -196,8 +232,8 @@ public final class MigrationService {
                 () -> connector.connect(request.destination()), opts, events);
         // A context of its own: Vert.x spreads them over its event loops, so concurrent migrations use every core.
         ContextInternal context = ((VertxInternal) vertx).createEventLoopContext();
-        running.put(id, new Running(migration, context));
         Promise<MigrationRecord> completion = context.promise();
+        running.put(id, new Running(migration, context, completion.future()));
         context.runOnContext(v -> migration.run().andThen(ar -> running.remove(id)).onComplete(completion));
         return new Started(record, completion.future());
     }
@@ -247,11 +283,15 @@ public final class MigrationService {
 
     /** Serves a connection from a source agent. */
     public void accept(StreamConnection connection) {
-        new DestinationSession(vertx, agent, connection, devices, options, events, id -> {
+        AtomicReference<DestinationSession> session = new AtomicReference<>();
+        session.set(new DestinationSession(vertx, agent, connection, devices, options, events, id -> {
             MigrationRecord record = new MigrationRecord(id, MigrationRecord.Role.DESTINATION, agent);
             records.put(key(record), record);
+            sessions.put(id, session.get());
+            session.get().settled().onComplete(v -> sessions.remove(id));
             return record;
-        }).start();
+        }));
+        session.get().start();
     }
 
     /** Keeps the {@value #KEEP_ENDED} most recent ended migrations; active ones are always kept. */

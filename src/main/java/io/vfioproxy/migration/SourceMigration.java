@@ -152,6 +152,14 @@ public final class SourceMigration {
     }
 
     /**
+     * Ends the migration because the agent stops, before its devices close: the source devices go back to RUNNING
+     * unless the destination already holds the state. A no-op once the migration ended.
+     */
+    public void shutdown() {
+        fail(new MigrationException(record.phase(), "agent " + agent + " is shutting down"));
+    }
+
+    /**
      * Lets a manual switchover go on.
      *
      * @return null when released (now, or as soon as the migration is ready), else why it cannot be
@@ -175,8 +183,7 @@ public final class SourceMigration {
         conn.input().handler(this::receive);
         conn.closeHandler(v -> fail(new MigrationException(record.phase(), "the connection to " + conn.peer()
                 + " closed")));
-        conn.shutdownHandler(v -> fail(new MigrationException(record.phase(), "agent " + agent
-                + " is shutting down")));
+        conn.shutdownHandler(v -> shutdown());
         for (int i = 0; i < devices.size(); i++) {
             senders.add(new SectionSender(vertx, devices.get(i), targets.get(i), writer, i, options.chunkSize()));
         }

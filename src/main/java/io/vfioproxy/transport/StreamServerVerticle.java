@@ -5,6 +5,8 @@ import io.vertx.core.Handler;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Supplier;
 
 /**
  * The agent's TCP stream endpoint: every accepted connection is handed, as a {@link StreamConnection}, to the
@@ -12,13 +14,23 @@ import io.vertx.core.net.NetServerOptions;
  */
 public final class StreamServerVerticle extends VerticleBase {
 
+    /** How long stopping waits for the migrations on its connections to leave their devices safe. */
+    private static final long SETTLE_SECONDS = 30;
+
     private final TransportOptions options;
     private final Handler<StreamConnection> onConnection;
+    private final Supplier<Future<?>> beforeStop;
     private NetServer server;
 
-    public StreamServerVerticle(TransportOptions options, Handler<StreamConnection> onConnection) {
+    /**
+     * @param beforeStop runs before the server and its connections close: ends the migrations they carry, so
+     *        each says why it ended and leaves its devices safe
+     */
+    public StreamServerVerticle(TransportOptions options, Handler<StreamConnection> onConnection,
+            Supplier<Future<?>> beforeStop) {
         this.options = options;
         this.onConnection = onConnection;
+        this.beforeStop = beforeStop;
     }
 
     @Override
@@ -34,6 +46,12 @@ public final class StreamServerVerticle extends VerticleBase {
         server.connectHandler(socket -> onConnection.handle(new NetSocketConnection(socket,
                 options.writeQueueMaxSize(), options.receiveBufferMax())));
         return server.listen();
+    }
+
+    /** Vert.x closes the server, and with it every connection, once this completes. */
+    @Override
+    public Future<?> stop() {
+        return beforeStop.get().timeout(SETTLE_SECONDS, TimeUnit.SECONDS).otherwiseEmpty();
     }
 
     /** The port the endpoint listens on (the chosen one when configured with 0). */

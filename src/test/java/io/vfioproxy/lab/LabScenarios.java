@@ -202,11 +202,11 @@ public final class LabScenarios {
     }
 
     private static DeviceHandle open(Vertx vertx, JsonObject entry) {
-        Promise<DeviceHandle> opened = Promise.promise();
+        io.vfioproxy.device.DeviceRegistry registry = new io.vfioproxy.device.DeviceRegistry();
         vertx.deployVerticle(new io.vfioproxy.device.DeviceVerticle("lab", entry,
                 new io.vfioproxy.api.AgentMetrics(new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), "lab"),
-                opened::complete)).await();
-        return opened.future().await();
+                registry)).await();
+        return registry.all().get(0);
     }
 
     private static void scratch(DeviceHandle d, int value) {

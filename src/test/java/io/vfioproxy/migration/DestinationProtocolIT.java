@@ -21,6 +21,7 @@ import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.testing.Agents;
 import io.vfioproxy.testing.Await;
+import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.RawPeer;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.MigrationFlags;
@@ -30,11 +31,13 @@ import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /**
  * A real destination agent fed hand-made frames over a real TCP connection: every malformed input ends in a clear
  * error sent back to the peer, a closed connection and a reset device.
  */
+@ExtendWith(NoBufferLeaks.class)
 class DestinationProtocolIT {
 
     private static final long SIZE = 4 << 20;

@@ -22,6 +22,7 @@ import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.Limits;
 import io.vfioproxy.testing.Agents;
 import io.vfioproxy.testing.Await;
+import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.RawPeer;
 import io.vfioproxy.transport.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
@@ -34,8 +35,10 @@ import java.util.concurrent.atomic.AtomicReference;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /** Two real agents on loopback, migrating simulated devices over TCP. */
+@ExtendWith(NoBufferLeaks.class)
 class MigrationIT {
 
     private static final long MIB = 1 << 20;
@@ -248,6 +251,73 @@ class MigrationIT {
         assertThat(dst.migrations().find(started.record().id()).toJson().getString("deviceState")).isEqualTo("RUNNING");
         assertThat(dst.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
         assertThat(digest(dst.devices().find("acc0"))).isEqualTo(targetBefore);
+    }
+
+    @Test
+    void aSourceAgentThatStopsMidwayResumesItsDeviceFirstAndTheDestinationResetsHolding() {
+        long size = 256 * MIB;
+        // The destination device absorbs 1 MiB per 20 ms, far below the link: its connection stays paused.
+        JsonObject slow = device("nic0", size, 2).put("faults", new JsonObject().put("writeDelayMillis", 20));
+        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), slow));
+        long targetBefore = digest(dst.devices().find("nic0"));
+        Vertx sourceNode = Vertx.vertx();
+        try {
+            AgentVerticle src = Agents.start(sourceNode, config("src", new JsonObject(), device("nic0", size, 1)));
+            MigrationService.Started started = Agents.migrate(sourceNode, src, "nic0", Agents.endpoint(dst), "nic0");
+            Await.until("the destination lags behind", Duration.ofSeconds(20), () -> {
+                MigrationRecord r = dst.migrations().find(started.record().id());
+                return r != null && r.dataBytes() >= 8 * MIB;
+            });
+            assertThat(started.record().dataBytes()).as("the source ran ahead of the destination device")
+                    .isGreaterThan(dst.migrations().find(started.record().id()).dataBytes());
+            sourceNode.close().await();
+            // The agent ended the migration before closing its device: the device was back in RUNNING when it closed.
+            assertThat(started.record().outcome()).isEqualTo(MigrationRecord.Outcome.FAILED);
+            assertThat(started.record().error()).contains("agent src is shutting down");
+            assertThat(started.record().toJson().getString("deviceState")).isEqualTo("RUNNING");
+
+            Await.until("the destination gives up", Duration.ofSeconds(20), () -> {
+                MigrationRecord r = dst.migrations().find(started.record().id());
+                return r.outcome() == MigrationRecord.Outcome.FAILED && r.toJson().containsKey("deviceState");
+            });
+            assertThat(dst.migrations().find(started.record().id()).toJson().getString("deviceState"))
+                    .isEqualTo("RUNNING");
+            assertThat(dst.devices().find("nic0").state().await()).isEqualTo(DeviceState.RUNNING);
+            assertThat(digest(dst.devices().find("nic0"))).isEqualTo(targetBefore);
+            assertThat(dst.devices().find("nic0").owner()).isNull();
+        } finally {
+            sourceNode.close().await();
+        }
+    }
+
+    @Test
+    void aDestinationAgentThatStopsMidwayResetsItsDeviceFirstAndTheSourceRunsOn() {
+        long size = 256 * MIB;
+        JsonObject slow = device("nic0", size, 2).put("faults", new JsonObject().put("writeDelayMillis", 20));
+        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("nic0", size, 1)));
+        long before = digest(src.devices().find("nic0"));
+        Vertx destinationNode = Vertx.vertx();
+        try {
+            AgentVerticle dst = Agents.start(destinationNode, config("dst", new JsonObject(), slow));
+            MigrationService.Started started = Agents.migrate(vertx, src, "nic0", Agents.endpoint(dst), "nic0");
+            Await.until("the destination device is loading", Duration.ofSeconds(20), () -> {
+                MigrationRecord r = dst.migrations().find(started.record().id());
+                return r != null && r.dataBytes() >= 8 * MIB;
+            });
+            MigrationRecord atDestination = dst.migrations().find(started.record().id());
+            destinationNode.close().await();
+
+            assertThat(atDestination.outcome()).isEqualTo(MigrationRecord.Outcome.FAILED);
+            assertThat(atDestination.error()).contains("agent dst is shutting down");
+            assertThat(atDestination.toJson().getString("deviceState")).isEqualTo("RUNNING");
+            assertThatThrownBy(() -> started.completion().await())
+                    .hasMessageContaining("the destination aborted the migration: agent dst is shutting down");
+            assertThat(src.devices().find("nic0").state().await()).isEqualTo(DeviceState.RUNNING);
+            assertThat(digest(src.devices().find("nic0"))).isEqualTo(before);
+            assertThat(src.devices().find("nic0").owner()).isNull();
+        } finally {
+            destinationNode.close().await();
+        }
     }
 
     @Test
