@@ -54,9 +54,9 @@ public final class NoBufferLeaks implements BeforeEachCallback, AfterEachCallbac
     @Override
     public void afterEach(ExtensionContext context) throws InterruptedException {
         try {
-            for (int i = 0; i < 5 && leaks.isEmpty(); i++) {
+            for (int i = 0; i < 2 && leaks.isEmpty(); i++) {
                 System.gc();
-                Thread.sleep(200);
+                Thread.sleep(100);
                 // The detector reports collected, unreleased buffers when it tracks a new one.
                 ByteBufAllocator.DEFAULT.directBuffer(16).release();
                 PooledByteBufAllocator.DEFAULT.directBuffer(16).release();
