@@ -13,12 +13,15 @@ import io.vertx.ext.web.client.WebClientOptions;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.testing.Agents;
 import io.vfioproxy.testing.Await;
+import io.vfioproxy.testing.NoBufferLeaks;
 import java.time.Duration;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /** The HTTP API of a running agent, through a real HTTP client. */
+@ExtendWith(NoBufferLeaks.class)
 class ApiIT {
 
     private Vertx vertx;

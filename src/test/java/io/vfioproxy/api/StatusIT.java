@@ -16,10 +16,11 @@ import io.vertx.core.json.JsonObject;
 import io.vertx.ext.web.client.HttpResponse;
 import io.vertx.ext.web.client.WebClient;
 import io.vertx.ext.web.client.WebClientOptions;
-import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.cli.Main;
 import io.vfioproxy.testing.Await;
+import io.vfioproxy.testing.NoBufferLeaks;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
@@ -31,8 +32,10 @@ import java.util.regex.Pattern;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /** The agent's status and control surfaces, through real clients against running agents. */
+@ExtendWith(NoBufferLeaks.class)
 class StatusIT {
 
     private static final long MIB = 1 << 20;

@@ -16,6 +16,7 @@ import io.vfioproxy.cli.Main;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.testing.Agents;
+import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.uapi.DeviceState;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;
@@ -24,9 +25,11 @@ import java.util.function.Supplier;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 import org.junit.jupiter.api.io.TempDir;
 
 /** Saving a device's state to a file and loading it back, with every check a migration has. */
+@ExtendWith(NoBufferLeaks.class)
 class CheckpointIT {
 
     private static final long SIZE = 32 << 20;

@@ -14,6 +14,7 @@ import io.vfioproxy.migration.MigrationRequest.DevicePair;
 import io.vfioproxy.migration.MigrationRequest.Mode;
 import io.vfioproxy.testing.Agents;
 import io.vfioproxy.testing.Await;
+import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.Relay;
 import io.vfioproxy.transport.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
@@ -23,8 +24,10 @@ import java.util.function.Predicate;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /** Pre-copy, multi-device P2P ordering, compatibility, cancel and manual switchover, between real agents. */
+@ExtendWith(NoBufferLeaks.class)
 class PrecopyIT {
 
     private static final long MIB = 1 << 20;

@@ -11,12 +11,15 @@ import io.vertx.core.json.JsonObject;
 import io.vertx.core.net.SelfSignedCertificate;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.testing.Agents;
+import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.uapi.DeviceState;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.ExtendWith;
 
 /** Mutual TLS between agents on the stream endpoint. */
+@ExtendWith(NoBufferLeaks.class)
 class TlsIT {
 
     private Vertx vertx;
