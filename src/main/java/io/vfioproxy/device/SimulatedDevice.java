@@ -427,21 +427,8 @@ public final class SimulatedDevice implements MigrationDevice {
             }
         }
 
-        /** Outside the device lock: a slow device still answers state reads. */
-        private void delayWrite() {
-            long millis = faults.writeDelayMillis();
-            if (millis > 0) {
-                try {
-                    Thread.sleep(millis);
-                } catch (InterruptedException e) {
-                    Thread.currentThread().interrupt();
-                }
-            }
-        }
-
         @Override
         public void write(ByteBuffer src) throws VfioException {
-            delayWrite();
             synchronized (SimulatedDevice.this) {
                 checkUsable("write(data_fd)");
                 throw new VfioException(name, "write(data_fd)", state, Errno.EBADF, "a saving session is read-only");
