@@ -74,7 +74,7 @@ public final class ApiVerticle extends VerticleBase {
      */
     @Override
     public Future<?> stop() {
-        return migrations.shutdown().timeout(30, java.util.concurrent.TimeUnit.SECONDS).otherwiseEmpty();
+        return migrations.shutdown();
     }
 
     @Override

@@ -16,7 +16,8 @@ public final class DeviceRegistry {
 
     /**
      * What must happen before a device closes: the agent ends the migration that holds it, so the device is left
-     * in a safe state (a source RUNNING, a destination reset) while it can still be reached.
+     * in a safe state (a source RUNNING, a destination reset) while it can still be reached. The device closes once
+     * the returned future completes, so it must complete in bounded time.
      */
     public void beforeClose(Function<DeviceHandle, Future<?>> action) {
         this.beforeClose = action;

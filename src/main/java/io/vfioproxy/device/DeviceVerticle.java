@@ -17,8 +17,6 @@ public final class DeviceVerticle extends VerticleBase {
 
     /** Kernel calls such as STOP_COPY -&gt; STOP may take long; warn only past this. */
     private static final long MAX_CALL_SECONDS = 300;
-    /** How long closing waits for a migration that holds the device to leave it safe. */
-    private static final long SETTLE_SECONDS = 30;
 
     private final String agent;
     private final JsonObject deviceConfig;
@@ -68,9 +66,7 @@ public final class DeviceVerticle extends VerticleBase {
         if (handle == null) {
             return Future.succeededFuture();
         }
-        // A migration still holding the device ends first, so the device is left safe; a hung one does not hold
-        // the agent's stop for ever.
-        return registry.closing(handle).timeout(SETTLE_SECONDS, TimeUnit.SECONDS).otherwiseEmpty()
-                .eventually(() -> handle.close()).eventually(() -> handle.executor().close());
+        // A migration still holding the device ends first, so the device is left safe.
+        return registry.closing(handle).eventually(() -> handle.close()).eventually(() -> handle.executor().close());
     }
 }

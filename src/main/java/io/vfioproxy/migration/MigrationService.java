@@ -21,6 +21,7 @@ import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicReference;
 
 /**
@@ -94,30 +95,43 @@ public final class MigrationService {
      */
     public Future<?> shutdown() {
         List<Future<?>> settled = new ArrayList<>();
-        running.values().forEach(r -> {
-            r.context().runOnContext(v -> r.migration().shutdown());
-            settled.add(r.completion().otherwiseEmpty());
-        });
-        sessions.values().forEach(s -> settled.add(s.shutdown()));
+        running.keySet().forEach(id -> settled.add(end(id)));
+        sessions.keySet().forEach(id -> settled.add(end(id)));
         return Future.join(settled);
     }
 
     /**
      * Ends the migration holding {@code device}, if any, because the agent stops: called before the device closes,
      * so the rollback can still reach it.
-     *
-     * @return completes once that migration's devices are in their final state
      */
     private Future<?> endMigrationOf(DeviceHandle device) {
         String id = device.owner();
-        Running source = id == null ? null : running.get(id);
+        return id == null ? Future.succeededFuture() : end(id);
+    }
+
+    /**
+     * Ends migration {@code id} because the agent stops.
+     *
+     * @return completes, never fails, once its devices are in their final state, or after {@value #SETTLE_SECONDS}
+     *         s for one whose device does not answer, so a hung device does not hold the agent's stop for ever
+     */
+    private Future<?> end(String id) {
+        Running source = running.get(id);
+        DestinationSession destination = sessions.get(id);
+        Future<?> settled;
         if (source != null) {
             source.context().runOnContext(v -> source.migration().shutdown());
-            return source.completion().otherwiseEmpty();
+            settled = source.completion();
+        } else if (destination != null) {
+            settled = destination.shutdown();
+        } else {
+            return Future.succeededFuture();
         }
-        DestinationSession destination = id == null ? null : sessions.get(id);
-        return destination != null ? destination.shutdown() : Future.succeededFuture();
+        return settled.timeout(SETTLE_SECONDS, TimeUnit.SECONDS).otherwiseEmpty();
     }
+
+    /** How long stopping the agent waits for a migration's devices to reach their final state. */
+    static final long SETTLE_SECONDS = 30;
 
     /** Ten times a second. */
     public static final long PROGRESS_MILLIS = 100;

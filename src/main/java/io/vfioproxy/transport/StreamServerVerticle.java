@@ -5,7 +5,6 @@ import io.vertx.core.Handler;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
-import java.util.concurrent.TimeUnit;
 import java.util.function.Supplier;
 
 /**
@@ -13,9 +12,6 @@ import java.util.function.Supplier;
  * destination side of the migration engine.
  */
 public final class StreamServerVerticle extends VerticleBase {
-
-    /** How long stopping waits for the migrations on its connections to leave their devices safe. */
-    private static final long SETTLE_SECONDS = 30;
 
     private final TransportOptions options;
     private final Handler<StreamConnection> onConnection;
@@ -51,7 +47,7 @@ public final class StreamServerVerticle extends VerticleBase {
     /** Vert.x closes the server, and with it every connection, once this completes. */
     @Override
     public Future<?> stop() {
-        return beforeStop.get().timeout(SETTLE_SECONDS, TimeUnit.SECONDS).otherwiseEmpty();
+        return beforeStop.get();
     }
 
     /** The port the endpoint listens on (the chosen one when configured with 0). */
