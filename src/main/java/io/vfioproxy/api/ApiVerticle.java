@@ -114,7 +114,8 @@ public final class ApiVerticle extends VerticleBase {
                 .setMaxWebSocketFrameSize(StreamConnector.MAX_WS_FRAME)
                 .setMaxWebSocketMessageSize(StreamConnector.MAX_WS_FRAME)
                 .setPerFrameWebSocketCompressionSupported(false)
-                .setPerMessageWebSocketCompressionSupported(false));
+                .setPerMessageWebSocketCompressionSupported(false)
+                .setAcceptUnmaskedFrames(true));
         return server.requestHandler(router).listen(options.port(), options.host());
     }
 

@@ -19,7 +19,6 @@ import io.vfioproxy.uapi.DeviceState;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
-import java.util.Locale;
 import java.util.Set;
 import java.util.function.Function;
 import java.util.function.Supplier;
@@ -50,8 +49,6 @@ import java.util.function.Supplier;
 public final class SourceMigration {
 
     private static final long CONVERGENCE_CHECK_MILLIS = 10;
-    private static final long BANDWIDTH_WINDOW_NANOS = 100_000_000L;
-    private static final long BANDWIDTH_MIN_BYTES = 1 << 20;
     /** After our ABORT, how long the connection stays open, read and discarded, so the destination reads the reason. */
     private static final long ABORT_LINGER_MILLIS = 2000;
 
@@ -85,9 +82,8 @@ public final class SourceMigration {
     private long transferStart;
     private long precopyStart;
     private long downtimeStart;
-    private long windowStart;
-    private long windowBytes;
-    private double bandwidth;
+    private final BandwidthMeter meter = new BandwidthMeter();
+    private SwitchoverPolicy policy;
     private boolean committed;
     private boolean done;
 
@@ -217,7 +213,7 @@ public final class SourceMigration {
         }
         phase("PRECOPY");
         precopyStart = System.nanoTime();
-        windowStart = precopyStart;
+        policy = new SwitchoverPolicy(request.downtimeLimitMillis(), request.precopyBudgetMillis());
         return each(s -> s.device().flags().preCopy() ? s.startPrecopy(cause("pre-copy"))
                 : Future.succeededFuture())
                 .compose(v -> {
@@ -311,33 +307,13 @@ public final class SourceMigration {
         record.remainingBytes("PRECOPY".equals(record.phase()) || "READY_FOR_SWITCHOVER".equals(record.phase())
                 ? remaining : Math.max(0, record.stateSize() - pre - stop));
         record.dataBytes(Math.max(record.dataBytes(), pre + stop));
-        record.bandwidth((long) effectiveBandwidth(System.nanoTime()));
-    }
-
-    /**
-     * Bytes per second: as measured over the last windows of at least 1 MiB; before a window filled (a small
-     * device, or the first 100 ms), the average since the data began to move.
-     */
-    private double effectiveBandwidth(long now) {
-        if (bandwidth > 0 || writer == null || transferStart == 0 || now <= transferStart) {
-            return bandwidth;
-        }
-        return writer.dataBytesWritten() / ((now - transferStart) / 1e9);
+        record.bandwidth((long) meter.estimate().bytesPerSecond());
     }
 
     /** Every 10 ms in pre-copy: measure the bandwidth, decide whether to switch over. */
     private void checkConvergence() {
         long now = System.nanoTime();
-        long written = writer.dataBytesWritten();
-        if (now - windowStart >= BANDWIDTH_WINDOW_NANOS) {
-            long bytes = written - windowBytes;
-            if (bytes >= BANDWIDTH_MIN_BYTES) {
-                double rate = bytes / ((now - windowStart) / 1e9);
-                bandwidth = bandwidth == 0 ? rate : 0.5 * bandwidth + 0.5 * rate;
-            }
-            windowStart = now;
-            windowBytes = written;
-        }
+        meter.sample(now, writer.dataBytesWritten());
         updateTransfer();
         if (converged.future().isComplete()) {
             return;
@@ -352,29 +328,10 @@ public final class SourceMigration {
                 acknowledged &= acked.contains(s.channel());
             }
         }
-        long elapsedMillis = (now - precopyStart) / 1_000_000;
-        double rate = effectiveBandwidth(now);
-        double expectedMillis = rate > 0 ? remaining / rate * 1000 : Double.POSITIVE_INFINITY;
-        String estimate = String.format(Locale.ROOT, "%d bytes left, at %s about %s ms", remaining,
-                rate >= 1e7 ? String.format(Locale.ROOT, "%.2f GB/s", rate / 1e9)
-                        : String.format(Locale.ROOT, "%.0f B/s", rate),
-                Double.isInfinite(expectedMillis) ? "?" : Long.toString(Math.round(expectedMillis)));
-        if (initialOut && acknowledged && expectedMillis <= request.downtimeLimitMillis()) {
-            long n = record.iterations();
-            record.switchoverReason("converged after " + n + " pre-copy iteration" + (n == 1 ? "" : "s") + ": " + estimate
-                    + ", within the " + request.downtimeLimitMillis() + " ms downtime limit");
-            converged.tryComplete();
-        } else if (elapsedMillis >= request.precopyBudgetMillis()) {
-            List<String> why = new ArrayList<>();
-            if (!initialOut) {
-                why.add("initial data not all read");
-            }
-            if (!acknowledged) {
-                why.add("not acknowledged by the destination");
-            }
-            why.add(estimate + ", over the " + request.downtimeLimitMillis() + " ms downtime limit");
-            record.switchoverReason("pre-copy budget of " + request.precopyBudgetMillis() + " ms ran out: "
-                    + String.join(", ", why) + " (the devices dirty their state faster than the link moves it)");
+        SwitchoverPolicy.Decision decision = policy.decide(new SwitchoverPolicy.Progress(remaining, meter.estimate(),
+                initialOut, acknowledged, record.iterations(), (now - precopyStart) / 1_000_000));
+        if (decision.switchOver()) {
+            record.switchoverReason(decision.reason());
             converged.tryComplete();
         }
     }
@@ -382,6 +339,9 @@ public final class SourceMigration {
     private void checkProgress() {
         long mark = (writer == null ? 0 : writer.bytesWritten()) + (decoder == null ? 0 : decoder.bytes());
         long now = System.nanoTime();
+        if (writer != null) {
+            meter.sample(now, writer.dataBytesWritten());
+        }
         if (mark != lastProgressMark || "READY_FOR_SWITCHOVER".equals(record.phase())) {
             lastProgressMark = mark;
             lastProgressNanos = now;

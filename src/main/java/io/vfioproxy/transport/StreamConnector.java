@@ -35,7 +35,10 @@ public final class StreamConnector {
                 .setMaxFrameSize(MAX_WS_FRAME)
                 .setMaxMessageSize(MAX_WS_FRAME)
                 .setTryUsePerFrameCompression(false)
-                .setTryUsePerMessageCompression(false));
+                .setTryUsePerMessageCompression(false)
+                // Between agents masking protects nothing (no browser, no cache to poison) and costs a pass over
+                // every byte; the destination accepts unmasked frames (docs/PROTOCOL.md).
+                .setSendUnmaskedFrames(true));
         this.writeQueueMaxSize = options.writeQueueMaxSize();
         this.receiveBufferMax = options.receiveBufferMax();
     }

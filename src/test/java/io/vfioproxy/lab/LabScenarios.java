@@ -277,7 +277,9 @@ public final class LabScenarios {
             if (mode == MigrationRequest.Mode.PRECOPY) {
                 check(arcs.containsAll(List.of("RUNNING>PRE_COPY", "PRE_COPY>PRE_COPY_P2P", "PRE_COPY_P2P>STOP_COPY")),
                         "pre-copy arcs on the real device: " + arcs);
-                check(record.switchoverReason().startsWith("converged"), "switchover: " + record.switchoverReason());
+                // 96 bytes fit the downtime limit at any bandwidth: pre-copy switches over at once, not on its budget.
+                check(record.switchoverReason().startsWith("converged") && record.switchoverReason().contains("even at"),
+                        "switchover: " + record.switchoverReason());
             }
             from.reset("lab cleanup").await();
             return "migrated " + record.dataBytes() + " bytes agent to agent over loopback (" + record.mode()
