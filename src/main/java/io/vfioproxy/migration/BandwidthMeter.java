@@ -18,7 +18,7 @@ final class BandwidthMeter {
      * What the meter knows.
      *
      * @param bytesPerSecond the estimate, or 0 when there is none yet
-     * @param measuredBytes bytes moved since the meter started
+     * @param measuredBytes bytes moved so far
      */
     record Estimate(double bytesPerSecond, long measuredBytes) {
         /** True once at least one window closed: the estimate comes from enough bytes to mean something. */
@@ -27,18 +27,14 @@ final class BandwidthMeter {
         }
     }
 
-    private long startNanos = -1;
-    private long startBytes;
-    private long windowNanos;
+    private long windowNanos = -1;
     private long windowBytes;
     private long lastBytes;
     private double bytesPerSecond;
 
-    /** Records that {@code totalBytes} had been written by {@code nowNanos}. */
+    /** Records that {@code totalBytes} had been written, since the migration began, by {@code nowNanos}. */
     void sample(long nowNanos, long totalBytes) {
-        if (startNanos < 0) {
-            startNanos = nowNanos;
-            startBytes = totalBytes;
+        if (windowNanos < 0) {
             windowNanos = nowNanos;
             windowBytes = totalBytes;
         }
@@ -57,6 +53,6 @@ final class BandwidthMeter {
     }
 
     Estimate estimate() {
-        return new Estimate(bytesPerSecond, startNanos < 0 ? 0 : lastBytes - startBytes);
+        return new Estimate(bytesPerSecond, lastBytes);
     }
 }
