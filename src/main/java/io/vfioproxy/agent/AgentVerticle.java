@@ -11,13 +11,17 @@ import io.vfioproxy.api.AgentCommands;
 import io.vfioproxy.api.AgentMetrics;
 import io.vfioproxy.api.ApiOptions;
 import io.vfioproxy.api.ApiVerticle;
+import io.vfioproxy.api.Events;
+import io.vfioproxy.device.DeviceController;
 import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.device.DeviceVerticle;
 import io.vfioproxy.migration.MigrationOptions;
 import io.vfioproxy.migration.MigrationService;
-import io.vfioproxy.transport.StreamConnector;
+import io.vfioproxy.transport.StreamClient;
 import io.vfioproxy.transport.StreamServerVerticle;
 import io.vfioproxy.transport.TransportOptions;
+import io.vfioproxy.transport.WebSocketStreamEndpoint;
+import io.vertx.core.http.HttpServerOptions;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -36,7 +40,7 @@ public final class AgentVerticle extends VerticleBase {
     private int configuredDevices;
     private DeviceRegistry devices;
     private MigrationService migrations;
-    private StreamConnector connector;
+    private StreamClient connector;
     private final List<StreamServerVerticle> streamServers = new java.util.concurrent.CopyOnWriteArrayList<>();
     private ApiVerticle api;
     private AgentCommands commands;
@@ -66,8 +70,12 @@ public final class AgentVerticle extends VerticleBase {
         ApiOptions apiOptions = ApiOptions.fromJson(config.getJsonObject("api"));
         AgentMetrics metrics = new AgentMetrics(registry, name);
         devices = new DeviceRegistry();
-        connector = new StreamConnector(vertx, transport);
-        migrations = new MigrationService(vertx, name, devices, connector, options, metrics);
+        connector = new StreamClient(vertx, transport);
+        migrations = new MigrationService(vertx, name, devices, connector, options, metrics,
+                event -> vertx.eventBus().publish(Events.MIGRATION, event),
+                event -> vertx.eventBus().publish(Events.PROGRESS, event));
+        DeviceController.TransitionListener deviceEvents = metrics.deviceListener((device, from, to, cause, nanos) ->
+                vertx.eventBus().publish(Events.DEVICE_STATE, Events.deviceState(name, device, from, to, cause, nanos)));
 
         List<Future<String>> opened = new ArrayList<>();
         JsonArray list = config.getJsonArray("devices", new JsonArray());
@@ -76,7 +84,7 @@ public final class AgentVerticle extends VerticleBase {
             JsonObject entry = list.getJsonObject(i);
             String device = entry.getString("name", "device " + i);
             // A device that cannot be opened is reported, and the agent serves the others but is not ready.
-            opened.add(vertx.deployVerticle(new DeviceVerticle(name, entry, metrics, devices)).recover(e -> {
+            opened.add(vertx.deployVerticle(new DeviceVerticle(name, entry, deviceEvents, devices)).recover(e -> {
                 failedDevices.put(device, String.valueOf(e.getMessage()));
                 LOG.log(System.Logger.Level.ERROR, "agent " + name + ": device " + device + " could not be opened: "
                         + e.getMessage());
@@ -96,7 +104,11 @@ public final class AgentVerticle extends VerticleBase {
                 }, new DeploymentOptions().setInstances(acceptors)))
                 .compose(v -> commands.register());
         if (apiOptions.enabled()) {
-            api = new ApiVerticle(name, apiOptions, transport, devices, migrations, registry, this::readiness);
+            // The migration stream over WebSocket rides on the API's HTTP server.
+            WebSocketStreamEndpoint ws = new WebSocketStreamEndpoint(transport, migrations::accept);
+            api = new ApiVerticle(name, apiOptions, WebSocketStreamEndpoint.configure(new HttpServerOptions()),
+                    router -> router.get(WebSocketStreamEndpoint.PATH).handler(rc -> ws.handle(rc.request())),
+                    devices, migrations, registry, this::readiness);
             up = up.compose(v -> vertx.deployVerticle(api));
         }
         return up.onSuccess(v -> started = true);

@@ -4,6 +4,9 @@ import io.micrometer.core.instrument.Counter;
 import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
+import io.vfioproxy.device.DeviceController;
+import io.vfioproxy.migration.MigrationMetrics;
+import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.uapi.DeviceState;
 import java.time.Duration;
 import java.util.Map;
@@ -18,7 +21,7 @@ import java.util.concurrent.atomic.AtomicInteger;
  * {@code vmp_device_transition_seconds{agent,device,from,to}} (histogram), {@code vmp_migrations_active{agent,role}}
  * and {@code vmp_device_state{agent,device}} (the uAPI value: 1 STOP, 2 RUNNING, 3 STOP_COPY, 4 RESUMING, ...).
  */
-public final class AgentMetrics {
+public final class AgentMetrics implements MigrationMetrics {
 
     private final MeterRegistry registry;
     private final String agent;
@@ -65,12 +68,7 @@ public final class AgentMetrics {
         }).set(state.value());
     }
 
-    /**
-     * Device data bytes moved.
-     *
-     * @param phase "precopy" or "stop-copy" on the source, "all" on the destination
-     * @param direction "sent" or "received"
-     */
+    @Override
     public void bytes(String device, String phase, String direction, long n) {
         if (n > 0) {
             Counter.builder("vmp.migrated.bytes").baseUnit("bytes")
@@ -80,18 +78,21 @@ public final class AgentMetrics {
         }
     }
 
-    public void started(String role) {
-        active.get(role).incrementAndGet();
+    @Override
+    public void started(MigrationStatus.Role role) {
+        active.get(name(role)).incrementAndGet();
     }
 
-    /** A migration ended: its outcome, its duration and (source) its downtime. */
-    public void ended(String role, String outcome, double durationMillis, double downtimeMillis) {
-        active.get(role).decrementAndGet();
+    @Override
+    public void ended(MigrationStatus.Role role, MigrationStatus.Outcome outcome, double durationMillis,
+            double downtimeMillis) {
+        active.get(name(role)).decrementAndGet();
         Counter.builder("vmp.migrations").description("Migrations by outcome")
-                .tags("agent", agent, "role", role, "outcome", outcome).register(registry).increment();
+                .tags("agent", agent, "role", name(role), "outcome", outcome.name().toLowerCase()).register(registry)
+                .increment();
         if (durationMillis >= 0) {
             Timer.builder("vmp.migration.duration").description("Migration duration, handshake to end")
-                    .tags("agent", agent, "role", role).publishPercentileHistogram()
+                    .tags("agent", agent, "role", name(role)).publishPercentileHistogram()
                     .register(registry).record((long) (durationMillis * 1e6), TimeUnit.NANOSECONDS);
         }
         if (downtimeMillis >= 0) {
@@ -100,5 +101,27 @@ public final class AgentMetrics {
                     .tags("agent", agent).publishPercentileHistogram()
                     .register(registry).record((long) (downtimeMillis * 1e6), TimeUnit.NANOSECONDS);
         }
+    }
+
+    private static String name(MigrationStatus.Role role) {
+        return role.name().toLowerCase();
+    }
+
+    /**
+     * What the agent does with each arc of a device: time it here, and hand it to {@code publish} (the event bus).
+     */
+    public DeviceController.TransitionListener deviceListener(DeviceController.TransitionListener publish) {
+        return new DeviceController.TransitionListener() {
+            @Override
+            public void onTransition(String device, DeviceState from, DeviceState to, String cause, long arcNanos) {
+                arc(device, from, to, arcNanos);
+                publish.onTransition(device, from, to, cause, arcNanos);
+            }
+
+            @Override
+            public void onOpened(String device, DeviceState state) {
+                deviceState(device, state);
+            }
+        };
     }
 }

@@ -20,24 +20,24 @@ import io.vertx.ext.web.handler.sockjs.SockJSHandler;
 import io.vertx.micrometer.PrometheusScrapingHandler;
 import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.migration.MigrationRecord;
+import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
-import io.vfioproxy.transport.StreamConnector;
-import io.vfioproxy.transport.TransportOptions;
-import io.vfioproxy.transport.WebSocketConnection;
+import io.vfioproxy.migration.MigrationEvents.Lifecycle;
 import java.io.IOException;
 import java.io.InputStream;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.function.Predicate;
 import java.util.function.Supplier;
 
 /**
  * The agent's HTTP server: the API (version 1, described by {@code /v1/openapi.json}), health for Kubernetes
- * probes, the Prometheus scrape, WebSocket event feeds, the migration stream over WebSocket (for destinations
- * reachable only through HTTP infrastructure) and a SockJS event-bus bridge, read-only unless configured.
- * Errors are {@code {"error": {"status": N, "message": "..."}}}.
+ * probes, the Prometheus scrape, WebSocket event feeds and a SockJS event-bus bridge, read-only unless configured;
+ * and what the agent mounts besides (the migration stream over WebSocket). Errors are
+ * {@code {"error": {"status": N, "message": "..."}}}.
  */
 public final class ApiVerticle extends VerticleBase {
 
@@ -49,7 +49,8 @@ public final class ApiVerticle extends VerticleBase {
 
     private final String agent;
     private final ApiOptions options;
-    private final TransportOptions transport;
+    private final HttpServerOptions serverOptions;
+    private final Consumer<Router> mounts;
     private final DeviceRegistry devices;
     private final MigrationService migrations;
     private final PrometheusMeterRegistry registry;
@@ -57,11 +58,17 @@ public final class ApiVerticle extends VerticleBase {
     private Buffer openApi;
     private HttpServer server;
 
-    public ApiVerticle(String agent, ApiOptions options, TransportOptions transport, DeviceRegistry devices,
-            MigrationService migrations, PrometheusMeterRegistry registry, Supplier<Future<JsonObject>> readiness) {
+    /**
+     * @param serverOptions the HTTP server's options (the agent's mounts may need more than the defaults)
+     * @param mounts adds the agent's own routes to the router, before the catch-all 404
+     */
+    public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions, Consumer<Router> mounts,
+            DeviceRegistry devices, MigrationService migrations, PrometheusMeterRegistry registry,
+            Supplier<Future<JsonObject>> readiness) {
         this.agent = agent;
         this.options = options;
-        this.transport = transport;
+        this.serverOptions = serverOptions;
+        this.mounts = mounts;
         this.devices = devices;
         this.migrations = migrations;
         this.registry = registry;
@@ -100,8 +107,7 @@ public final class ApiVerticle extends VerticleBase {
         router.post("/v1/migrations/:id/switchover").handler(rc -> control(rc, migrations::release));
         router.get("/v1/events").handler(rc -> feed(rc, e -> agent.equals(e.getString("agent")), null));
         router.get("/v1/migrations/:id/events").handler(this::migrationFeed);
-        router.get("/v1/stream").handler(rc -> rc.request().toWebSocket().onSuccess(ws ->
-                migrations.accept(new WebSocketConnection(ws, transport.writeQueueMaxSize()))));
+        mounts.accept(router);
         SockJSBridgeOptions bridge = new SockJSBridgeOptions();
         FEEDS.forEach(f -> bridge.addOutboundPermitted(new PermittedOptions().setAddress(f[0])));
         options.bridgeInbound().forEach(a -> bridge.addInboundPermitted(new PermittedOptions().setAddress(a)));
@@ -110,13 +116,9 @@ public final class ApiVerticle extends VerticleBase {
                 + rc.request().path()));
         router.route().failureHandler(rc -> error(rc, rc.statusCode() > 0 ? rc.statusCode() : 500,
                 rc.failure() == null ? "request failed" : rc.failure().getMessage()));
-        server = vertx.createHttpServer(new HttpServerOptions()
-                .setMaxWebSocketFrameSize(StreamConnector.MAX_WS_FRAME)
-                .setMaxWebSocketMessageSize(StreamConnector.MAX_WS_FRAME)
-                .setPerFrameWebSocketCompressionSupported(false)
-                .setPerMessageWebSocketCompressionSupported(false)
-                .setAcceptUnmaskedFrames(true));
-        return server.requestHandler(router).listen(options.port(), options.host());
+        server = vertx.createHttpServer(new HttpServerOptions(serverOptions).setHost(options.host())
+                .setPort(options.port()));
+        return server.requestHandler(router).listen();
     }
 
     public int actualPort() {
@@ -214,7 +216,7 @@ public final class ApiVerticle extends VerticleBase {
             if (migration != null) {
                 send(ws, "migration", migration.toJson().put("agent", agent).put("event", "status")
                         .put("migration", migration.id()));
-                if (migration.outcome() != MigrationRecord.Outcome.ACTIVE) {
+                if (migration.status().outcome() != MigrationStatus.Outcome.ACTIVE) {
                     ws.close();
                     return;
                 }
@@ -227,9 +229,9 @@ public final class ApiVerticle extends VerticleBase {
                         return;
                     }
                     send(ws, f[1], e);
-                    if (migration != null && "migration".equals(f[1]) && List.of("completed", "failed", "cancelled")
-                            .contains(e.getString("event")) && e.getString("role").equals(migration.role().name()
-                            .toLowerCase())) {
+                    Lifecycle event = Lifecycle.of(e.getString("event"));
+                    if (migration != null && "migration".equals(f[1]) && event != null && event.isEnd()
+                            && e.getString("role").equals(migration.role().name().toLowerCase())) {
                         ws.close();
                     }
                 }));

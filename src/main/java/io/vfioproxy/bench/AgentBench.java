@@ -11,10 +11,10 @@ import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.api.Events;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.migration.MigrationRecord;
+import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
-import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -104,8 +104,8 @@ public final class AgentBench implements AutoCloseable {
         });
         List<Run> runs = new ArrayList<>();
         for (MigrationService.Started s : started.future().await()) {
-            MigrationRecord r = s.completion().await();
-            lastStreamBytes = r.dataBytes();
+            MigrationStatus r = s.completion().await();
+            lastStreamBytes = r.transfer().dataBytes();
             runs.add(new Run(size, r.transferSeconds(), r.downtimeMillis()));
         }
         return runs;

@@ -25,7 +25,7 @@ public final class AgentCommand implements Callable<Integer> {
         Vertx vertx = runtime.vertx();
         AgentVerticle agent;
         try {
-            agent = new AgentVerticle(AgentConfig.load(vertx, config).await(), runtime.registry());
+            agent = new AgentVerticle(AgentConfig.load(vertx, config, System.getenv()).await(), runtime.registry());
             vertx.deployVerticle(agent).await();
         } catch (Exception e) {
             System.err.println("agent failed to start: " + e.getMessage());

@@ -8,10 +8,10 @@ import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.SimulatedDevice;
-import io.vfioproxy.migration.MigrationRecord;
+import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
-import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.util.ByteSize;
 import java.util.Locale;
@@ -100,12 +100,14 @@ public final class DemoCommand implements Callable<Integer> {
                 }
             });
             MigrationService.Started started = startedPromise.future().await();
-            MigrationRecord record = started.record();
             ProgressBar bar = new ProgressBar(System.err);
-            long timer = vertx.setPeriodic(100, id -> bar.update(record.phase(), record.dataBytes(),
-                    record.stateSize()));
+            long timer = vertx.setPeriodic(100, id -> {
+                MigrationStatus now = started.record().status();
+                bar.update(now.phase().name(), now.transfer().dataBytes(), now.transfer().stateSize());
+            });
+            MigrationStatus record;
             try {
-                started.completion().await();
+                record = started.completion().await();
             } catch (RuntimeException e) {
                 vertx.cancelTimer(timer);
                 bar.finish();
@@ -115,7 +117,7 @@ public final class DemoCommand implements Callable<Integer> {
                 return 1;
             }
             vertx.cancelTimer(timer);
-            bar.update(record.phase(), record.dataBytes(), record.stateSize());
+            bar.update(record.phase().name(), record.transfer().dataBytes(), record.transfer().stateSize());
             bar.finish();
 
             long sourceDigest = srcDevice.submit(c -> ((SimulatedDevice) c.device()).stateDigest()).await();
@@ -123,14 +125,14 @@ public final class DemoCommand implements Callable<Integer> {
             DeviceState destState = dstDevice.state().await();
             boolean verified = sourceDigest == destDigest && destState == DeviceState.RUNNING;
             double seconds = record.transferSeconds();
-            double rate = record.dataBytes() / seconds;
-            System.out.printf(Locale.ROOT, "bytes: %d (%s of device data)%n", record.dataBytes(),
-                    ByteSize.format(record.dataBytes()));
+            double rate = record.transfer().dataBytes() / seconds;
+            System.out.printf(Locale.ROOT, "bytes: %d (%s of device data)%n", record.transfer().dataBytes(),
+                    ByteSize.format(record.transfer().dataBytes()));
             System.out.printf(Locale.ROOT, "throughput: %.2f GB/s%n", rate / 1e9);
             if (mode == MigrationRequest.Mode.PRECOPY) {
                 System.out.printf(Locale.ROOT, "pre-copy: %s in %d iteration%s while the device ran, %s after it "
-                        + "stopped%n", ByteSize.format(record.precopyBytes()), record.iterations(),
-                        record.iterations() == 1 ? "" : "s", ByteSize.format(record.stopCopyBytes()));
+                        + "stopped%n", ByteSize.format(record.transfer().precopyBytes()), record.transfer().iterations(),
+                        record.transfer().iterations() == 1 ? "" : "s", ByteSize.format(record.transfer().stopCopyBytes()));
                 System.out.println("switchover: " + record.switchoverReason());
             } else {
                 System.out.println("stop-copy: the device was stopped for the whole transfer");

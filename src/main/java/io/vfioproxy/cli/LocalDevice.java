@@ -6,9 +6,7 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import io.micrometer.core.instrument.simple.SimpleMeterRegistry;
 import io.vfioproxy.agent.AgentConfig;
-import io.vfioproxy.api.AgentMetrics;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.device.DeviceVerticle;
@@ -29,7 +27,7 @@ final class LocalDevice {
     static DeviceHandle open(Vertx vertx, Path config, String name) {
         JsonObject entry = null;
         if (config != null && Files.isRegularFile(config)) {
-            JsonArray devices = AgentConfig.load(vertx, config).await().getJsonArray("devices", new JsonArray());
+            JsonArray devices = AgentConfig.load(vertx, config, System.getenv()).await().getJsonArray("devices", new JsonArray());
             for (int i = 0; i < devices.size(); i++) {
                 if (name.equals(devices.getJsonObject(i).getString("name"))) {
                     entry = devices.getJsonObject(i);
@@ -40,7 +38,7 @@ final class LocalDevice {
             entry = new JsonObject().put("name", name).put("backend", "native").put("device", name);
         }
         DeviceRegistry registry = new DeviceRegistry();
-        vertx.deployVerticle(new DeviceVerticle("cli", entry, new AgentMetrics(new SimpleMeterRegistry(), "cli"),
+        vertx.deployVerticle(new DeviceVerticle("cli", entry, (device, from, to, cause, nanos) -> { },
                 registry)).await();
         return registry.all().get(0);
     }

@@ -28,6 +28,10 @@ public final class DeviceController implements AutoCloseable {
     @FunctionalInterface
     public interface TransitionListener {
         void onTransition(String device, DeviceState from, DeviceState to, String cause, long arcNanos);
+
+        /** The device was opened in {@code state} (read from the device, never assumed). */
+        default void onOpened(String device, DeviceState state) {
+        }
     }
 
     private final MigrationDevice device;

@@ -4,14 +4,12 @@ import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.WorkerExecutor;
 import io.vertx.core.json.JsonObject;
-import io.vfioproxy.api.AgentMetrics;
-import io.vfioproxy.api.Events;
 import java.util.concurrent.TimeUnit;
 
 /**
- * Owns one device: opens it on a worker thread of its own, publishes every state change on the event bus
- * ({@link Events#DEVICE_STATE}) and hands a {@link DeviceHandle} to the agent. Closing the verticle closes the
- * device: a device left mid-migration keeps its state in the kernel, and the next open reads it.
+ * Owns one device: opens it on a worker thread of its own, reports every state change to its listener (the agent
+ * publishes them on the event bus and in its metrics) and hands a {@link DeviceHandle} to the registry. Closing the
+ * verticle closes the device: a device left mid-migration keeps its state in the kernel, and the next open reads it.
  */
 public final class DeviceVerticle extends VerticleBase {
 
@@ -20,7 +18,7 @@ public final class DeviceVerticle extends VerticleBase {
 
     private final String agent;
     private final JsonObject deviceConfig;
-    private final AgentMetrics metrics;
+    private final DeviceController.TransitionListener listener;
     private final DeviceRegistry registry;
     private DeviceHandle handle;
 
@@ -28,10 +26,11 @@ public final class DeviceVerticle extends VerticleBase {
      * @param registry receives the handle once the device is open; its {@link DeviceRegistry#beforeClose} action
      *        runs before the device closes
      */
-    public DeviceVerticle(String agent, JsonObject deviceConfig, AgentMetrics metrics, DeviceRegistry registry) {
+    public DeviceVerticle(String agent, JsonObject deviceConfig, DeviceController.TransitionListener listener,
+            DeviceRegistry registry) {
         this.agent = agent;
         this.deviceConfig = deviceConfig;
-        this.metrics = metrics;
+        this.listener = listener;
         this.registry = registry;
     }
 
@@ -40,15 +39,11 @@ public final class DeviceVerticle extends VerticleBase {
         String name = deviceConfig.getString("name", "?");
         WorkerExecutor executor = vertx.createSharedWorkerExecutor("vmp-" + agent + "-" + name + "-"
                 + deploymentID(), 1, MAX_CALL_SECONDS, TimeUnit.SECONDS);
-        DeviceController.TransitionListener publish = (device, from, to, cause, nanos) -> {
-            metrics.arc(device, from, to, nanos);
-            vertx.eventBus().publish(Events.DEVICE_STATE, Events.deviceState(agent, device, from, to, cause, nanos));
-        };
         return executor.executeBlocking(() -> {
             MigrationDevice device = DeviceFactory.open(deviceConfig);
             try {
-                DeviceController controller = new DeviceController(device, publish);
-                metrics.deviceState(device.name(), controller.state());
+                DeviceController controller = new DeviceController(device, listener);
+                listener.onOpened(device.name(), controller.state());
                 return new DeviceHandle(controller, executor, device.identity().with(controller.flags().toString(),
                         deviceConfig.getString("compatibilityTag", "")));
             } catch (Exception | Error e) {

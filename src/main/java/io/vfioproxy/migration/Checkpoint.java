@@ -5,18 +5,19 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.file.AsyncFile;
 import io.vertx.core.file.OpenOptions;
-import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.device.DeviceIdentity;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.Frames;
+import io.vfioproxy.stream.Limits;
+import io.vfioproxy.migration.MigrationRequest.Mode;
 import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.uapi.DeviceState;
 import java.nio.file.Path;
 import java.time.Instant;
+import java.util.List;
 import java.util.UUID;
 
 /**
@@ -44,7 +45,7 @@ public final class Checkpoint {
     public static Future<Result> save(Vertx vertx, DeviceHandle device, Path file, int chunkSize, boolean resume) {
         String id = "checkpoint-" + UUID.randomUUID();
         if (!device.claim(id)) {
-            return Future.failedFuture(new MigrationException("SETUP", "device " + device.name()
+            return Future.failedFuture(new MigrationException(Phase.SETUP, "device " + device.name()
                     + " is busy with migration " + device.owner()));
         }
         String cause = id + ": save to " + file;
@@ -55,14 +56,8 @@ public final class Checkpoint {
         return opened.future().compose(out -> {
             FrameWriter writer = new FrameWriter(out);
             sender[0] = new SectionSender(vertx, device, device.name(), writer, 0, chunkSize);
-            writer.control(FrameType.HELLO, 0, new JsonObject()
-                    .put("protocol", Frames.PROTOCOL_VERSION)
-                    .put("migration", id)
-                    .put("checkpoint", true)
-                    .put("mode", "stop-copy")
-                    .put("createdAt", Instant.now().toString())
-                    .put("chunkSize", chunkSize)
-                    .put("devices", new JsonArray().add(sender[0].helloEntry())));
+            Hello hello = new Hello(id, "checkpoint", Mode.STOP_COPY, chunkSize, true, List.of(sender[0].hello()));
+            writer.control(FrameType.HELLO, 0, hello.toJson().put("createdAt", Instant.now().toString()));
             return sender[0].setup()
                     .compose(v -> sender[0].stopCopy(cause))
                     .compose(v -> sender[0].end())
@@ -77,7 +72,7 @@ public final class Checkpoint {
                     });
         }).recover(e -> DeviceSafety.resume(device, cause + ": rollback after failure: " + e.getMessage())
                 .transform(ignored -> vertx.fileSystem().delete(file.toString()))
-                .transform(ignored -> Future.<Result>failedFuture(new MigrationException("SAVE", "saving "
+                .transform(ignored -> Future.<Result>failedFuture(new MigrationException(Phase.STOP_COPY, "saving "
                         + device.name() + " to " + file + " failed: " + e.getMessage(), e))))
                 .andThen(ar -> device.release(id));
     }
@@ -89,7 +84,7 @@ public final class Checkpoint {
      */
     public static Future<Result> restore(Vertx vertx, DeviceHandle device, Path file, MigrationOptions options) {
         return vertx.fileSystem().open(file.toString(), new OpenOptions().setRead(true).setCreate(false))
-                .recover(e -> Future.failedFuture(new MigrationException("SETUP", "cannot open checkpoint " + file
+                .recover(e -> Future.failedFuture(new MigrationException(Phase.SETUP, "cannot open checkpoint " + file
                         + ": " + e.getMessage(), e)))
                 .compose(in -> new Restore(device, file, options, in).run());
     }
@@ -99,6 +94,7 @@ public final class Checkpoint {
         private final DeviceHandle device;
         private final Path file;
         private final AsyncFile in;
+        private final Limits limits;
         private final FrameDecoder decoder;
         private final SectionLoader loader;
         private final Promise<Result> result = Promise.promise();
@@ -110,6 +106,7 @@ public final class Checkpoint {
             this.device = device;
             this.file = file;
             this.in = in;
+            this.limits = options.limits();
             this.loader = new SectionLoader("restore from " + file, false, options.deviceWriteQueueBytes(), this);
             this.decoder = new FrameDecoder(options.limits(), SectionLoader.listener(() -> loader, this::onControl));
         }
@@ -120,37 +117,41 @@ public final class Checkpoint {
                 if (ar.failed()) {
                     failed(ar.cause());
                 } else if (id == null) {
-                    failed(new MigrationException("SETUP", file + " is not a checkpoint: "
+                    failed(new MigrationException(Phase.HANDSHAKE, file + " is not a checkpoint: "
                             + (decoder.bytes() == 0 ? "it is empty" : "it ends " + decoder.position())));
                 } else if (!loader.allEnded()) {
-                    failed(new MigrationException("LOADING", "truncated checkpoint: " + file + " ends "
+                    failed(new MigrationException(Phase.LOADING, "truncated checkpoint: " + file + " ends "
                             + (decoder.midFrame() ? decoder.position() : "before the device section is complete")));
                 }
             });
             return result.future().andThen(ar -> in.close());
         }
 
-        private void begin(JsonObject hello) {
-            JsonArray devices = hello.getJsonArray("devices");
-            if (hello.getInteger("protocol", -1) != Frames.PROTOCOL_VERSION || !hello.getBoolean("checkpoint", false)
-                    || devices == null || devices.size() != 1) {
-                throw new MigrationException("SETUP", file + " is not a checkpoint of one device (protocol "
+        private void begin(JsonObject json) {
+            Hello hello;
+            try {
+                hello = Hello.parse(json, limits);
+            } catch (Hello.Invalid invalid) {
+                throw new MigrationException(Phase.HANDSHAKE, file + " is not a checkpoint: " + invalid.getMessage());
+            }
+            if (!hello.checkpoint() || hello.devices().size() != 1) {
+                throw new MigrationException(Phase.HANDSHAKE, file + " is not a checkpoint of one device (protocol "
                         + Frames.PROTOCOL_VERSION + ")");
             }
-            JsonObject saved = devices.getJsonObject(0);
-            String incompatible = Compatibility.check(device, saved.getString("sourceDevice"),
-                    DeviceIdentity.fromJson(saved.getJsonObject("identity", new JsonObject())));
+            Hello.Device saved = hello.devices().get(0);
+            String incompatible = Compatibility.check(device, saved.sourceDevice(), saved.identity());
             if (incompatible != null) {
-                throw new MigrationException("SETUP", "checkpoint " + file + " cannot be restored: " + incompatible);
+                throw new MigrationException(Phase.HANDSHAKE, "checkpoint " + file + " cannot be restored: "
+                        + incompatible);
             }
             String claim = "restore-" + UUID.randomUUID();
             if (!device.claim(claim)) {
-                throw new MigrationException("SETUP", "device " + device.name() + " is busy with migration "
+                throw new MigrationException(Phase.HANDSHAKE, "device " + device.name() + " is busy with migration "
                         + device.owner());
             }
             id = claim;
             // The device's thread runs tasks in order: every write the loader queues runs after this one.
-            loader.open(saved.getInteger("channel", 0), device);
+            loader.open(saved.channel(), device);
             device.submit(dc -> {
                 dc.setState(DeviceState.RESUMING, dc.state(), "restore from " + file);
                 return null;
@@ -196,7 +197,7 @@ public final class Checkpoint {
                     device.release(id);
                 }
                 result.tryFail(cause instanceof MigrationException ? cause
-                        : new MigrationException("LOADING", "restoring " + file + " into " + device.name()
+                        : new MigrationException(Phase.LOADING, "restoring " + file + " into " + device.name()
                                 + " failed: " + reason, cause));
             });
         }

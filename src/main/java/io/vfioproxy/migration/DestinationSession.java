@@ -7,40 +7,47 @@ import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.device.DeviceIdentity;
 import io.vfioproxy.device.DeviceRegistry;
+import io.vfioproxy.migration.MigrationEvents.Lifecycle;
+import io.vfioproxy.migration.MigrationRequest.Mode;
+import io.vfioproxy.migration.MigrationStatus.DeviceBytes;
+import io.vfioproxy.migration.MigrationStatus.Outcome;
+import io.vfioproxy.migration.MigrationStatus.Peers;
+import io.vfioproxy.migration.MigrationStatus.Role;
+import io.vfioproxy.migration.MigrationStatus.Transfer;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.ProtocolException;
-import io.vfioproxy.transport.StreamConnection;
+import io.vfioproxy.stream.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.List;
+import java.util.Map;
 import java.util.function.Function;
 
 /**
- * The destination side of one connection: checks the HELLO, moves each named device to RESUMING, loads the
- * device sections as they arrive ({@link SectionLoader}), tells the source LOADED per device, and runs the
- * devices on START.
+ * The destination side of one connection: checks the HELLO, moves each named device to RESUMING, loads the device
+ * sections as they arrive ({@link SectionLoader}), tells the source LOADED per device, and runs the devices on
+ * START. Phases: HANDSHAKE, RESUMING, LOADED, STARTING, COMPLETED; on failure ABORTING, FAILED.
  *
  * <p>Backpressure: the connection is piped into this session; while the devices lag, the pipe pauses the socket,
  * TCP's window closes and the source stops reading its device.
  *
  * <p>START runs the devices in P2P order: every device to RUNNING_P2P before any goes to RUNNING.
  *
- * <p>Any failure before LOADED resets every device of the session (the only way out of RESUMING) and tells the
+ * <p>Any failure before LOADED resets every device the session moved (the only way out of RESUMING) and tells the
  * source why; so does an ABORT from the source after LOADED (it did not commit). A connection lost after LOADED
- * leaves the devices in STOP with the migrated state: the source may have committed, so that state is kept, but
- * it is not run.
+ * leaves the devices in STOP with the migrated state: the source may have committed, so that state is kept, but it
+ * is not run.
  */
 public final class DestinationSession {
 
-    private enum Phase { HANDSHAKE, RESUMING, LOADED, STARTING, COMPLETED, FAILED }
-
     /** After ABORT, how long the connection stays open, read and discarded, so the source can read the reason. */
     private static final long ABORT_LINGER_MILLIS = 2000;
+    private static final long STATUS_MILLIS = 100;
 
     private final Vertx vertx;
     private final String agent;
@@ -48,27 +55,28 @@ public final class DestinationSession {
     private final DeviceRegistry devices;
     private final MigrationOptions options;
     private final MigrationEvents events;
-    private final Function<String, MigrationRecord> register;
+    private final Function<MigrationStatus, MigrationRecord> register;
     private final List<DeviceHandle> claimed = new ArrayList<>();
+    /** The devices this session asked to enter RESUMING: the ones a failure resets. */
+    private final List<DeviceHandle> moved = new ArrayList<>();
     private final FrameWriter writer;
     private final FrameDecoder decoder;
+    private final ProgressWatchdog watchdog;
+    /** Completes once the session ended and its devices are in their final state. */
+    private final Promise<Void> settled = Promise.promise();
     private SectionLoader loader;
     private DecodingSink sink;
     private MigrationRecord record;
     private Phase phase = Phase.HANDSHAKE;
-    private long timer = -1;
-    private long lastProgressMark = -1;
-    private long lastProgressNanos;
-    private boolean done;
+    private long statusTimer = -1;
     private Context context;
-    /** Completes once the session ended and its devices are in their final state. */
-    private final Promise<Void> settled = Promise.promise();
 
     /**
-     * @param register creates and lists the record of a migration the HELLO names
+     * @param register registers the record of the migration a HELLO names; null when this agent already runs one
+     *        with that id
      */
     public DestinationSession(Vertx vertx, String agent, StreamConnection connection, DeviceRegistry devices,
-            MigrationOptions options, MigrationEvents events, Function<String, MigrationRecord> register) {
+            MigrationOptions options, MigrationEvents events, Function<MigrationStatus, MigrationRecord> register) {
         this.vertx = vertx;
         this.agent = agent;
         this.connection = connection;
@@ -78,27 +86,30 @@ public final class DestinationSession {
         this.register = register;
         this.writer = new FrameWriter(connection.output());
         this.decoder = new FrameDecoder(options.limits(), SectionLoader.listener(this::sections, this::onControl));
+        this.watchdog = new ProgressWatchdog(vertx, options.progressTimeoutMillis(),
+                () -> decoder.bytes() + (loader == null ? 0 : loader.written()),
+                idle -> fail(new MigrationException(phase, "nothing arrived from " + connection.peer() + " for " + idle
+                        + " ms in phase " + phase)));
     }
 
     /** Starts serving the connection. */
     public void start() {
         context = vertx.getOrCreateContext();
-        lastProgressNanos = System.nanoTime();
-        timer = vertx.setPeriodic(Math.max(10, Math.min(100, options.progressTimeoutMillis() / 4)),
-                id -> checkProgress());
+        watchdog.start();
+        statusTimer = vertx.setPeriodic(STATUS_MILLIS, id -> refreshTransfer());
         connection.closeHandler(v -> connectionEnded());
         connection.shutdownHandler(v -> {
-            if (done) {
+            if (phase.isEnding()) {
                 connection.close();
             } else {
-                fail(new MigrationException(phase.name(), "agent " + agent + " is shutting down"));
+                fail(new MigrationException(phase, "agent " + agent + " is shutting down"));
             }
         });
-        sink = new DecodingSink(decoder, () -> loader, e -> fail(new MigrationException(phase.name(),
+        sink = new DecodingSink(decoder, () -> loader, e -> fail(new MigrationException(phase,
                 "protocol error from " + connection.peer() + ": " + e.getMessage(), e)));
         connection.input().pipe().endOnSuccess(false).endOnFailure(false).to(sink).onComplete(ar -> {
             if (ar.failed()) {
-                fail(new MigrationException(phase.name(), "reading from " + connection.peer() + " failed: "
+                fail(new MigrationException(phase, "reading from " + connection.peer() + " failed: "
                         + ar.cause().getMessage(), ar.cause()));
             } else {
                 connectionEnded();
@@ -106,138 +117,129 @@ public final class DestinationSession {
         });
     }
 
+    /** The one transition: checks the arc, and records and publishes it once a record exists. */
+    private void enter(Phase next) {
+        phase = phase.to(next);
+        if (record != null) {
+            events.publish(record.update(s -> s.withPhase(next)), Lifecycle.PHASE);
+        }
+    }
+
     private void connectionEnded() {
-        if (done) {
+        if (phase.isEnding()) {
             return;
         }
         String where = decoder.midFrame() ? "truncated stream: the connection closed " + decoder.position()
                 : "the connection closed " + decoder.position();
-        fail(MigrationException.fromPeer(phase.name(), where + " in phase " + phase));
+        fail(MigrationException.fromPeer(phase, where + " in phase " + phase));
     }
 
-    private void hello(JsonObject hello) {
-        int protocol = hello.getInteger("protocol", -1);
-        if (protocol != Frames.PROTOCOL_VERSION) {
-            refuse("unsupported protocol version " + protocol + "; this agent speaks " + Frames.PROTOCOL_VERSION);
+    private boolean registerRecord(String id, Mode mode) {
+        record = register.apply(MigrationStatus.begin(id, Role.DESTINATION, agent, mode, Phase.HANDSHAKE));
+        return record != null;
+    }
+
+    private void hello(JsonObject json) {
+        Hello hello;
+        try {
+            hello = Hello.parse(json, options.limits());
+        } catch (Hello.Invalid invalid) {
+            String id = Hello.migrationId(json);
+            if (id != null) {
+                registerRecord(id, Mode.STOP_COPY);
+            }
+            refuse(invalid.getMessage());
             return;
         }
-        String id = hello.getString("migration");
-        if (id == null || id.isBlank() || id.length() > 128) {
-            refuse("the HELLO names no valid migration id");
+        if (!registerRecord(hello.migration(), hello.mode())) {
+            refuse("agent " + agent + " already runs a migration with the id " + hello.migration());
             return;
         }
-        record = register.apply(id);
-        int chunk = hello.getInteger("chunkSize", 0);
-        if (chunk <= 0 || chunk > options.limits().maxChunk()) {
-            refuse("chunk size " + chunk + " is outside 1.." + options.limits().maxChunk());
-            return;
-        }
-        JsonArray list = hello.getJsonArray("devices");
-        if (list == null || list.isEmpty()) {
-            refuse("the HELLO names no device");
-            return;
-        }
-        String mode = hello.getString("mode", "stop-copy");
-        if (!mode.equals("stop-copy") && !mode.equals("precopy")) {
-            refuse("unknown mode '" + mode + "'");
-            return;
-        }
-        loader = new SectionLoader("migration " + id, mode.equals("precopy"), options.deviceWriteQueueBytes(),
-                new Loaded());
+        loader = new SectionLoader("migration " + hello.migration(), hello.mode() == Mode.PRECOPY,
+                options.deviceWriteQueueBytes(), new Loaded());
         loader.retainInput(connection::retainInput);
         List<String> sources = new ArrayList<>();
-        for (int i = 0; i < list.size(); i++) {
-            JsonObject d = list.getJsonObject(i);
-            int ch = d.getInteger("channel", -1);
-            String target = d.getString("targetDevice");
-            if (ch < 0 || ch > 255 || loader.hasChannel(ch)) {
-                refuse("device entry " + i + " has a missing, out-of-range or repeated channel");
-                return;
-            }
-            DeviceHandle local = target == null ? null : devices.find(target);
+        for (Hello.Device d : hello.devices()) {
+            DeviceHandle local = devices.find(d.targetDevice());
             if (local == null) {
-                refuse("agent " + agent + " has no device named '" + target + "'");
+                refuse("agent " + agent + " has no device named '" + d.targetDevice() + "'");
                 return;
             }
-            if (!local.claim(id)) {
-                refuse("device " + target + " is busy with migration " + local.owner());
+            if (!local.claim(hello.migration())) {
+                refuse("device " + d.targetDevice() + " is busy with migration " + local.owner());
                 return;
             }
             claimed.add(local);
-            String incompatible = Compatibility.check(local, d.getString("sourceDevice"),
-                    DeviceIdentity.fromJson(d.getJsonObject("identity", new JsonObject())));
+            String incompatible = Compatibility.check(local, d.sourceDevice(), d.identity());
             if (incompatible != null) {
                 refuse(incompatible);
                 return;
             }
-            loader.open(ch, local);
-            sources.add(d.getString("sourceDevice"));
+            loader.open(d.channel(), local);
+            sources.add(d.sourceDevice());
         }
-        record.devices(String.join(",", loader.devices().stream().map(DeviceHandle::name).toList()),
-                String.join(",", sources), connection.peer());
-        record.stateSize(loader.devices().stream().mapToLong(d -> d.identity().stateSize()).sum());
-        events.publish(record, "started", new JsonObject());
+        long stateSize = loader.devices().stream().mapToLong(dev -> dev.identity().stateSize()).sum();
+        MigrationStatus status = record.update(s -> s.withPeers(new Peers(
+                loader.devices().stream().map(DeviceHandle::name).toList(), sources, connection.peer()))
+                .withTransfer(s.transfer().withStateSize(stateSize)));
+        events.publish(status, Lifecycle.STARTED);
         List<Future<Void>> resuming = new ArrayList<>();
-        for (DeviceHandle d : loader.devices()) {
-            resuming.add(d.submit(dc -> {
+        for (DeviceHandle dev : loader.devices()) {
+            moved.add(dev);
+            resuming.add(dev.submit(dc -> {
                 dc.setState(DeviceState.RESUMING, dc.state(), cause("resuming"));
                 return null;
             }));
         }
         Future.all(resuming).onComplete(ar -> {
-            if (done) {
+            if (phase.isEnding()) {
                 return;
             }
-            phase = Phase.RESUMING;
             if (ar.failed()) {
                 // Devices that did reach RESUMING are reset by fail(); the others recovered their state.
                 refuse("a device could not enter RESUMING: " + ar.cause().getMessage());
                 return;
             }
-            record.phase("RESUMING");
+            enter(Phase.RESUMING);
             JsonArray accepted = new JsonArray();
             loader.channelIds().forEach(ch -> accepted.add(new JsonObject().put("channel", ch)));
             writer.control(FrameType.ACCEPT, 0, new JsonObject().put("protocol", Frames.PROTOCOL_VERSION)
                     .put("agent", agent).put("devices", accepted));
-            events.publish(record, "phase", new JsonObject());
         });
     }
 
     private void refuse(String reason) {
-        if (done) {
+        if (phase.isEnding()) {
             return;
         }
         writer.control(FrameType.REFUSE, 0, new JsonObject().put("reason", reason));
-        fail(MigrationException.fromPeer(phase.name(), "refused: " + reason));
+        fail(MigrationException.fromPeer(phase, "refused: " + reason));
     }
 
     /** What the loader reports: LOADED per device, or the failure. */
     private final class Loaded implements SectionLoader.Events {
         @Override
         public void loaded(int channel, DeviceHandle device, long dataBytes) {
-            if (done) {
+            if (phase.isEnding()) {
                 return;
             }
-            record.dataBytes(loader.dataBytes());
-            record.deviceBytes(device.name(), 0, dataBytes);
+            refreshTransfer();
             writer.control(FrameType.LOADED, channel, new JsonObject().put("device", device.name())
                     .put("dataBytes", dataBytes));
             if (loader.allLoaded()) {
-                phase = Phase.LOADED;
-                record.phase("LOADED");
-                events.publish(record, "phase", new JsonObject());
+                enter(Phase.LOADED);
             }
         }
 
         @Override
         public void failed(Throwable cause) {
             fail(cause instanceof MigrationException ? cause
-                    : new MigrationException(phase.name(), cause.getMessage(), cause));
+                    : new MigrationException(phase, cause.getMessage(), cause));
         }
 
         @Override
         public void initialDataLoaded(int channel) {
-            if (!done) {
+            if (!phase.isEnding()) {
                 writer.control(FrameType.SWITCHOVER_ACK, channel, new JsonObject());
             }
         }
@@ -261,27 +263,25 @@ public final class DestinationSession {
     }
 
     private void startDevices() {
-        phase = Phase.STARTING;
-        record.phase("STARTING");
+        enter(Phase.STARTING);
         startInOrder().onComplete(ar -> {
-            if (done) {
+            if (phase.isEnding()) {
                 return;
             }
             if (ar.failed()) {
-                fail(new MigrationException("STARTING", "a device failed to start: " + ar.cause().getMessage()));
+                fail(new MigrationException(Phase.STARTING, "a device failed to start: " + ar.cause().getMessage()));
                 return;
             }
             // The source reads STARTED before it sees the connection end.
             writer.control(FrameType.STARTED, 0, new JsonObject().put("devices",
                     new JsonArray(loader.devices().stream().map(DeviceHandle::name).toList())))
                     .onComplete(v -> connection.close());
-            done = true;
-            sink.stop();
-            phase = Phase.COMPLETED;
-            stopTimer();
+            stop();
             release();
-            record.completed(DeviceState.RUNNING.name());
-            events.publish(record, "completed", new JsonObject());
+            refreshTransfer();
+            phase = phase.to(Phase.COMPLETED);
+            events.publish(record.update(s -> s.end(Outcome.COMPLETED, null, null, DeviceState.RUNNING.name(), null,
+                    null)), Lifecycle.COMPLETED);
             settled.tryComplete();
         });
     }
@@ -290,31 +290,27 @@ public final class DestinationSession {
         return "migration " + (record == null ? "?" : record.id()) + ": " + what;
     }
 
-    private void checkProgress() {
-        long mark = decoder.bytes() + (loader == null ? 0 : loader.written());
-        long now = System.nanoTime();
-        if (mark != lastProgressMark) {
-            lastProgressMark = mark;
-            lastProgressNanos = now;
-            if (record != null && loader != null && phase == Phase.RESUMING) {
-                record.dataBytes(loader.dataBytes());
-                loader.devices().forEach(dev -> record.deviceBytes(dev.name(), 0, loader.dataBytes(dev)));
-                record.remainingBytes(Math.max(0, record.stateSize() - loader.dataBytes()));
-            }
+    private void refreshTransfer() {
+        if (record == null || loader == null) {
             return;
         }
-        long idle = (now - lastProgressNanos) / 1_000_000;
-        if (idle >= options.progressTimeoutMillis()) {
-            fail(new MigrationException(phase.name(), "nothing arrived from " + connection.peer() + " for " + idle
-                    + " ms in phase " + phase));
-        }
+        long data = loader.dataBytes();
+        Map<String, DeviceBytes> perDevice = new HashMap<>();
+        loader.devices().forEach(d -> perDevice.put(d.name(), new DeviceBytes(0, loader.dataBytes(d))));
+        record.update(s -> {
+            Transfer t = s.transfer();
+            return s.withTransfer(new Transfer(t.stateSize(), data, 0, data, 0, Math.max(0, t.stateSize() - data), 0,
+                    perDevice));
+        });
     }
 
-    private void stopTimer() {
-        if (timer >= 0) {
-            vertx.cancelTimer(timer);
-            timer = -1;
+    private void stop() {
+        watchdog.stop();
+        if (statusTimer >= 0) {
+            vertx.cancelTimer(statusTimer);
+            statusTimer = -1;
         }
+        sink.stop();
     }
 
     private void release() {
@@ -324,15 +320,13 @@ public final class DestinationSession {
     }
 
     private void fail(Throwable cause) {
-        if (done) {
+        if (phase.isEnding()) {
             return;
         }
-        done = true;
         Phase failedIn = phase;
-        phase = Phase.FAILED;
-        stopTimer();
+        enter(Phase.ABORTING);
+        stop();
         String reason = cause.getMessage() == null ? cause.toString() : cause.getMessage();
-        sink.stop();
         if (loader != null) {
             loader.abort();
         }
@@ -345,21 +339,19 @@ public final class DestinationSession {
         // source says it did not commit: reset.
         boolean keepLoaded = (failedIn == Phase.LOADED || failedIn == Phase.STARTING) && !(cause instanceof SourceAbort);
         List<Future<DeviceState>> safe = new ArrayList<>();
-        if (loader != null && failedIn != Phase.HANDSHAKE) {
-            // Only devices this session moved are reset; a refused HELLO leaves every device as it was.
-            for (DeviceHandle d : loader.devices()) {
-                safe.add(keepLoaded ? d.state() : DeviceSafety.reset(d, cause("abort after failure: " + reason)));
-            }
+        for (DeviceHandle d : moved) {
+            safe.add(keepLoaded ? d.state() : DeviceSafety.reset(d, cause("abort after failure: " + reason)));
         }
         Future.join(safe).onComplete(ar -> {
+            refreshTransfer();
             release();
-            settled.tryComplete();
-            if (record == null) {
-                return;
+            phase = phase.to(Phase.FAILED);
+            if (record != null) {
+                String note = keepLoaded ? "; the device keeps the migrated state in STOP and does not run" : "";
+                events.publish(record.update(s -> s.end(Outcome.FAILED, failedIn, reason + note,
+                        DeviceSafety.describe(safe), null, null)), Lifecycle.FAILED);
             }
-            String note = keepLoaded ? "; the device keeps the migrated state in STOP and does not run" : "";
-            record.failed(failedIn.name(), reason + note, DeviceSafety.describe(safe));
-            events.publish(record, "failed", new JsonObject());
+            settled.tryComplete();
         });
     }
 
@@ -375,7 +367,7 @@ public final class DestinationSession {
      * @return completes once the devices are in their final state
      */
     public Future<Void> shutdown() {
-        context.runOnContext(v -> fail(new MigrationException(phase.name(), "agent " + agent + " is shutting down")));
+        context.runOnContext(v -> fail(new MigrationException(phase, "agent " + agent + " is shutting down")));
         return settled.future();
     }
 

@@ -22,23 +22,44 @@ import java.util.ArrayDeque;
 /**
  * A device's open saving session as a Vert.x {@link ReadStream} of frames, for a pipe to a connection or file.
  *
- * <p>One read is in flight at most, on the device's worker thread, and only while there is demand: a paused
- * stream reads nothing, so the device is read only as fast as the connection takes frames. Each chunk is read
- * straight into a pooled direct buffer behind room for its headers; nothing is copied on the way to the socket.
+ * <p>One read is in flight at most, on the device's worker thread, and only while there is demand: a paused stream
+ * reads nothing, so the device is read only as fast as the connection takes frames (vert.x's AsyncFileImpl is the
+ * model). Each chunk is read straight into a pooled direct buffer behind room for its headers; nothing is copied on
+ * the way to the socket.
  *
  * <p>Pre-copy (the device runs): a read that finds no data for now (ENOMSG, or 0 from drivers like mtty) ends an
  * iteration with END_OF_STATE, and the stream reads again after a short pause, as dirty data may come. When the
  * device reports its initial bytes all read, DEV_INIT_DATA_SENT follows the data, in order. {@link #hold()} stops
- * reading for the switchover; {@link #stopCopy()} goes on in STOP_COPY on the same fd until read() returns 0,
- * the end of the stream.
+ * reading for the switchover; {@link #stopCopy()} goes on in STOP_COPY on the same fd until read() returns 0, the
+ * end of the stream.
  */
 final class DeviceReadStream implements ReadStream<DataFrame> {
 
-    private enum Mode { PRECOPY, HOLD, STOPCOPY }
+    /** Where the stream is. Only {@link #inFlight} says, besides, whether a read runs on the device's thread. */
+    private enum State {
+        /** Reading pre-copy data while there is demand. */
+        PRECOPY,
+        /** Pre-copy data ran dry: a timer reads again. */
+        PRECOPY_WAIT,
+        /** {@link #hold()} was asked while a read was in flight; held once it returns. */
+        HOLDING,
+        /** Pre-copy reads stopped for the switchover. */
+        HELD,
+        /** Reading the stop-copy data to the end. */
+        STOP_COPY,
+        /** read() returned 0 in stop-copy: the end follows the frames still pending. */
+        END,
+        /** The end was signalled. */
+        DONE,
+        /** A read failed; the exception handler was told. */
+        FAILED,
+        /** Closed by its owner: nothing more is read or delivered. */
+        CLOSED
+    }
 
     /**
-     * With no pre-copy data for this long, an empty iteration (END_OF_STATE alone) goes out, as QEMU's iterate
-     * does: the destination sees the source alive while the device is idle or a switchover is held.
+     * With no pre-copy data for this long, an empty iteration (END_OF_STATE alone) goes out, as QEMU's iterate does:
+     * the destination sees the source alive while the device is idle or a switchover is held.
      */
     static final long IDLE_ITERATION_NANOS = 1_000_000_000L;
 
@@ -53,26 +74,18 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     private final ByteBufAllocator allocator;
     private final long pollMillis;
     private final ArrayDeque<DataFrame> pending = new ArrayDeque<>();
-    private Mode mode;
+    private final PrecopyIterations iterations;
+    private State state;
+    private boolean inFlight;
     private Handler<DataFrame> handler;
     private Handler<Void> endHandler;
     private Handler<Throwable> exceptionHandler;
     private long demand = Long.MAX_VALUE;
-    private boolean reading;
-    private boolean eof;
-    private boolean endSignalled;
-    private boolean closed;
     private long retryTimer = -1;
     private Promise<Void> holding;
     private long precopyBytes;
     private long stopCopyBytes;
     private long chunks;
-    private long iterations;
-    private boolean initialSent;
-    private boolean sentSinceMarker;
-    private long lastMarkerNanos = System.nanoTime();
-    private PrecopyInfo lastInfo;
-    private long lastStopCopySize = -1;
 
     /**
      * @param precopy the session is a pre-copy one (the device is in PRE_COPY); else it is in STOP_COPY
@@ -84,8 +97,9 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         this.channel = channel;
         this.chunkSize = chunkSize;
         this.allocator = allocator;
-        this.mode = precopy ? Mode.PRECOPY : Mode.STOPCOPY;
+        this.state = precopy ? State.PRECOPY : State.STOP_COPY;
         this.pollMillis = pollMillis;
+        this.iterations = new PrecopyIterations(channel);
     }
 
     /** Device data bytes read so far, both phases. */
@@ -107,39 +121,46 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
 
     /** Pre-copy iterations ended so far (END_OF_STATE or DEV_INIT_DATA_SENT). */
     long iterations() {
-        return iterations;
+        return iterations.count();
     }
 
     /** True once the device reported its initial pre-copy bytes all read. */
     boolean initialDataSent() {
-        return initialSent;
+        return iterations.initialDataSent();
     }
 
     /** The latest VFIO_MIG_GET_PRECOPY_INFO, or null before the first pre-copy read. */
     PrecopyInfo lastInfo() {
-        return lastInfo;
+        return iterations.lastInfo();
     }
 
     /** The latest MIG_DATA_SIZE read during pre-copy: what stop-copy is expected to send; -1 before. */
     long lastStopCopySize() {
-        return lastStopCopySize;
+        return iterations.lastStopCopySize();
     }
 
     /** Stops reading for the switchover; completes when no read is in flight. */
     Future<Void> hold() {
         cancelRetry();
-        if (!reading) {
-            mode = Mode.HOLD;
+        if (state != State.PRECOPY && state != State.PRECOPY_WAIT) {
             return Future.succeededFuture();
         }
+        if (!inFlight) {
+            state = State.HELD;
+            return Future.succeededFuture();
+        }
+        state = State.HOLDING;
         holding = Promise.promise();
         return holding.future();
     }
 
     /** The device is in STOP_COPY now: read the rest of its stream, to the end. */
     void stopCopy() {
-        mode = Mode.STOPCOPY;
-        readIfWanted();
+        if (state == State.HELD || state == State.PRECOPY || state == State.PRECOPY_WAIT) {
+            cancelRetry();
+            state = State.STOP_COPY;
+            readIfWanted();
+        }
     }
 
     @Override
@@ -182,7 +203,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
 
     /** Stops reading and returns every frame not yet delivered to its pool. */
     void close() {
-        closed = true;
+        state = State.CLOSED;
         cancelRetry();
         pending.forEach(DataFrame::release);
         pending.clear();
@@ -192,49 +213,74 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         if (retryTimer >= 0) {
             vertx.cancelTimer(retryTimer);
             retryTimer = -1;
+            if (state == State.PRECOPY_WAIT) {
+                state = State.PRECOPY;
+            }
         }
     }
 
     private void readIfWanted() {
-        if (reading || closed || eof || mode == Mode.HOLD || retryTimer >= 0 || !pending.isEmpty() || demand == 0
+        if (inFlight || (state != State.PRECOPY && state != State.STOP_COPY) || !pending.isEmpty() || demand == 0
                 || handler == null) {
             return;
         }
-        reading = true;
-        boolean precopy = mode == Mode.PRECOPY;
+        inFlight = true;
+        boolean precopy = state == State.PRECOPY;
         device.submit(c -> readChunk(c, precopy)).onComplete(ar -> {
-            reading = false;
-            if (ar.failed()) {
-                eof = true;
-                if (exceptionHandler != null && !closed) {
-                    exceptionHandler.handle(ar.cause());
+            inFlight = false;
+            try {
+                if (ar.failed()) {
+                    failed(ar.cause());
+                } else {
+                    arrived(ar.result(), precopy);
                 }
-                return;
-            }
-            Chunk chunk = ar.result();
-            if (closed) {
-                if (chunk.frame() != null) {
-                    chunk.frame().release();
-                }
-                return;
-            }
-            received(chunk, precopy);
-            if (holding != null) {
-                mode = Mode.HOLD;
-                Promise<Void> h = holding;
-                holding = null;
-                h.complete();
-            }
-            deliverPending();
-            if (chunk.drained() && mode == Mode.PRECOPY) {
-                retryTimer = vertx.setTimer(pollMillis, id -> {
-                    retryTimer = -1;
-                    readIfWanted();
-                });
-            } else {
-                readIfWanted();
+            } catch (RuntimeException e) {
+                failed(e);
             }
         });
+    }
+
+    private void arrived(Chunk chunk, boolean precopy) {
+        if (state == State.CLOSED) {
+            if (chunk.frame() != null) {
+                chunk.frame().release();
+            }
+            return;
+        }
+        received(chunk, precopy);
+        if (state == State.HOLDING) {
+            state = State.HELD;
+            Promise<Void> h = holding;
+            holding = null;
+            h.complete();
+        }
+        deliverPending();
+        if (chunk.drained() && state == State.PRECOPY) {
+            state = State.PRECOPY_WAIT;
+            retryTimer = vertx.setTimer(pollMillis, id -> {
+                retryTimer = -1;
+                if (state == State.PRECOPY_WAIT) {
+                    state = State.PRECOPY;
+                    readIfWanted();
+                }
+            });
+        } else {
+            readIfWanted();
+        }
+    }
+
+    private void failed(Throwable cause) {
+        if (state == State.CLOSED || state == State.FAILED) {
+            return;
+        }
+        state = State.FAILED;
+        if (holding != null) {
+            holding.tryFail(cause);
+            holding = null;
+        }
+        if (exceptionHandler != null) {
+            exceptionHandler.handle(cause);
+        }
     }
 
     private void received(Chunk chunk, boolean precopy) {
@@ -247,32 +293,21 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
             }
             chunks++;
             pending.add(frame);
-            sentSinceMarker = true;
         }
         if (!precopy) {
-            eof = frame == null;
+            if (frame == null) {
+                state = State.END;
+            }
             return;
         }
-        lastInfo = chunk.info();
-        lastStopCopySize = chunk.stopCopySize();
-        if (!initialSent && lastInfo.initialBytes() == 0) {
-            // QEMU sends DEV_INIT_DATA_SENT in place of the iteration's END_OF_STATE.
-            initialSent = true;
-            pending.add(DataFrame.marker(channel, VfioTag.DEV_INIT_DATA_SENT));
-            sentSinceMarker = false;
-            iterations++;
-        } else if (chunk.drained() && (sentSinceMarker || System.nanoTime() - lastMarkerNanos >= IDLE_ITERATION_NANOS)) {
-            pending.add(DataFrame.marker(channel, VfioTag.END_OF_STATE));
-            if (sentSinceMarker) {
-                iterations++;
-            }
-            sentSinceMarker = false;
-            lastMarkerNanos = System.nanoTime();
+        DataFrame marker = iterations.afterRead(frame != null, chunk.drained(), chunk.info(), chunk.stopCopySize());
+        if (marker != null) {
+            pending.add(marker);
         }
     }
 
     private void deliverPending() {
-        while (!pending.isEmpty() && demand > 0) {
+        while (!pending.isEmpty() && demand > 0 && state != State.CLOSED) {
             DataFrame frame = pending.poll();
             if (demand != Long.MAX_VALUE) {
                 demand--;
@@ -283,8 +318,8 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
                 handler.handle(frame);
             }
         }
-        if (eof && pending.isEmpty() && !endSignalled && !closed) {
-            endSignalled = true;
+        if (state == State.END && pending.isEmpty()) {
+            state = State.DONE;
             if (endHandler != null) {
                 endHandler.handle(null);
             }
@@ -330,6 +365,65 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         } catch (VfioException | RuntimeException e) {
             buf.release();
             throw e;
+        }
+    }
+
+    /**
+     * Where pre-copy iterations end, in the stream's own order: DEV_INIT_DATA_SENT once the device reports its
+     * initial data all read (QEMU sends it in place of that iteration's END_OF_STATE), END_OF_STATE when the data
+     * ran dry after some was sent, or after {@link #IDLE_ITERATION_NANOS} with none.
+     */
+    private static final class PrecopyIterations {
+        private final int channel;
+        private long count;
+        private boolean initialSent;
+        private boolean sentSinceMarker;
+        private long lastMarkerNanos = System.nanoTime();
+        private PrecopyInfo lastInfo;
+        private long lastStopCopySize = -1;
+
+        PrecopyIterations(int channel) {
+            this.channel = channel;
+        }
+
+        /** After one pre-copy read: the marker to send after its data, or null. */
+        DataFrame afterRead(boolean sent, boolean drained, PrecopyInfo info, long stopCopySize) {
+            sentSinceMarker |= sent;
+            lastInfo = info;
+            lastStopCopySize = stopCopySize;
+            if (!initialSent && info.initialBytes() == 0) {
+                initialSent = true;
+                return marked(VfioTag.DEV_INIT_DATA_SENT, true);
+            }
+            if (drained && (sentSinceMarker || System.nanoTime() - lastMarkerNanos >= IDLE_ITERATION_NANOS)) {
+                return marked(VfioTag.END_OF_STATE, sentSinceMarker);
+            }
+            return null;
+        }
+
+        private DataFrame marked(VfioTag tag, boolean endsAnIteration) {
+            if (endsAnIteration) {
+                count++;
+            }
+            sentSinceMarker = false;
+            lastMarkerNanos = System.nanoTime();
+            return DataFrame.marker(channel, tag);
+        }
+
+        long count() {
+            return count;
+        }
+
+        boolean initialDataSent() {
+            return initialSent;
+        }
+
+        PrecopyInfo lastInfo() {
+            return lastInfo;
+        }
+
+        long lastStopCopySize() {
+            return lastStopCopySize;
         }
     }
 }

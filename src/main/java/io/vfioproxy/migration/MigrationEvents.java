@@ -1,43 +1,87 @@
 package io.vfioproxy.migration;
 
-import io.vertx.core.eventbus.EventBus;
 import io.vertx.core.json.JsonObject;
-import io.vfioproxy.api.Events;
+import java.util.function.Consumer;
 
-/** Publishes migration lifecycle events on {@link Events#MIGRATION}, and logs the ones an operator reads. */
+/**
+ * Migration lifecycle events: built from the status at the moment, handed to the agent's sink (the event bus), and
+ * logged where an operator reads them.
+ */
 public final class MigrationEvents {
+
+    /** The lifecycle events, by the name they carry in the event's {@code event} field. */
+    public enum Lifecycle {
+        STARTED("started"),
+        PHASE("phase"),
+        READY_FOR_SWITCHOVER("ready-for-switchover"),
+        COMMITTED("committed"),
+        COMPLETED("completed"),
+        FAILED("failed"),
+        CANCELLED("cancelled");
+
+        private final String wireName;
+
+        Lifecycle(String wireName) {
+            this.wireName = wireName;
+        }
+
+        public String wireName() {
+            return wireName;
+        }
+
+        /** True for the events a migration ends with. */
+        public boolean isEnd() {
+            return this == COMPLETED || this == FAILED || this == CANCELLED;
+        }
+
+        /** The event with this name, or null. */
+        public static Lifecycle of(String wireName) {
+            for (Lifecycle e : values()) {
+                if (e.wireName.equals(wireName)) {
+                    return e;
+                }
+            }
+            return null;
+        }
+    }
 
     private static final System.Logger LOG = System.getLogger("io.vfioproxy.migration");
 
-    private final EventBus bus;
     private final String agent;
+    private final Consumer<JsonObject> sink;
 
-    public MigrationEvents(EventBus bus, String agent) {
-        this.bus = bus;
+    /** @param sink where each event goes (the agent publishes it on the event bus) */
+    public MigrationEvents(String agent, Consumer<JsonObject> sink) {
         this.agent = agent;
+        this.sink = sink;
     }
 
-    /** Publishes {@code event} ("started", "phase", "committed", "completed", "failed") with the record's status. */
-    public void publish(MigrationRecord record, String event, JsonObject extra) {
-        JsonObject body = record.toJson().put("agent", agent).put("event", event).put("migration", record.id());
+    /** Publishes {@code event} with {@code status}, and {@code extra} fields. */
+    void publish(MigrationStatus status, Lifecycle event, JsonObject extra) {
+        JsonObject body = status.toJson().put("agent", agent).put("event", event.wireName())
+                .put("migration", status.id());
         body.mergeIn(extra);
-        bus.publish(Events.MIGRATION, body);
-        log(record, event, body);
+        sink.accept(body);
+        log(status, event);
     }
 
-    private void log(MigrationRecord r, String event, JsonObject body) {
-        String who = "agent " + agent + ": migration " + r.id() + " (" + r.role().name().toLowerCase() + ", "
-                + body.getString("device") + " -> " + body.getString("peer") + ")";
+    void publish(MigrationStatus status, Lifecycle event) {
+        publish(status, event, new JsonObject());
+    }
+
+    private void log(MigrationStatus s, Lifecycle event) {
+        String who = "agent " + agent + ": migration " + s.id() + " (" + s.role().name().toLowerCase() + ", "
+                + String.join(",", s.peers().devices()) + " -> " + s.peers().peer() + ")";
+        MigrationStatus.Ending end = s.ending();
         switch (event) {
-            case "started" -> LOG.log(System.Logger.Level.INFO, who + " started");
-            case "ready-for-switchover" -> LOG.log(System.Logger.Level.INFO, who + " is ready to switch over and waits");
-            case "completed" -> LOG.log(System.Logger.Level.INFO, who + " completed: " + r.dataBytes() + " bytes"
-                    + (r.downtimeMillis() >= 0 ? ", downtime " + Math.round(r.downtimeMillis()) + " ms" : "")
-                    + (body.containsKey("warning") ? "; " + body.getString("warning") : ""));
-            case "failed", "cancelled" -> LOG.log(System.Logger.Level.WARNING, who + " " + event + " in phase "
-                    + body.getString("failedPhase") + ": " + body.getString("error") + "; devices left "
-                    + body.getString("deviceState"));
-            default -> LOG.log(System.Logger.Level.DEBUG, who + " " + event + " " + r.phase());
+            case STARTED -> LOG.log(System.Logger.Level.INFO, who + " started");
+            case READY_FOR_SWITCHOVER -> LOG.log(System.Logger.Level.INFO, who + " is ready to switch over and waits");
+            case COMPLETED -> LOG.log(System.Logger.Level.INFO, who + " completed: " + s.transfer().dataBytes()
+                    + " bytes" + (s.downtimeMillis() >= 0 ? ", downtime " + Math.round(s.downtimeMillis()) + " ms" : "")
+                    + (end != null && end.warning() != null ? "; " + end.warning() : ""));
+            case FAILED, CANCELLED -> LOG.log(System.Logger.Level.WARNING, who + " " + event.wireName() + " in phase "
+                    + end.failedPhase() + ": " + end.error() + "; devices left " + end.deviceState());
+            default -> LOG.log(System.Logger.Level.DEBUG, who + " " + event.wireName() + " " + s.phase());
         }
     }
 }

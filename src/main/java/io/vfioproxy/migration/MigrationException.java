@@ -3,27 +3,28 @@ package io.vfioproxy.migration;
 /** A migration failed; the message says why, and {@link #phase()} where. */
 public final class MigrationException extends RuntimeException {
 
-    private final String phase;
+    private final Phase phase;
     private final boolean fromPeer;
-    private boolean cancelled;
+    private final boolean cancelled;
 
-    public MigrationException(String phase, String message) {
-        this(phase, message, null, false);
+    public MigrationException(Phase phase, String message) {
+        this(phase, message, null, false, false);
     }
 
-    public MigrationException(String phase, String message, Throwable cause) {
-        this(phase, message, cause, false);
+    public MigrationException(Phase phase, String message, Throwable cause) {
+        this(phase, message, cause, false, false);
     }
 
-    private MigrationException(String phase, String message, Throwable cause, boolean fromPeer) {
+    private MigrationException(Phase phase, String message, Throwable cause, boolean fromPeer, boolean cancelled) {
         super(message, cause);
         this.phase = phase;
         this.fromPeer = fromPeer;
+        this.cancelled = cancelled;
     }
 
     /** The peer ended the migration (REFUSE or ABORT): it needs no ABORT in reply. */
-    public static MigrationException fromPeer(String phase, String message) {
-        return new MigrationException(phase, message, null, true);
+    public static MigrationException fromPeer(Phase phase, String message) {
+        return new MigrationException(phase, message, null, true, false);
     }
 
     public boolean isFromPeer() {
@@ -31,17 +32,16 @@ public final class MigrationException extends RuntimeException {
     }
 
     /** The operator cancelled the migration in {@code phase}. */
-    public static MigrationException cancelled(String phase) {
-        MigrationException e = new MigrationException(phase, "cancelled by the operator in phase " + phase);
-        e.cancelled = true;
-        return e;
+    public static MigrationException cancelled(Phase phase) {
+        return new MigrationException(phase, "cancelled by the operator in phase " + phase, null, false, true);
     }
 
     public boolean isCancelled() {
         return cancelled;
     }
 
-    public String phase() {
+    /** Where it failed. */
+    public Phase phase() {
         return phase;
     }
 }

@@ -2,7 +2,7 @@ package io.vfioproxy.migration;
 
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.stream.StreamEndpoint;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -24,7 +24,31 @@ public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destinat
         boolean manualSwitchover, long downtimeLimitMillis, long precopyBudgetMillis, int chunkSize) {
 
     /** How the state moves. */
-    public enum Mode { PRECOPY, STOP_COPY }
+    public enum Mode {
+        PRECOPY("precopy"),
+        STOP_COPY("stop-copy");
+
+        private final String wireName;
+
+        Mode(String wireName) {
+            this.wireName = wireName;
+        }
+
+        /** The name in requests, HELLOs and statuses: "precopy" or "stop-copy". */
+        public String wireName() {
+            return wireName;
+        }
+
+        /** The mode named {@code name} ("precopy" or "stop-copy"). */
+        public static Mode parse(String name) {
+            for (Mode m : values()) {
+                if (m.wireName.equals(name)) {
+                    return m;
+                }
+            }
+            throw new IllegalArgumentException("unknown mode '" + name + "': expected 'precopy' or 'stop-copy'");
+        }
+    }
 
     /**
      * @param device the source device on this agent
@@ -111,9 +135,10 @@ public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destinat
             throw new IllegalArgumentException("'destination' is required: the destination agent as host:port");
         }
         String mode = text(json, "mode");
-        Mode m = mode == null || mode.equals("precopy") ? Mode.PRECOPY : mode.equals("stop-copy") ? Mode.STOP_COPY
-                : null;
-        if (m == null) {
+        Mode m;
+        try {
+            m = mode == null ? Mode.PRECOPY : Mode.parse(mode);
+        } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException("'mode' must be 'precopy' or 'stop-copy'");
         }
         String switchover = text(json, "switchover");
@@ -140,7 +165,7 @@ public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destinat
         devices.forEach(p -> list.add(new JsonObject().put("device", p.device()).put("targetDevice",
                 p.targetDevice())));
         return new JsonObject().put("devices", list).put("destination", destination.toString())
-                .put("mode", mode == Mode.PRECOPY ? "precopy" : "stop-copy")
+                .put("mode", mode.wireName())
                 .put("switchover", manualSwitchover ? "manual" : "auto")
                 .put("downtimeLimitMillis", downtimeLimitMillis).put("precopyBudgetMillis", precopyBudgetMillis)
                 .put("chunkSize", chunkSize);

@@ -1,32 +1,31 @@
 package io.vfioproxy.migration;
 
+import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Promise;
-import io.vertx.core.internal.ContextInternal;
-import io.vertx.core.internal.VertxInternal;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
-import io.vfioproxy.api.AgentMetrics;
-import io.vfioproxy.api.Events;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceRegistry;
-import io.vfioproxy.transport.StreamConnection;
-import io.vfioproxy.transport.StreamConnector;
+import io.vfioproxy.migration.MigrationEvents.Lifecycle;
+import io.vfioproxy.migration.MigrationStatus.Peers;
+import io.vfioproxy.migration.MigrationStatus.Role;
+import io.vfioproxy.stream.StreamConnection;
+import io.vfioproxy.stream.StreamConnector;
+import io.vfioproxy.vertx.VertxInternals;
 import java.util.ArrayList;
-import java.util.Comparator;
-import java.util.HashMap;
-import java.util.HashSet;
-import java.util.Set;
 import java.util.List;
 import java.util.Map;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
-import java.util.concurrent.atomic.AtomicReference;
+import java.util.function.Consumer;
+import java.util.function.Function;
 
 /**
- * The migrations of one agent: starts source migrations on request and serves destination connections, and
- * keeps the record of each for the API.
+ * The migrations of one agent: starts source migrations on request, serves destination connections, and lets the
+ * operator cancel or release them. Their records live in the {@link MigrationRegistry}; the
+ * {@link ProgressReporter} follows the active ones.
  */
 public final class MigrationService {
 
@@ -44,9 +43,16 @@ public final class MigrationService {
         }
     }
 
-    /** A started source migration: its record now, its outcome later. */
-    public record Started(MigrationRecord record, Future<MigrationRecord> completion) {
+    /** A started source migration: its record now, its final status later. */
+    public record Started(MigrationRecord record, Future<MigrationStatus> completion) {
     }
+
+    /** A source migration and the context it runs on: every call into it goes through that context. */
+    private record Running(SourceMigration migration, Context context, Future<MigrationStatus> completion) {
+    }
+
+    /** How long stopping the agent waits for a migration's devices to reach their final state. */
+    static final long SETTLE_SECONDS = 30;
 
     private final Vertx vertx;
     private final String agent;
@@ -54,37 +60,37 @@ public final class MigrationService {
     private final StreamConnector connector;
     private final MigrationOptions options;
     private final MigrationEvents events;
-    private final Map<String, MigrationRecord> records = new ConcurrentHashMap<>();
+    private final MigrationRegistry registry = new MigrationRegistry();
+    private final ProgressReporter progress;
     private final Map<String, Running> running = new ConcurrentHashMap<>();
     private final Map<String, DestinationSession> sessions = new ConcurrentHashMap<>();
 
-    /** A source migration and the context it runs on: every call into it goes through that context. */
-    private record Running(SourceMigration migration, ContextInternal context, Future<MigrationRecord> completion) {
-    }
-    private final AgentMetrics metrics;
-    /** Per migration that is still active: what the last progress tick saw. */
-    private final Map<String, Seen> seen = new HashMap<>();
-    private final Set<String> ended = new HashSet<>();
-    private final long progressTimer;
-
-    /** What one progress tick saw of a migration. */
-    private record Seen(long bytes, long nanos, String phase, Map<String, long[]> deviceBytes) {
-    }
-
     /**
      * Call on the agent's context: the progress loop (ten ticks a second) runs there.
+     *
+     * @param lifecycle where lifecycle events go (the agent publishes them on the event bus)
+     * @param progressEvents where progress events go
      */
     public MigrationService(Vertx vertx, String agent, DeviceRegistry devices, StreamConnector connector,
-            MigrationOptions options, AgentMetrics metrics) {
+            MigrationOptions options, MigrationMetrics metrics, Consumer<JsonObject> lifecycle,
+            Consumer<JsonObject> progressEvents) {
         this.vertx = vertx;
         this.agent = agent;
         this.devices = devices;
         this.connector = connector;
         this.options = options;
-        this.metrics = metrics;
-        this.events = new MigrationEvents(vertx.eventBus(), agent);
-        this.progressTimer = vertx.setPeriodic(PROGRESS_MILLIS, id -> progress());
+        this.events = new MigrationEvents(agent, lifecycle);
+        this.progress = new ProgressReporter(vertx, agent, metrics, progressEvents);
         devices.beforeClose(this::endMigrationOf);
+    }
+
+    public MigrationOptions options() {
+        return options;
+    }
+
+    /** Stops the progress loop. */
+    public void close() {
+        progress.close();
     }
 
     /**
@@ -130,77 +136,6 @@ public final class MigrationService {
         return settled.timeout(SETTLE_SECONDS, TimeUnit.SECONDS).otherwiseEmpty();
     }
 
-    /** How long stopping the agent waits for a migration's devices to reach their final state. */
-    static final long SETTLE_SECONDS = 30;
-
-    /** Ten times a second. */
-    public static final long PROGRESS_MILLIS = 100;
-
-    /** Ended migrations kept for the API; older ones are forgotten. */
-    static final int KEEP_ENDED = 1000;
-
-    /** Stops the progress loop. */
-    public void close() {
-        vertx.cancelTimer(progressTimer);
-    }
-
-    /**
-     * Publishes progress of the active migrations whose bytes or phase moved, feeds the byte counters, and
-     * records each migration's end in the metrics. Cheap: a few fields per active migration.
-     */
-    private void progress() {
-        forgetOldest();
-        long now = System.nanoTime();
-        for (MigrationRecord r : records.values()) {
-            String key = key(r);
-            if (ended.contains(key)) {
-                continue;
-            }
-            String role = r.role().name().toLowerCase();
-            Seen before = seen.get(key);
-            if (before == null) {
-                metrics.started(role);
-                before = new Seen(0, now, "", Map.of());
-            }
-            Map<String, long[]> bytes = r.deviceBytes();
-            bytes.forEach((device, b) -> {
-                long[] was = seen.containsKey(key) ? seen.get(key).deviceBytes().getOrDefault(device, new long[2])
-                        : new long[2];
-                if (r.role() == MigrationRecord.Role.SOURCE) {
-                    metrics.bytes(device, "precopy", "sent", b[0] - was[0]);
-                    metrics.bytes(device, "stop-copy", "sent", b[1] - was[1]);
-                } else {
-                    metrics.bytes(device, "all", "received", b[1] - was[1]);
-                }
-            });
-            if (r.outcome() != MigrationRecord.Outcome.ACTIVE) {
-                metrics.ended(role, r.outcome().name().toLowerCase(), r.durationMillis(),
-                        r.role() == MigrationRecord.Role.SOURCE ? r.downtimeMillis() : -1);
-                seen.remove(key);
-                ended.add(key);
-                continue;
-            }
-            long data = r.dataBytes();
-            if (data != before.bytes() || !r.phase().equals(before.phase())) {
-                double seconds = (now - before.nanos()) / 1e9;
-                long rate = seconds > 0 ? (long) ((data - before.bytes()) / seconds) : 0;
-                long remaining = r.remainingBytes();
-                JsonObject progress = new JsonObject().put("agent", agent).put("migration", r.id()).put("role", role)
-                        .put("phase", r.phase()).put("dataBytes", data).put("stateSize", r.stateSize())
-                        .put("remainingBytes", remaining).put("rateBytesPerSecond", rate);
-                if (rate > 0 && remaining >= 0) {
-                    progress.put("etaSeconds", remaining / (double) rate);
-                }
-                vertx.eventBus().publish(Events.PROGRESS, progress);
-            }
-            seen.put(key, new Seen(data, now, r.phase(), bytes));
-        }
-    }
-
-    public MigrationOptions options() {
-        return options;
-    }
-
     /**
      * Starts migrating devices of this agent. The migration runs on an event-loop context of its own.
      *
@@ -223,8 +158,8 @@ public final class MigrationService {
             }
             opts = options.withChunkSize(request.chunkSize());
         }
-        if (sources.size() > 256) {
-            throw new Rejected(400, "one migration moves at most 256 devices");
+        if (sources.size() > Hello.MAX_CHANNEL + 1) {
+            throw new Rejected(400, "one migration moves at most " + (Hello.MAX_CHANNEL + 1) + " devices");
         }
         String id = "m-" + UUID.randomUUID();
         List<DeviceHandle> claimed = new ArrayList<>();
@@ -235,20 +170,26 @@ public final class MigrationService {
             }
             claimed.add(d);
         }
-        MigrationRecord record = new MigrationRecord(id, MigrationRecord.Role.SOURCE, agent);
-        record.devices(String.join(",", sources.stream().map(DeviceHandle::name).toList()),
-                String.join(",", request.devices().stream().map(MigrationRequest.DevicePair::targetDevice).toList()),
-                request.destination().toString());
-        record.stateSize(sources.stream().mapToLong(d -> d.identity().stateSize()).sum());
-        records.put(key(record), record);
-        events.publish(record, "started", new JsonObject().put("request", request.toJson()));
+        long stateSize = sources.stream().mapToLong(d -> d.identity().stateSize()).sum();
+        MigrationRecord record = registry.register(MigrationStatus.begin(id, Role.SOURCE, agent, request.mode(),
+                Phase.CONNECTING));
+        MigrationStatus status = record.update(s -> s.withPeers(new Peers(
+                sources.stream().map(DeviceHandle::name).toList(),
+                request.devices().stream().map(MigrationRequest.DevicePair::targetDevice).toList(),
+                request.destination().toString())).withTransfer(s.transfer().withStateSize(stateSize)));
+        progress.track(record);
+        events.publish(status, Lifecycle.STARTED, new JsonObject().put("request", request.toJson()));
         SourceMigration migration = new SourceMigration(vertx, agent, record, sources, request,
                 () -> connector.connect(request.destination()), opts, events);
         // A context of its own: Vert.x spreads them over its event loops, so concurrent migrations use every core.
-        ContextInternal context = ((VertxInternal) vertx).createEventLoopContext();
-        Promise<MigrationRecord> completion = context.promise();
+        Context context = VertxInternals.newEventLoopContext(vertx);
+        Promise<MigrationStatus> completion = Promise.promise();
         running.put(id, new Running(migration, context, completion.future()));
-        context.runOnContext(v -> migration.run().andThen(ar -> running.remove(id)).onComplete(completion));
+        // A bug that throws inside run() still ends the migration: compose turns it into a failure.
+        context.runOnContext(v -> Future.succeededFuture().compose(ignored -> migration.run()).andThen(ar -> {
+            running.remove(id);
+            registry.ended(record);
+        }).onComplete(completion));
         return new Started(record, completion.future());
     }
 
@@ -272,16 +213,17 @@ public final class MigrationService {
         return control(id, SourceMigration::release);
     }
 
-    private Future<MigrationRecord> control(String id, java.util.function.Function<SourceMigration, String> action) {
-        MigrationRecord record = find(id);
+    private Future<MigrationRecord> control(String id, Function<SourceMigration, String> action) {
+        MigrationRecord record = registry.find(id);
         if (record == null) {
             return Future.failedFuture(new Rejected(404, "no migration '" + id + "' on agent " + agent));
         }
         Running r = running.get(id);
         if (r == null) {
-            return Future.failedFuture(new Rejected(409, record.role() == MigrationRecord.Role.DESTINATION
+            return Future.failedFuture(new Rejected(409, record.role() == Role.DESTINATION
                     ? "migration " + id + " is controlled by its source agent"
-                    : "migration " + id + " has already ended (" + record.outcome().name().toLowerCase() + ")"));
+                    : "migration " + id + " has already ended (" + record.status().outcome().name().toLowerCase()
+                            + ")"));
         }
         Promise<MigrationRecord> done = Promise.promise();
         r.context().runOnContext(v -> {
@@ -297,50 +239,29 @@ public final class MigrationService {
 
     /** Serves a connection from a source agent. */
     public void accept(StreamConnection connection) {
-        AtomicReference<DestinationSession> session = new AtomicReference<>();
-        session.set(new DestinationSession(vertx, agent, connection, devices, options, events, id -> {
-            MigrationRecord record = new MigrationRecord(id, MigrationRecord.Role.DESTINATION, agent);
-            records.put(key(record), record);
-            sessions.put(id, session.get());
-            session.get().settled().onComplete(v -> sessions.remove(id));
-            return record;
-        }));
-        session.get().start();
-    }
-
-    /** Keeps the {@value #KEEP_ENDED} most recent ended migrations; active ones are always kept. */
-    private void forgetOldest() {
-        if (ended.size() <= KEEP_ENDED) {
-            return;
-        }
-        List<MigrationRecord> done = new ArrayList<>();
-        for (String key : ended) {
-            MigrationRecord r = records.get(key);
-            if (r != null) {
-                done.add(r);
+        DestinationSession[] session = new DestinationSession[1];
+        session[0] = new DestinationSession(vertx, agent, connection, devices, options, events, initial -> {
+            MigrationRecord record = registry.register(initial);
+            if (record != null) {
+                progress.track(record);
+                sessions.put(record.id(), session[0]);
+                session[0].settled().onComplete(v -> {
+                    sessions.remove(record.id(), session[0]);
+                    registry.ended(record);
+                });
             }
-        }
-        done.sort(Comparator.comparing(r -> r.toJson().getString("startedAt")));
-        for (MigrationRecord r : done.subList(0, done.size() - KEEP_ENDED)) {
-            records.remove(key(r));
-            ended.remove(key(r));
-        }
-    }
-
-    private static String key(MigrationRecord record) {
-        return record.id() + "/" + record.role();
+            return record;
+        });
+        session[0].start();
     }
 
     /** The migration with this id; the source side first where this agent is both. */
     public MigrationRecord find(String id) {
-        MigrationRecord source = records.get(id + "/" + MigrationRecord.Role.SOURCE);
-        return source != null ? source : records.get(id + "/" + MigrationRecord.Role.DESTINATION);
+        return registry.find(id);
     }
 
     /** Every migration this agent took part in, oldest first. */
     public List<MigrationRecord> all() {
-        List<MigrationRecord> list = new ArrayList<>(records.values());
-        list.sort(Comparator.comparing(r -> r.toJson().getString("startedAt")));
-        return list;
+        return registry.all();
     }
 }

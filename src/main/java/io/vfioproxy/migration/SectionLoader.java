@@ -275,7 +275,7 @@ final class SectionLoader {
                 return;
             }
             if (ar.failed()) {
-                events.failed(new MigrationException("LOADING", "device " + c.device.name()
+                events.failed(new MigrationException(Phase.LOADING, "device " + c.device.name()
                         + " rejected the migrated state: " + ar.cause().getMessage(), ar.cause()));
                 return;
             }
@@ -288,17 +288,11 @@ final class SectionLoader {
         return channels.keySet();
     }
 
-    /** Control frames, for {@link #listener}. */
-    @FunctionalInterface
-    interface Control {
-        void onControl(FrameType type, int channel, JsonObject body);
-    }
-
     /**
      * A decoder listener that hands control frames to {@code control} and SECTION records to the loader
      * {@code sections} returns; that supplier throws a {@link ProtocolException} where sections are not allowed.
      */
-    static FrameDecoder.Listener listener(Supplier<SectionLoader> sections, Control control) {
+    static FrameDecoder.Listener listener(Supplier<SectionLoader> sections, FrameDecoder.ControlHandler control) {
         return new FrameDecoder.Listener() {
             @Override
             public void onControl(FrameType type, int channel, JsonObject body) {

@@ -54,13 +54,8 @@ final class SectionSender {
     }
 
     /** The HELLO's entry for this device. */
-    JsonObject helloEntry() {
-        return new JsonObject()
-                .put("channel", channel)
-                .put("sourceDevice", device.name())
-                .put("targetDevice", target)
-                .put("flags", device.flags().toString())
-                .put("identity", device.identity().toJson());
+    Hello.Device hello() {
+        return new Hello.Device(channel, device.name(), target, device.identity());
     }
 
     Future<Void> setup() {

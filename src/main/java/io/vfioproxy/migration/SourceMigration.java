@@ -4,51 +4,56 @@ import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
-import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.VfioException;
+import io.vfioproxy.migration.MigrationEvents.Lifecycle;
+import io.vfioproxy.migration.MigrationRequest.Mode;
+import io.vfioproxy.migration.MigrationStatus.DeviceBytes;
+import io.vfioproxy.migration.MigrationStatus.Outcome;
+import io.vfioproxy.migration.MigrationStatus.Timing;
+import io.vfioproxy.migration.MigrationStatus.Transfer;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
-import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.ProtocolException;
-import io.vfioproxy.stream.VfioTag;
-import io.vfioproxy.transport.StreamConnection;
+import io.vfioproxy.stream.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
 import java.util.ArrayList;
+import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
+import java.util.Map;
 import java.util.Set;
 import java.util.function.Function;
 import java.util.function.Supplier;
 
 /**
- * The source side of one migration of one or more devices, multiplexed on one connection.
+ * The source side of one migration of one or more devices, multiplexed on one connection: a coordinator that walks
+ * the phases, one method each, over parts with one job each ({@link SectionSender} per device, {@link Hello},
+ * {@link BandwidthMeter}, {@link SwitchoverPolicy}, {@link ProgressWatchdog}, {@link DeviceSafety}).
  *
  * <ol>
- *   <li>Handshake: HELLO with every device's identity; the destination checks compatibility and answers ACCEPT
+ *   <li>HANDSHAKE: HELLO with every device's identity; the destination checks compatibility and answers ACCEPT
  *       before any device leaves RUNNING.</li>
- *   <li>Pre-copy (devices that support it): RUNNING -&gt; PRE_COPY, and the data flows while the devices run,
- *       initial data first, then what they dirty. The migration is ready to switch over once every device's
- *       initial data is out and acknowledged by the destination (DEV_INIT_DATA_SENT, SWITCHOVER_ACK), and the
- *       rest is expected to take no longer than the downtime limit at the measured bandwidth; or once the
- *       pre-copy budget has run out. With a manual switchover it then waits for {@link #release()}, pre-copy
- *       going on meanwhile.</li>
- *   <li>Switchover: every device to RUNNING_P2P or PRE_COPY_P2P first, so none sends peer-to-peer DMA to a
- *       stopped peer; then every device to STOP_COPY and the rest of each stream, in parallel.</li>
- *   <li>The destination's LOADED for every device is the commit point; then the devices stay in STOP and the
- *       destination is told to START.</li>
+ *   <li>PRECOPY (devices that support it): RUNNING -&gt; PRE_COPY, and the data flows while the devices run, until
+ *       the {@link SwitchoverPolicy} says switch over. With a manual switchover it then waits for {@link #release()}
+ *       in READY_FOR_SWITCHOVER, pre-copy going on meanwhile.</li>
+ *   <li>SWITCHOVER: every device to RUNNING_P2P or PRE_COPY_P2P first, so none sends peer-to-peer DMA to a stopped
+ *       peer; then STOP_COPY: every device to STOP_COPY and the rest of each stream, in parallel.</li>
+ *   <li>LOADING: the destination's LOADED for every device is the commit point; then the devices stay in STOP and
+ *       the destination is told to START.</li>
  * </ol>
  *
- * <p>Before the commit, any failure or a {@link #cancel()} returns every source device to RUNNING, and the
- * destination, told by ABORT or by the lost connection, resets its devices.
+ * <p>Before the commit, any failure or a {@link #cancel()} returns every source device to RUNNING (ABORTING), and
+ * the destination, told by ABORT or by the lost connection, resets its devices.
  *
  * <p>Runs on one event-loop context; device calls go to each device's worker thread.
  */
 public final class SourceMigration {
 
     private static final long CONVERGENCE_CHECK_MILLIS = 10;
+    private static final long STATUS_MILLIS = 100;
     /** After our ABORT, how long the connection stays open, read and discarded, so the destination reads the reason. */
     private static final long ABORT_LINGER_MILLIS = 2000;
 
@@ -61,31 +66,30 @@ public final class SourceMigration {
     private final MigrationOptions options;
     private final MigrationRequest request;
     private final MigrationEvents events;
-    private final Promise<MigrationRecord> result = Promise.promise();
+    private final Promise<MigrationStatus> result = Promise.promise();
     private final List<SectionSender> senders = new ArrayList<>();
     private final Set<Integer> acked = new HashSet<>();
-    private final Promise<JsonObject> accepted = Promise.promise();
+    private final Promise<Void> accepted = Promise.promise();
     private final Promise<Void> loaded = Promise.promise();
     private final Promise<Void> started = Promise.promise();
     private final Promise<Void> converged = Promise.promise();
     private final Promise<Void> released = Promise.promise();
+    private final BandwidthMeter meter = new BandwidthMeter();
+    private final ProgressWatchdog watchdog;
 
     private StreamConnection connection;
     private FrameWriter writer;
     private FrameDecoder decoder;
     private boolean precopy;
+    private SwitchoverPolicy policy;
     private int loadedCount;
-    private long timer = -1;
+    /** The destination holds the state (every LOADED arrived): from here on the migration completes. */
+    private boolean committed;
+    private long statusTimer = -1;
     private long convergenceTimer = -1;
-    private long lastProgressMark = -1;
-    private long lastProgressNanos;
     private long transferStart;
     private long precopyStart;
     private long downtimeStart;
-    private final BandwidthMeter meter = new BandwidthMeter();
-    private SwitchoverPolicy policy;
-    private boolean committed;
-    private boolean done;
 
     /**
      * @param devices the source devices, claimed for this migration; {@code request} names their targets
@@ -102,19 +106,24 @@ public final class SourceMigration {
         this.connect = connect;
         this.options = options;
         this.events = events;
+        this.watchdog = new ProgressWatchdog(vertx, options.progressTimeoutMillis(),
+                () -> (writer == null ? 0 : writer.bytesWritten()) + (decoder == null ? 0 : decoder.bytes()),
+                idle -> fail(new MigrationException(phase(), "no progress for " + idle + " ms in phase " + phase()
+                        + ": the destination stopped reading or answering")));
     }
 
-    /** Starts the migration; the future completes when it completed, or fails once the source devices are safe. */
-    public Future<MigrationRecord> run() {
-        precopy = request.mode() == MigrationRequest.Mode.PRECOPY && devices.stream().anyMatch(d -> d.flags().preCopy());
-        record.mode(precopy ? "precopy" : "stop-copy");
-        lastProgressNanos = System.nanoTime();
-        timer = vertx.setPeriodic(Math.max(10, Math.min(100, options.progressTimeoutMillis() / 4)),
-                id -> checkProgress());
-        phase("CONNECTING");
+    /**
+     * Starts the migration, registered in phase CONNECTING; the future completes when it completed, or fails once the
+     * source devices are safe.
+     */
+    public Future<MigrationStatus> run() {
+        precopy = request.mode() == Mode.PRECOPY && devices.stream().anyMatch(d -> d.flags().preCopy());
+        record.update(s -> s.withMode(precopy ? Mode.PRECOPY : Mode.STOP_COPY));
+        watchdog.start();
+        statusTimer = vertx.setPeriodic(STATUS_MILLIS, id -> sample());
         connect.get()
                 .compose(this::handshake)
-                .compose(accept -> setup())
+                .compose(v -> setup())
                 .compose(v -> precopy())
                 .compose(v -> switchover())
                 .compose(v -> endSections())
@@ -123,7 +132,7 @@ public final class SourceMigration {
                 .compose(v -> startDestination())
                 .onComplete(ar -> {
                     if (ar.succeeded()) {
-                        complete();
+                        complete(null);
                     } else {
                         fail(ar.cause());
                     }
@@ -137,13 +146,13 @@ public final class SourceMigration {
      * @return null when cancelled, else why not (it has ended, or the destination has the state already)
      */
     public String cancel() {
-        if (done) {
-            return "migration " + record.id() + " has already ended (" + record.outcome().name().toLowerCase() + ")";
+        if (phase().isEnding()) {
+            return "migration " + record.id() + " has already ended (" + ended() + ")";
         }
         if (committed) {
             return "migration " + record.id() + " has committed: the destination holds the state";
         }
-        fail(MigrationException.cancelled(record.phase()));
+        fail(MigrationException.cancelled(phase()));
         return null;
     }
 
@@ -152,7 +161,7 @@ public final class SourceMigration {
      * unless the destination already holds the state. A no-op once the migration ended.
      */
     public void shutdown() {
-        fail(new MigrationException(record.phase(), "agent " + agent + " is shutting down"));
+        fail(new MigrationException(phase(), "agent " + agent + " is shutting down"));
     }
 
     /**
@@ -161,8 +170,8 @@ public final class SourceMigration {
      * @return null when released (now, or as soon as the migration is ready), else why it cannot be
      */
     public String release() {
-        if (done) {
-            return "migration " + record.id() + " has already ended (" + record.outcome().name().toLowerCase() + ")";
+        if (phase().isEnding()) {
+            return "migration " + record.id() + " has already ended (" + ended() + ")";
         }
         if (!request.manualSwitchover() || !precopy) {
             return "migration " + record.id() + " switches over by itself: it is not a manual pre-copy migration";
@@ -171,27 +180,35 @@ public final class SourceMigration {
         return null;
     }
 
-    private Future<JsonObject> handshake(StreamConnection conn) {
+    private Phase phase() {
+        return record.status().phase();
+    }
+
+    private String ended() {
+        Outcome o = record.status().outcome();
+        return o == Outcome.ACTIVE ? "it is being aborted" : o.name().toLowerCase();
+    }
+
+    /** The one transition: checks the arc, records the phase and publishes it. */
+    private void enter(Phase next) {
+        events.publish(record.update(s -> s.withPhase(s.phase().to(next))), Lifecycle.PHASE);
+    }
+
+    private Future<Void> handshake(StreamConnection conn) {
         connection = conn;
         writer = new FrameWriter(conn.output());
-        decoder = new FrameDecoder(options.limits(), new Incoming());
+        decoder = new FrameDecoder(options.limits(), FrameDecoder.controlOnly(this::onControl));
         conn.input().exceptionHandler(this::fail);
         conn.input().handler(this::receive);
-        conn.closeHandler(v -> fail(new MigrationException(record.phase(), "the connection to " + conn.peer()
-                + " closed")));
+        conn.closeHandler(v -> fail(new MigrationException(phase(), "the connection to " + conn.peer() + " closed")));
         conn.shutdownHandler(v -> shutdown());
         for (int i = 0; i < devices.size(); i++) {
             senders.add(new SectionSender(vertx, devices.get(i), targets.get(i), writer, i, options.chunkSize()));
         }
-        phase("HANDSHAKE");
-        JsonObject hello = new JsonObject()
-                .put("protocol", Frames.PROTOCOL_VERSION)
-                .put("migration", record.id())
-                .put("sourceAgent", agent)
-                .put("mode", precopy ? "precopy" : "stop-copy")
-                .put("chunkSize", options.chunkSize())
-                .put("devices", new JsonArray(senders.stream().map(SectionSender::helloEntry).toList()));
-        writer.control(FrameType.HELLO, 0, hello);
+        enter(Phase.HANDSHAKE);
+        Hello hello = new Hello(record.id(), agent, precopy ? Mode.PRECOPY : Mode.STOP_COPY, options.chunkSize(),
+                false, senders.stream().map(SectionSender::hello).toList());
+        writer.control(FrameType.HELLO, 0, hello.toJson());
         return accepted.future();
     }
 
@@ -202,7 +219,7 @@ public final class SourceMigration {
     }
 
     private Future<Void> setup() {
-        phase("SETUP");
+        enter(Phase.SETUP);
         transferStart = System.nanoTime();
         return each(SectionSender::setup);
     }
@@ -211,11 +228,10 @@ public final class SourceMigration {
         if (!precopy) {
             return Future.succeededFuture();
         }
-        phase("PRECOPY");
+        enter(Phase.PRECOPY);
         precopyStart = System.nanoTime();
         policy = new SwitchoverPolicy(request.downtimeLimitMillis(), request.precopyBudgetMillis());
-        return each(s -> s.device().flags().preCopy() ? s.startPrecopy(cause("pre-copy"))
-                : Future.succeededFuture())
+        return each(s -> s.device().flags().preCopy() ? s.startPrecopy(cause("pre-copy")) : Future.succeededFuture())
                 .compose(v -> {
                     convergenceTimer = vertx.setPeriodic(CONVERGENCE_CHECK_MILLIS, id -> checkConvergence());
                     return converged.future();
@@ -224,40 +240,40 @@ public final class SourceMigration {
                     if (!request.manualSwitchover()) {
                         return Future.succeededFuture();
                     }
-                    phase("READY_FOR_SWITCHOVER");
-                    events.publish(record, "ready-for-switchover", new JsonObject());
+                    enter(Phase.READY_FOR_SWITCHOVER);
+                    events.publish(record.status(), Lifecycle.READY_FOR_SWITCHOVER);
                     return released.future();
                 });
     }
 
     /** P2P quiescing for all first, then STOP_COPY for all; completes when every device's data has been read. */
     private Future<Void> switchover() {
-        phase("SWITCHOVER");
+        enter(Phase.SWITCHOVER);
         cancelConvergenceTimer();
         downtimeStart = System.nanoTime();
         return each(SectionSender::hold)
                 .compose(v -> each(s -> s.quiesce(cause("switchover: P2P quiesced"))))
                 .compose(v -> {
-                    phase("STOP_COPY");
+                    enter(Phase.STOP_COPY);
                     return each(s -> s.stopCopy(cause("stop-copy")));
                 });
     }
 
     private Future<Void> endSections() {
-        updateTransfer();
+        refreshTransfer();
         Future<Void> last = each(SectionSender::end);
-        phase("LOADING");
+        enter(Phase.LOADING);
         return last.onSuccess(v -> {
             long now = System.nanoTime();
-            record.stopCopyNanos(now - downtimeStart);
-            record.transferNanos(now - transferStart);
+            record.update(s -> s.withTiming(new Timing(-1, now - downtimeStart, now - transferStart)));
         });
     }
 
     private Future<Void> commit() {
-        record.downtimeNanos(System.nanoTime() - downtimeStart);
+        long downtime = System.nanoTime() - downtimeStart;
+        record.update(s -> s.withTiming(new Timing(downtime, s.timing().stopCopyNanos(), s.timing().transferNanos())));
         committed = true;
-        events.publish(record, "committed", new JsonObject());
+        events.publish(record.status(), Lifecycle.COMMITTED);
         // Leaving STOP_COPY is not on the downtime path (QEMU defers it to cleanup for the same reason).
         List<Future<Void>> stops = new ArrayList<>();
         devices.forEach(d -> stops.add(d.setState(DeviceState.STOP, DeviceState.ERROR,
@@ -269,52 +285,82 @@ public final class SourceMigration {
         if (!options.startDestination()) {
             return Future.succeededFuture();
         }
-        phase("STARTING");
+        enter(Phase.STARTING);
         writer.control(FrameType.START, 0, new JsonObject());
-        return started.future().onSuccess(v -> record.destinationStarted(true));
+        return started.future();
     }
 
     private void receive(Buffer data) {
         try {
             decoder.feed(data);
-        } catch (ProtocolException e) {
+        } catch (ProtocolException | MigrationException e) {
             fail(e);
         }
     }
 
-    private void phase(String phase) {
-        record.phase(phase);
-        events.publish(record, "phase", new JsonObject());
+    private void onControl(FrameType type, int channel, JsonObject body) {
+        switch (type) {
+            case ACCEPT -> accepted.tryComplete();
+            case SWITCHOVER_ACK -> acked.add(channel);
+            case LOADED -> {
+                if (++loadedCount == devices.size()) {
+                    loaded.tryComplete();
+                }
+            }
+            case STARTED -> started.tryComplete();
+            case REFUSE -> fail(MigrationException.fromPeer(phase(), "the destination refused the migration: "
+                    + body.getString("reason", "no reason given")));
+            case ABORT -> fail(MigrationException.fromPeer(phase(), "the destination aborted the migration: "
+                    + body.getString("reason", "no reason given")));
+            default -> throw new ProtocolException("unexpected " + type + " frame from the destination in phase "
+                    + phase());
+        }
     }
 
     private String cause(String what) {
         return "migration " + record.id() + ": " + what;
     }
 
-    private void updateTransfer() {
+    /** Every 100 ms, and every 10 ms in pre-copy: the bandwidth and the transfer figures. */
+    private void sample() {
+        if (writer != null) {
+            meter.sample(System.nanoTime(), writer.dataBytesWritten());
+            refreshTransfer();
+        }
+    }
+
+    private void refreshTransfer() {
         long pre = 0;
         long stop = 0;
         long iterations = 0;
         long remaining = 0;
+        Map<String, DeviceBytes> perDevice = new HashMap<>();
         for (SectionSender s : senders) {
             pre += s.precopyBytes();
             stop += s.stopCopyBytes();
             iterations += s.iterations();
             remaining += s.remainingEstimate();
-            record.deviceBytes(s.device().name(), s.precopyBytes(), s.stopCopyBytes());
+            perDevice.put(s.device().name(), new DeviceBytes(s.precopyBytes(), s.stopCopyBytes()));
         }
-        record.transfer(pre, stop, iterations);
-        record.remainingBytes("PRECOPY".equals(record.phase()) || "READY_FOR_SWITCHOVER".equals(record.phase())
-                ? remaining : Math.max(0, record.stateSize() - pre - stop));
-        record.dataBytes(Math.max(record.dataBytes(), pre + stop));
-        record.bandwidth((long) meter.estimate().bytesPerSecond());
+        long sent = pre + stop;
+        long estimate = remaining;
+        long its = iterations;
+        long preBytes = pre;
+        long stopBytes = stop;
+        long bandwidth = (long) meter.estimate().bytesPerSecond();
+        record.update(s -> {
+            boolean running = s.phase() == Phase.PRECOPY || s.phase() == Phase.READY_FOR_SWITCHOVER;
+            Transfer t = s.transfer();
+            long left = running ? estimate : Math.max(0, t.stateSize() - sent);
+            return s.withTransfer(new Transfer(t.stateSize(), Math.max(t.dataBytes(), sent), preBytes, stopBytes, its,
+                    left, bandwidth, perDevice));
+        });
     }
 
     /** Every 10 ms in pre-copy: measure the bandwidth, decide whether to switch over. */
     private void checkConvergence() {
         long now = System.nanoTime();
-        meter.sample(now, writer.dataBytesWritten());
-        updateTransfer();
+        sample();
         if (converged.future().isComplete()) {
             return;
         }
@@ -329,31 +375,10 @@ public final class SourceMigration {
             }
         }
         SwitchoverPolicy.Decision decision = policy.decide(new SwitchoverPolicy.Progress(remaining, meter.estimate(),
-                initialOut, acknowledged, record.iterations(), (now - precopyStart) / 1_000_000));
+                initialOut, acknowledged, record.status().transfer().iterations(), (now - precopyStart) / 1_000_000));
         if (decision.switchOver()) {
-            record.switchoverReason(decision.reason());
+            record.update(s -> s.withSwitchoverReason(decision.reason()));
             converged.tryComplete();
-        }
-    }
-
-    private void checkProgress() {
-        long mark = (writer == null ? 0 : writer.bytesWritten()) + (decoder == null ? 0 : decoder.bytes());
-        long now = System.nanoTime();
-        if (writer != null) {
-            meter.sample(now, writer.dataBytesWritten());
-        }
-        if (mark != lastProgressMark || "READY_FOR_SWITCHOVER".equals(record.phase())) {
-            lastProgressMark = mark;
-            lastProgressNanos = now;
-            if (!senders.isEmpty()) {
-                updateTransfer();
-            }
-            return;
-        }
-        long idleMillis = (now - lastProgressNanos) / 1_000_000;
-        if (idleMillis >= options.progressTimeoutMillis()) {
-            fail(new MigrationException(record.phase(), "no progress for " + idleMillis + " ms in phase "
-                    + record.phase() + ": the destination stopped reading or answering"));
         }
     }
 
@@ -366,9 +391,10 @@ public final class SourceMigration {
 
     private void stopTimers() {
         cancelConvergenceTimer();
-        if (timer >= 0) {
-            vertx.cancelTimer(timer);
-            timer = -1;
+        watchdog.stop();
+        if (statusTimer >= 0) {
+            vertx.cancelTimer(statusTimer);
+            statusTimer = -1;
         }
     }
 
@@ -376,17 +402,21 @@ public final class SourceMigration {
         devices.forEach(d -> d.release(record.id()));
     }
 
-    private void complete() {
-        if (done) {
+    /** Completed: the destination holds the state; {@code warning} says what went wrong after the commit, if anything. */
+    private void complete(String warning) {
+        if (phase().isEnding()) {
             return;
         }
-        done = true;
         stopTimers();
+        refreshTransfer();
         connection.close();
         releaseDevices();
-        record.completed(DeviceState.STOP.name());
-        events.publish(record, "completed", new JsonObject());
-        result.complete(record);
+        Boolean destinationStarted = options.startDestination() ? warning == null : null;
+        MigrationStatus done = record.update(s -> s.end(Outcome.COMPLETED, null, null, DeviceState.STOP.name(),
+                destinationStarted, warning));
+        events.publish(done, Lifecycle.COMPLETED, warning == null ? new JsonObject()
+                : new JsonObject().put("warning", warning));
+        result.complete(done);
     }
 
     /** Our own errors say what they mean; anything else came from the network and is placed in context. */
@@ -397,19 +427,24 @@ public final class SourceMigration {
             return message;
         }
         if (connection == null) {
-            return "cannot connect to the destination " + record.toJson().getString("peer") + ": " + message;
+            return "cannot connect to the destination " + record.status().peers().peer() + ": " + message;
         }
-        return "the connection to " + connection.peer() + " failed in phase " + record.phase() + ": " + message;
+        return "the connection to " + connection.peer() + " failed in phase " + phase() + ": " + message;
     }
 
     private void fail(Throwable cause) {
-        if (done) {
+        if (phase().isEnding()) {
             return;
         }
-        done = true;
-        stopTimers();
-        String phase = cause instanceof MigrationException m ? m.phase() : record.phase();
         String reason = describe(cause);
+        if (committed) {
+            // The destination holds the state: the migration completed, only the confirmation of its start is missing.
+            complete("the destination did not confirm that its devices run: " + reason);
+            return;
+        }
+        stopTimers();
+        Phase failedIn = cause instanceof MigrationException m ? m.phase() : phase();
+        enter(Phase.ABORTING);
         List.of(accepted, loaded, started, converged, released).forEach(p -> p.tryFail(cause));
         senders.forEach(SectionSender::close);
         if (connection != null) {
@@ -420,75 +455,16 @@ public final class SourceMigration {
                 connection.lingerAndClose(vertx, ABORT_LINGER_MILLIS);
             }
         }
-        if (committed) {
-            // The destination holds the state: the migration completed, only the confirmation of its start is missing.
-            record.destinationStarted(false);
-            releaseDevices();
-            record.completed(DeviceState.STOP.name());
-            events.publish(record, "completed", new JsonObject().put("warning",
-                    "the destination did not confirm that its devices run: " + reason));
-            result.complete(record);
-            return;
-        }
         List<Future<DeviceState>> safe = new ArrayList<>();
         devices.forEach(d -> safe.add(DeviceSafety.resume(d, cause("rollback: " + reason))));
         Future.join(safe).onComplete(ar -> {
+            refreshTransfer();
             releaseDevices();
             boolean cancelled = cause instanceof MigrationException m && m.isCancelled();
-            if (cancelled) {
-                record.cancelled(phase, reason, DeviceSafety.describe(safe));
-            } else {
-                record.failed(phase, reason, DeviceSafety.describe(safe));
-            }
-            events.publish(record, cancelled ? "cancelled" : "failed", new JsonObject());
-            result.fail(cause instanceof MigrationException ? cause : new MigrationException(phase, reason, cause));
+            MigrationStatus done = record.update(s -> s.end(cancelled ? Outcome.CANCELLED : Outcome.FAILED, failedIn,
+                    reason, DeviceSafety.describe(safe), null, null));
+            events.publish(done, cancelled ? Lifecycle.CANCELLED : Lifecycle.FAILED);
+            result.fail(cause instanceof MigrationException ? cause : new MigrationException(failedIn, reason, cause));
         });
-    }
-
-    private final class Incoming implements FrameDecoder.Listener {
-        @Override
-        public void onControl(FrameType type, int channel, JsonObject body) {
-            switch (type) {
-                case ACCEPT -> accepted.tryComplete(body);
-                case SWITCHOVER_ACK -> acked.add(channel);
-                case LOADED -> {
-                    if (++loadedCount == devices.size()) {
-                        loaded.tryComplete();
-                    }
-                }
-                case STARTED -> started.tryComplete();
-                case REFUSE -> fail(MigrationException.fromPeer(record.phase(), "the destination refused the migration: "
-                        + body.getString("reason", "no reason given")));
-                case ABORT -> fail(MigrationException.fromPeer(record.phase(), "the destination aborted the migration: "
-                        + body.getString("reason", "no reason given")));
-                default -> throw new ProtocolException("unexpected " + type + " frame from the destination in phase "
-                        + record.phase());
-            }
-        }
-
-        @Override
-        public void onMarker(int channel, VfioTag tag) {
-            throw new ProtocolException("unexpected SECTION frame from the destination");
-        }
-
-        @Override
-        public void onConfig(int channel, Buffer blob) {
-            throw new ProtocolException("unexpected SECTION frame from the destination");
-        }
-
-        @Override
-        public void onDataStart(int channel, long size) {
-            throw new ProtocolException("unexpected SECTION frame from the destination");
-        }
-
-        @Override
-        public void onData(int channel, Buffer piece) {
-            throw new ProtocolException("unexpected SECTION frame from the destination");
-        }
-
-        @Override
-        public void onDataEnd(int channel) {
-            throw new ProtocolException("unexpected SECTION frame from the destination");
-        }
     }
 }

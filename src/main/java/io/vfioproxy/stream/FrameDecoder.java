@@ -36,6 +36,51 @@ public final class FrameDecoder {
         void onDataEnd(int channel);
     }
 
+    /** Control frames: HELLO, ACCEPT, LOADED, ABORT, ... */
+    @FunctionalInterface
+    public interface ControlHandler {
+        void onControl(FrameType type, int channel, JsonObject body);
+    }
+
+    /** A listener for a peer that sends control frames only: a SECTION frame from it is a protocol error. */
+    public static Listener controlOnly(ControlHandler control) {
+        return new Listener() {
+            @Override
+            public void onControl(FrameType type, int channel, JsonObject body) {
+                control.onControl(type, channel, body);
+            }
+
+            @Override
+            public void onMarker(int channel, VfioTag tag) {
+                unexpected();
+            }
+
+            @Override
+            public void onConfig(int channel, Buffer blob) {
+                unexpected();
+            }
+
+            @Override
+            public void onDataStart(int channel, long size) {
+                unexpected();
+            }
+
+            @Override
+            public void onData(int channel, Buffer piece) {
+                unexpected();
+            }
+
+            @Override
+            public void onDataEnd(int channel) {
+                unexpected();
+            }
+
+            private void unexpected() {
+                throw new ProtocolException("unexpected SECTION frame from a peer that sends none");
+            }
+        };
+    }
+
     private enum Phase { HEADER, COLLECT, TAG, DATA_SIZE, DATA }
 
     private final Limits limits;

@@ -2,8 +2,8 @@ package io.vfioproxy.stream;
 
 import io.netty.buffer.ByteBuf;
 import io.vertx.core.buffer.Buffer;
-import io.vertx.core.internal.buffer.BufferInternal;
 import io.vertx.core.json.JsonObject;
+import io.vfioproxy.vertx.VertxInternals;
 import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.util.zip.CRC32C;
@@ -95,11 +95,11 @@ public final class Frames {
 
     /** A Vert.x buffer over the Netty buffer, without copying. */
     public static Buffer wrap(ByteBuf buf) {
-        return BufferInternal.buffer(buf);
+        return VertxInternals.wrap(buf);
     }
 
     /** A NIO view of part of a Vert.x buffer, without copying. */
     public static ByteBuffer nio(Buffer buf, int from, int length) {
-        return ((BufferInternal) buf).getByteBuf().nioBuffer(from, length);
+        return VertxInternals.nio(buf, from, length);
     }
 }

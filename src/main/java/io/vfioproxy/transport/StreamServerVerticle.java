@@ -5,6 +5,7 @@ import io.vertx.core.Handler;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
+import io.vfioproxy.stream.StreamConnection;
 import java.util.function.Supplier;
 
 /**

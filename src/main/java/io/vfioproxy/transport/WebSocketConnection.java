@@ -6,12 +6,16 @@ import io.vertx.core.buffer.Buffer;
 import io.vertx.core.http.WebSocketBase;
 import io.vertx.core.streams.ReadStream;
 import io.vertx.core.streams.WriteStream;
+import io.vfioproxy.stream.StreamConnection;
 
 /**
  * A {@link StreamConnection} over a WebSocket: every write is one binary frame, and the receiver's decoder takes
  * frames of any size and boundary, so the protocol is the same as over TCP.
  */
 public final class WebSocketConnection implements StreamConnection {
+
+    /** The largest WebSocket frame either side takes: one data frame of the largest chunk with its headers. */
+    public static final int MAX_FRAME = (16 << 20) + 64;
 
     private final WebSocketBase socket;
     private final String peer;

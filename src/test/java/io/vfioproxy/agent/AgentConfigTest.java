@@ -8,60 +8,112 @@ import io.vertx.core.json.JsonObject;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
 class AgentConfigTest {
 
+    private Vertx vertx;
+
+    @BeforeEach
+    void start() {
+        vertx = Vertx.vertx();
+    }
+
+    @AfterEach
+    void stop() {
+        vertx.close().await();
+    }
+
     private static JsonObject base() {
         return new JsonObject()
                 .put("agent", new JsonObject().put("name", "a"))
-                .put("stream", new JsonObject().put("port", 7070).put("host", "0.0.0.0"))
+                .put("stream", new JsonObject().put("port", 7070).put("host", "0.0.0.0")
+                        .put("tls", new JsonObject().put("certPath", "/etc/tls/tls.crt").put("enabled", false)))
                 .put("migration", new JsonObject().put("progressTimeoutMillis", 30000L).put("startDestination", true)
-                        .put("chunkSize", 1048576));
+                        .put("chunkSize", 1048576))
+                .put("relay", new JsonObject().put("allowedTargets", new io.vertx.core.json.JsonArray()))
+                .put("devices", new io.vertx.core.json.JsonArray());
     }
 
     @Test
-    void environmentOverridesKeysOfTheFileWithTheirTypes() {
+    void environmentOverridesKeysAtAnyDepthWithTheirTypes() {
         JsonObject c = AgentConfig.applyEnvironment(base(), Map.of(
                 "VMP_STREAM_PORT", "7071",
                 "VMP_AGENT_NAME", "node-b",
                 "VMP_MIGRATION_PROGRESS_TIMEOUT_MILLIS", "5000",
                 "VMP_MIGRATION_STARTDESTINATION", "false",
+                "VMP_STREAM_TLS_CERT_PATH", "/tls/tls.crt",
+                "VMP_STREAM_TLS_ENABLED", "true",
+                "VMP_RELAY_ALLOWED_TARGETS", "[\"unix:/var/run/kubevirt/\"]",
                 "VMP_DEVICES", "[{\"name\":\"sim9\"}]",
                 "PATH", "/usr/bin"));
         assertThat(c.getJsonObject("stream").getValue("port")).isEqualTo(7071);
         assertThat(c.getJsonObject("agent").getString("name")).isEqualTo("node-b");
         assertThat(c.getJsonObject("migration").getValue("progressTimeoutMillis")).isEqualTo(5000L);
         assertThat(c.getJsonObject("migration").getBoolean("startDestination")).isFalse();
+        assertThat(c.getJsonObject("stream").getJsonObject("tls").getString("certPath")).isEqualTo("/tls/tls.crt");
+        assertThat(c.getJsonObject("stream").getJsonObject("tls").getBoolean("enabled")).isTrue();
+        assertThat(c.getJsonObject("relay").getJsonArray("allowedTargets").getString(0))
+                .isEqualTo("unix:/var/run/kubevirt/");
         assertThat(c.getJsonArray("devices").getJsonObject(0).getString("name")).isEqualTo("sim9");
     }
 
     @Test
-    void aVariableThatNamesNothingIsAnError() {
+    void aVariableThatNamesNothingOrHasABadValueIsAnError() {
         assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_STREAM_PROT", "1")))
-                .hasMessage("VMP_STREAM_PROT names no configuration key: no 'prot' in the configuration file");
+                .hasMessage("VMP_STREAM_PROT names no configuration key: no stream.prot (or a key of those words) in "
+                        + "the configuration");
+        assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_STREAM_TLS_CERT", "x")))
+                .hasMessageStartingWith("VMP_STREAM_TLS_CERT names no configuration key");
         assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_STREAM_PORT", "seventy")))
-                .hasMessage("VMP_STREAM_PORT='seventy' is not a valid integer");
+                .hasMessage("VMP_STREAM_PORT='seventy' is not a valid integer for stream.port");
+        assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_STREAM_TLS_ENABLED", "yes")))
+                .hasMessage("VMP_STREAM_TLS_ENABLED='yes' is not a valid boolean for stream.tls.enabled");
         assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_DEVICES", "{")))
-                .hasMessageStartingWith("VMP_DEVICES must be a JSON array");
+                .hasMessage("VMP_DEVICES='{' is not a valid JSON array for devices");
     }
 
     @Test
-    void loadsTheShippedConfiguration(@TempDir Path dir) throws Exception {
-        Vertx vertx = Vertx.vertx();
-        try {
-            JsonObject shipped = AgentConfig.load(vertx, Path.of("conf/agent.json")).await();
-            assertThat(shipped.getJsonObject("stream").getInteger("port")).isEqualTo(7070);
-            assertThat(shipped.getJsonObject("api").getInteger("port")).isEqualTo(8080);
-            assertThat(shipped.getJsonArray("devices")).isNotEmpty();
-            Path missing = dir.resolve("none.json");
-            assertThatThrownBy(() -> AgentConfig.load(vertx, missing).await())
-                    .hasMessageContaining("configuration file " + missing + " does not exist");
-            Path broken = Files.writeString(dir.resolve("broken.json"), "{not json");
-            assertThatThrownBy(() -> AgentConfig.load(vertx, broken).await()).isNotNull();
-        } finally {
-            vertx.close().await();
-        }
+    void aVariableThatCouldNameTwoKeysIsAnError() {
+        JsonObject twice = new JsonObject().put("a", new JsonObject().put("bC", 1).put("b", new JsonObject()
+                .put("c", 2)));
+        assertThatThrownBy(() -> AgentConfig.applyEnvironment(twice, Map.of("VMP_A_B_C", "3")))
+                .hasMessage("VMP_A_B_C is ambiguous: it names a.b.c and a.bC");
+    }
+
+    @Test
+    void theDefaultsAreTheShippedConfiguration() throws Exception {
+        JsonObject shipped = new JsonObject(Files.readString(Path.of("conf/agent.json")));
+        assertThat(AgentConfig.defaults()).isEqualTo(shipped);
+    }
+
+    @Test
+    void loadsAFileOverTheDefaultsAndTheEnvironmentOverBoth(@TempDir Path dir) throws Exception {
+        Path partial = Files.writeString(dir.resolve("partial.json"),
+                new JsonObject().put("api", new JsonObject().put("port", 9090)).encode());
+        JsonObject loaded = AgentConfig.load(vertx, partial, Map.of("VMP_STREAM_PORT", "7171")).await();
+        assertThat(loaded.getJsonObject("api").getInteger("port")).isEqualTo(9090);
+        assertThat(loaded.getJsonObject("stream").getInteger("port")).isEqualTo(7171);
+        // Keys the file does not name come from the defaults.
+        assertThat(loaded.getJsonObject("migration")).isEqualTo(AgentConfig.defaults().getJsonObject("migration"));
+        assertThat(loaded.getJsonObject("api").getString("host"))
+                .isEqualTo(AgentConfig.defaults().getJsonObject("api").getString("host"));
+    }
+
+    @Test
+    void aMissingOrBrokenFileOrABadVariableFailsTheLoadWithTheName(@TempDir Path dir) throws Exception {
+        Path missing = dir.resolve("none.json");
+        assertThatThrownBy(() -> AgentConfig.load(vertx, missing, Map.of()).await())
+                .hasMessage("configuration file " + missing + " does not exist");
+        Path broken = Files.writeString(dir.resolve("broken.json"), "{not json");
+        assertThatThrownBy(() -> AgentConfig.load(vertx, broken, Map.of()).await())
+                .isInstanceOf(IllegalArgumentException.class)
+                .hasMessageStartingWith("configuration file " + broken + " cannot be read: ");
+        Path fine = Files.writeString(dir.resolve("fine.json"), "{}");
+        assertThatThrownBy(() -> AgentConfig.load(vertx, fine, Map.of("VMP_API_PROT", "1")).await())
+                .hasMessageStartingWith("VMP_API_PROT names no configuration key");
     }
 }

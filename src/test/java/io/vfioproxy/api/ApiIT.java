@@ -1,7 +1,8 @@
 package io.vfioproxy.api;
 
-import static io.vfioproxy.testing.Agents.config;
-import static io.vfioproxy.testing.Agents.device;
+import io.vfioproxy.agent.LoopbackAgent;
+import static org.awaitility.Awaitility.await;
+
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.vertx.core.Vertx;
@@ -11,8 +12,6 @@ import io.vertx.ext.web.client.HttpResponse;
 import io.vertx.ext.web.client.WebClient;
 import io.vertx.ext.web.client.WebClientOptions;
 import io.vfioproxy.agent.AgentVerticle;
-import io.vfioproxy.testing.Agents;
-import io.vfioproxy.testing.Await;
 import io.vfioproxy.testing.NoBufferLeaks;
 import java.time.Duration;
 import org.junit.jupiter.api.AfterEach;
@@ -32,9 +31,11 @@ class ApiIT {
     @BeforeEach
     void start() {
         vertx = Vertx.vertx();
-        destination = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 64 << 20, 2)));
-        source = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 64 << 20, 1),
-                device("big", 512L << 20, 3)));
+        destination = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 64 << 20, 2)).start(vertx);
+        source = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 64 << 20, 1))
+                .device(LoopbackAgent.simulated("big", 512L << 20, 3)).start(vertx);
         client = WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
                 .setDefaultPort(source.apiPort()));
     }
@@ -59,7 +60,7 @@ class ApiIT {
         assertThat(created.statusCode()).isEqualTo(201);
         String id = created.bodyAsJsonObject().getString("id");
         assertThat(created.getHeader("Location")).isEqualTo("/v1/migrations/" + id);
-        Await.until("the migration completes", Duration.ofSeconds(20), () -> "completed".equals(
+        await("the migration completes").atMost(Duration.ofSeconds(20)).until(() -> "completed".equals(
                 client.get("/v1/migrations/" + id).send().await().bodyAsJsonObject().getString("outcome")));
         JsonObject status = client.get("/v1/migrations/" + id).send().await().bodyAsJsonObject();
         assertThat(status.getString("role")).isEqualTo("source");
@@ -134,7 +135,7 @@ class ApiIT {
         HttpResponse<Buffer> first = client.post("/v1/migrations").sendJsonObject(request("gpu0", "big")).await();
         assertThat(first.statusCode()).isEqualTo(201);
         String id = first.bodyAsJsonObject().getString("id");
-        Await.until("the refused migration ends", Duration.ofSeconds(10), () -> "failed".equals(
+        await("the refused migration ends").atMost(Duration.ofSeconds(10)).until(() -> "failed".equals(
                 client.get("/v1/migrations/" + id).send().await().bodyAsJsonObject().getString("outcome")));
         JsonObject failed = client.get("/v1/migrations/" + id).send().await().bodyAsJsonObject();
         assertThat(failed.getString("error")).contains("the destination refused the migration")
@@ -146,8 +147,9 @@ class ApiIT {
 
     @Test
     void aDeviceThatCannotBeOpenedIsReportedAndTheAgentIsNotReady() {
-        AgentVerticle agent = Agents.start(vertx, config("partial", new JsonObject(), device("sim0", 16 << 20, 1),
-                new JsonObject().put("name", "gpu9").put("backend", "native").put("device", "0000:99:00.0")));
+        AgentVerticle agent = LoopbackAgent.named("partial")
+                .device(LoopbackAgent.simulated("sim0", 16 << 20, 1))
+                .device(new JsonObject().put("name", "gpu9").put("backend", "native").put("device", "0000:99:00.0")).start(vertx);
         WebClient c = WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
                 .setDefaultPort(agent.apiPort()));
         HttpResponse<Buffer> ready = c.get("/readyz").send().await();

@@ -1,8 +1,9 @@
 package io.vfioproxy.api;
 
-import static io.vfioproxy.testing.Agents.config;
-import static io.vfioproxy.testing.Agents.device;
-import static io.vfioproxy.testing.Agents.digest;
+import io.vfioproxy.agent.LoopbackAgent;
+import io.vfioproxy.testing.Sim;
+import static org.awaitility.Awaitility.await;
+
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -19,7 +20,6 @@ import io.vertx.ext.web.client.WebClientOptions;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.cli.Main;
-import io.vfioproxy.testing.Await;
 import io.vfioproxy.testing.NoBufferLeaks;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -51,12 +51,10 @@ class StatusIT {
     void start() {
         runtime = AgentVertx.create();
         vertx = runtime.vertx();
-        destination = new AgentVerticle(config("dst", new JsonObject(), device("gpu0", 512 * MIB, 2),
-                device("nic0", 32 * MIB, 3)), runtime.registry());
-        vertx.deployVerticle(destination).await();
-        source = new AgentVerticle(config("src", new JsonObject(), device("gpu0", 512 * MIB, 1).put("dirtyRate", "4MiB"),
-                device("nic0", 32 * MIB, 4)), runtime.registry());
-        vertx.deployVerticle(source).await();
+        destination = LoopbackAgent.named("dst").device(LoopbackAgent.simulated("gpu0", 512 * MIB, 2))
+                .device(LoopbackAgent.simulated("nic0", 32 * MIB, 3)).start(vertx, runtime.registry());
+        source = LoopbackAgent.named("src").device(LoopbackAgent.simulated("gpu0", 512 * MIB, 1).put("dirtyRate", "4MiB"))
+                .device(LoopbackAgent.simulated("nic0", 32 * MIB, 4)).start(vertx, runtime.registry());
         http = WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
                 .setDefaultPort(source.apiPort()));
         ws = vertx.createWebSocketClient();
@@ -94,7 +92,7 @@ class StatusIT {
         List<JsonObject> events = connect("/v1/events").messages();
         String id = startMigration(new JsonObject().put("device", "gpu0").put("mode", "stop-copy")
                 .put("destination", "127.0.0.1:" + destination.streamPort()));
-        Await.until("the completed event", Duration.ofSeconds(30), () -> events.stream().anyMatch(m ->
+        await("the completed event").atMost(Duration.ofSeconds(30)).until(() -> events.stream().anyMatch(m ->
                 m.getString("type").equals("migration") && m.getJsonObject("event").getString("event").equals("completed")));
         List<JsonObject> progress = events.stream().filter(m -> m.getString("type").equals("progress"))
                 .map(m -> m.getJsonObject("event")).filter(e -> e.getString("migration").equals(id)).toList();
@@ -114,18 +112,17 @@ class StatusIT {
     void aMigrationFeedStartsWithTheStatusAndClosesAfterTheEnd() {
         String id = startMigration(new JsonObject().put("device", "nic0").put("switchover", "manual")
                 .put("destination", "127.0.0.1:" + destination.streamPort()));
-        Await.until("ready for switchover", Duration.ofSeconds(20),
-                () -> get("/v1/migrations/" + id).getString("phase").equals("READY_FOR_SWITCHOVER"));
+        await("ready for switchover").atMost(Duration.ofSeconds(20)).until(() -> get("/v1/migrations/" + id).getString("phase").equals("READY_FOR_SWITCHOVER"));
         Feed connected = connect("/v1/migrations/" + id + "/events");
         WebSocket feed = connected.socket();
         List<JsonObject> events = connected.messages();
         boolean[] closed = {false};
         feed.closeHandler(v -> closed[0] = true);
-        Await.until("the status", Duration.ofSeconds(5), () -> !events.isEmpty());
+        await("the status").atMost(Duration.ofSeconds(5)).until(() -> !events.isEmpty());
         assertThat(events.get(0).getJsonObject("event").getString("event")).isEqualTo("status");
         assertThat(events.get(0).getJsonObject("event").getString("phase")).isEqualTo("READY_FOR_SWITCHOVER");
         assertThat(http.post("/v1/migrations/" + id + "/switchover").send().await().statusCode()).isEqualTo(202);
-        Await.until("the feed closes", Duration.ofSeconds(20), () -> closed[0]);
+        await("the feed closes").atMost(Duration.ofSeconds(20)).until(() -> closed[0]);
         JsonObject last = events.get(events.size() - 1).getJsonObject("event");
         assertThat(last.getString("event")).isEqualTo("completed");
         assertThat(events).anyMatch(m -> m.getString("type").equals("device-state")
@@ -136,11 +133,10 @@ class StatusIT {
     void aMigrationStreamCrossesWebSocketInsteadOfTcp() {
         String id = startMigration(new JsonObject().put("device", "nic0")
                 .put("destination", "ws://127.0.0.1:" + destination.apiPort()));
-        Await.until("completed", Duration.ofSeconds(30),
-                () -> get("/v1/migrations/" + id).getString("outcome").equals("completed"));
+        await("completed").atMost(Duration.ofSeconds(30)).until(() -> get("/v1/migrations/" + id).getString("outcome").equals("completed"));
         assertThat(get("/v1/migrations/" + id).getString("peer")).isEqualTo("ws://127.0.0.1:" + destination.apiPort()
                 + "/v1/stream");
-        assertThat(digest(destination.devices().find("nic0"))).isEqualTo(digest(source.devices().find("nic0")));
+        assertThat(Sim.digest(destination.devices().find("nic0"))).isEqualTo(Sim.digest(source.devices().find("nic0")));
         assertThat(destination.migrations().find(id).toJson().getString("peer")).startsWith("ws ");
     }
 
@@ -151,14 +147,14 @@ class StatusIT {
         List<JsonObject> frames = connected.messages();
         bridge.writeTextMessage(new JsonObject().put("type", "publish").put("address", Events.command("src", "migrate"))
                 .put("body", new JsonObject().put("device", "nic0").put("destination", "x:1")).encode());
-        Await.until("the refusal", Duration.ofSeconds(10), () -> frames.stream()
+        await("the refusal").atMost(Duration.ofSeconds(10)).until(() -> frames.stream()
                 .anyMatch(f -> "err".equals(f.getString("type"))));
         assertThat(frames).anyMatch(f -> "access_denied".equals(f.getString("body")));
         assertThat(source.migrations().all()).isEmpty();
 
         bridge.writeTextMessage(new JsonObject().put("type", "register").put("address", Events.DEVICE_STATE).encode());
         vertx.setTimer(200, t -> source.devices().find("nic0").reset("bridge test"));
-        Await.until("a device event through the bridge", Duration.ofSeconds(10), () -> frames.stream()
+        await("a device event through the bridge").atMost(Duration.ofSeconds(10)).until(() -> frames.stream()
                 .anyMatch(f -> "rec".equals(f.getString("type")) && Events.DEVICE_STATE.equals(f.getString("address"))));
     }
 
@@ -166,10 +162,9 @@ class StatusIT {
     void prometheusShowsTheAgentsMetricsWithTheValuesOfTheMigrationJustRun() {
         String id = startMigration(new JsonObject().put("device", "nic0").put("mode", "stop-copy")
                 .put("destination", "127.0.0.1:" + destination.streamPort()));
-        Await.until("completed", Duration.ofSeconds(30),
-                () -> get("/v1/migrations/" + id).getString("outcome").equals("completed"));
+        await("completed").atMost(Duration.ofSeconds(30)).until(() -> get("/v1/migrations/" + id).getString("outcome").equals("completed"));
         long dataBytes = get("/v1/migrations/" + id).getLong("dataBytes");
-        Await.until("both ends are counted", Duration.ofSeconds(5), () -> {
+        await("both ends are counted").atMost(Duration.ofSeconds(5)).until(() -> {
             String t = scrape();
             return t.contains("vmp_migrations_total{agent=\"src\"") && t.contains("vmp_migrations_total{agent=\"dst\"");
         });
@@ -231,8 +226,7 @@ class StatusIT {
                 new JsonObject().put("device", "nic0").put("mode", "stop-copy")
                         .put("destination", "127.0.0.1:" + destination.streamPort())).await().body();
         String id = started.getString("id");
-        Await.until("completed", Duration.ofSeconds(20),
-                () -> source.migrations().find(id).outcome().name().equals("COMPLETED"));
+        await("completed").atMost(Duration.ofSeconds(20)).until(() -> source.migrations().find(id).status().outcome().name().equals("COMPLETED"));
         assertThatThrownBy(() -> vertx.eventBus().request(Events.command("src", "cancel"),
                 new JsonObject().put("migration", id)).await())
                 .isInstanceOfSatisfying(ReplyException.class, e -> {
@@ -279,8 +273,7 @@ class StatusIT {
         try {
             String id = startMigration(new JsonObject().put("device", "nic0").put("switchover", "manual")
                     .put("destination", "127.0.0.1:" + destination.streamPort()));
-            Await.until("ready for switchover", Duration.ofSeconds(20),
-                    () -> get("/v1/migrations/" + id).getString("phase").equals("READY_FOR_SWITCHOVER"));
+            await("ready for switchover").atMost(Duration.ofSeconds(20)).until(() -> get("/v1/migrations/" + id).getString("phase").equals("READY_FOR_SWITCHOVER"));
             assertThat(Main.run("status", "--agent", api)).isZero();
             vertx.setTimer(300, t -> http.post("/v1/migrations/" + id + "/switchover").send());
             assertThat(Main.run("watch", "--agent", api, "--migration", id)).isZero();

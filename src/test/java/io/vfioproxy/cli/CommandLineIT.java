@@ -1,13 +1,14 @@
 package io.vfioproxy.cli;
 
-import static io.vfioproxy.testing.Agents.config;
-import static io.vfioproxy.testing.Agents.device;
+import io.vfioproxy.agent.LoopbackAgent;
+import io.vfioproxy.testing.Sim;
+import static org.awaitility.Awaitility.await;
+
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
-import io.vfioproxy.testing.Agents;
 import io.vfioproxy.uapi.DeviceState;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
@@ -62,23 +63,25 @@ class CommandLineIT {
     void migrateFollowsAMigrationThroughTheApi() throws Exception {
         Vertx vertx = Vertx.vertx();
         try {
-            AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("sim0", 32 << 20, 2),
-                    device("sim1", 16 << 20, 3)));
-            AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("sim0", 32 << 20, 1),
-                    device("sim1", 16 << 20, 4)));
+            AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("sim0", 32 << 20, 2))
+                .device(LoopbackAgent.simulated("sim1", 16 << 20, 3)).start(vertx);
+            AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("sim0", 32 << 20, 1))
+                .device(LoopbackAgent.simulated("sim1", 16 << 20, 4)).start(vertx);
             Run ok = capture(() -> Main.run("migrate", "--agent", "http://127.0.0.1:" + src.apiPort(),
                     "--device", "sim0", "--to", "127.0.0.1:" + dst.streamPort()));
             assertThat(ok.exit()).as(ok.out()).isZero();
             assertThat(ok.out()).contains("\"outcome\" : \"completed\"");
             assertThat(dst.devices().find("sim0").state().await()).isEqualTo(DeviceState.RUNNING);
-            assertThat(Agents.digest(dst.devices().find("sim0"))).isEqualTo(Agents.digest(src.devices().find("sim0")));
+            assertThat(Sim.digest(dst.devices().find("sim0"))).isEqualTo(Sim.digest(src.devices().find("sim0")));
 
             Run pair = capture(() -> Main.run("migrate", "--agent", "http://127.0.0.1:" + src.apiPort(),
                     "--device", "sim0", "--device", "sim1", "--target-device", "sim0", "--target-device", "sim1",
                     "--mode", "stop-copy", "--to", "127.0.0.1:" + dst.streamPort()));
             assertThat(pair.exit()).as(pair.out()).isZero();
             assertThat(pair.out()).contains("\"device\" : \"sim0,sim1\"").contains("\"mode\" : \"stop-copy\"");
-            assertThat(Agents.digest(dst.devices().find("sim1"))).isEqualTo(Agents.digest(src.devices().find("sim1")));
+            assertThat(Sim.digest(dst.devices().find("sim1"))).isEqualTo(Sim.digest(src.devices().find("sim1")));
 
             Run refused = capture(() -> Main.run("migrate", "--agent", "http://127.0.0.1:" + src.apiPort(),
                     "--device", "nope", "--to", "127.0.0.1:" + dst.streamPort()));

@@ -7,6 +7,7 @@ import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.device.DataChannel;
 import io.vfioproxy.device.DeviceController;
 import io.vfioproxy.device.DeviceHandle;
@@ -22,9 +23,10 @@ import io.vfioproxy.device.linux.VfioOpen;
 import io.vfioproxy.migration.Checkpoint;
 import io.vfioproxy.migration.MigrationOptions;
 import io.vfioproxy.migration.MigrationRecord;
+import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
-import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.Errno;
 import java.nio.ByteBuffer;
@@ -203,8 +205,7 @@ public final class LabScenarios {
 
     private static DeviceHandle open(Vertx vertx, JsonObject entry) {
         io.vfioproxy.device.DeviceRegistry registry = new io.vfioproxy.device.DeviceRegistry();
-        vertx.deployVerticle(new io.vfioproxy.device.DeviceVerticle("lab", entry,
-                new io.vfioproxy.api.AgentMetrics(new io.micrometer.core.instrument.simple.SimpleMeterRegistry(), "lab"),
+        vertx.deployVerticle(new io.vfioproxy.device.DeviceVerticle("lab", entry, (device, from, to, cause, nanos) -> { },
                 registry)).await();
         return registry.all().get(0);
     }
@@ -245,16 +246,8 @@ public final class LabScenarios {
     private static String migration(MigrationRequest.Mode mode, int value) {
         Vertx vertx = Vertx.vertx();
         try {
-            JsonObject api = new JsonObject().put("enabled", false);
-            JsonObject stream = new JsonObject().put("host", "127.0.0.1").put("port", 0);
-            AgentVerticle dst = new AgentVerticle(new JsonObject().put("agent", new JsonObject().put("name", "dst"))
-                    .put("stream", stream).put("api", api)
-                    .put("devices", new JsonArray().add(nativeEntry("mtty", MDEV1))));
-            AgentVerticle src = new AgentVerticle(new JsonObject().put("agent", new JsonObject().put("name", "src"))
-                    .put("stream", stream.copy()).put("api", api)
-                    .put("devices", new JsonArray().add(nativeEntry("mtty", MDEV0))));
-            vertx.deployVerticle(dst).await();
-            vertx.deployVerticle(src).await();
+            AgentVerticle dst = LoopbackAgent.named("dst").withoutApi().device(nativeEntry("mtty", MDEV1)).start(vertx);
+            AgentVerticle src = LoopbackAgent.named("src").withoutApi().device(nativeEntry("mtty", MDEV0)).start(vertx);
             DeviceHandle from = src.devices().find("mtty");
             DeviceHandle to = dst.devices().find("mtty");
             scratch(from, value);
@@ -266,10 +259,10 @@ public final class LabScenarios {
                 }
             }).completion().await();
             MigrationService.Started started = onContext(vertx, () -> Future.succeededFuture(src.migrations().migrate(
-                    new MigrationRequest("mtty", new StreamEndpoint("127.0.0.1", dst.streamPort()), "mtty", 0)
+                    new MigrationRequest("mtty", LoopbackAgent.endpoint(dst), "mtty", 0)
                             .withMode(mode))));
-            MigrationRecord record = started.completion().await();
-            check(record.outcome() == MigrationRecord.Outcome.COMPLETED, "completed: " + record.toJson());
+            MigrationStatus record = started.completion().await();
+            check(record.outcome() == MigrationStatus.Outcome.COMPLETED, "completed: " + record.toJson());
             check(to.state().await() == DeviceState.RUNNING, "destination RUNNING");
             check(from.state().await() == DeviceState.STOP, "source STOP");
             int marker = scratch(to);
@@ -282,7 +275,7 @@ public final class LabScenarios {
                         "switchover: " + record.switchoverReason());
             }
             from.reset("lab cleanup").await();
-            return "migrated " + record.dataBytes() + " bytes agent to agent over loopback (" + record.mode()
+            return "migrated " + record.transfer().dataBytes() + " bytes agent to agent over loopback (" + record.mode()
                     + "), downtime " + Math.round(record.downtimeMillis()) + " ms, scratch register 0x"
                     + Integer.toHexString(value) + " arrived; source arcs " + arcs
                     + (record.switchoverReason() == null ? "" : "; " + record.switchoverReason());

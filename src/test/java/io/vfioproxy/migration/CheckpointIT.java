@@ -1,8 +1,9 @@
 package io.vfioproxy.migration;
 
-import static io.vfioproxy.testing.Agents.config;
-import static io.vfioproxy.testing.Agents.device;
-import static io.vfioproxy.testing.Agents.digest;
+import io.vfioproxy.agent.LoopbackAgent;
+import io.vfioproxy.testing.Sim;
+import static org.awaitility.Awaitility.await;
+
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -15,7 +16,6 @@ import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.cli.Main;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.stream.Frames;
-import io.vfioproxy.testing.Agents;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.uapi.DeviceState;
 import java.io.RandomAccessFile;
@@ -46,8 +46,10 @@ class CheckpointIT {
     @BeforeEach
     void start() {
         vertx = Vertx.vertx();
-        agent = Agents.start(vertx, config("node", new JsonObject(), device("a", SIZE, 1), device("b", SIZE, 2),
-                device("small", SIZE / 2, 3)));
+        agent = LoopbackAgent.named("node")
+                .device(LoopbackAgent.simulated("a", SIZE, 1))
+                .device(LoopbackAgent.simulated("b", SIZE, 2))
+                .device(LoopbackAgent.simulated("small", SIZE / 2, 3)).start(vertx);
         a = agent.devices().find("a");
         b = agent.devices().find("b");
         small = agent.devices().find("small");
@@ -77,15 +79,15 @@ class CheckpointIT {
 
     @Test
     void savesAndRestoresIntoAnotherDevice() throws Exception {
-        Agents.simulated(a).dirtyPages(500, 9);
-        long digest = digest(a);
+        Sim.device(a).dirtyPages(500, 9);
+        long digest = Sim.digest(a);
         Path file = save(a, false);
         assertThat(a.state().await()).isEqualTo(DeviceState.STOP);
         assertThat(Files.size(file)).isGreaterThan(SIZE);
         Checkpoint.Result r = restore(b, file);
         assertThat(r.deviceState()).isEqualTo(DeviceState.RUNNING);
-        assertThat(r.dataBytes()).isEqualTo(Agents.simulated(a).fullStreamSize());
-        assertThat(digest(b)).isEqualTo(digest);
+        assertThat(r.dataBytes()).isEqualTo(Sim.device(a).fullStreamSize());
+        assertThat(Sim.digest(b)).isEqualTo(digest);
         assertThat(b.owner()).isNull();
     }
 
@@ -108,7 +110,7 @@ class CheckpointIT {
 
     @Test
     void aCorruptedFileFailsItsChecksumAndTheDeviceIsReset() throws Exception {
-        long before = digest(b);
+        long before = Sim.digest(b);
         Path file = save(a, true);
         try (RandomAccessFile f = new RandomAccessFile(file.toFile(), "rw")) {
             long at = 5 * (Frames.DATA_OFFSET + (1 << 20)) + 12345;
@@ -119,7 +121,7 @@ class CheckpointIT {
         }
         assertThatThrownBy(() -> restore(b, file)).hasMessageContaining("CRC32C mismatch");
         assertThat(b.state().await()).isEqualTo(DeviceState.RUNNING);
-        assertThat(digest(b)).isEqualTo(before);
+        assertThat(Sim.digest(b)).isEqualTo(before);
         assertThat(b.owner()).isNull();
     }
 
@@ -135,7 +137,7 @@ class CheckpointIT {
 
     @Test
     void aFailedSaveLeavesTheDeviceRunningAndNoFile() {
-        Agents.simulated(a).faults().failReadAt(3 << 20, io.vfioproxy.uapi.Errno.EIO);
+        Sim.device(a).faults().failReadAt(3 << 20, io.vfioproxy.uapi.Errno.EIO);
         Path file = dir.resolve("failed.vmp");
         assertThatThrownBy(() -> onContext(() -> Checkpoint.save(vertx, a, file, 1 << 20, false)))
                 .hasMessageContaining("saving a to " + file + " failed").hasMessageContaining("EIO");
@@ -146,8 +148,9 @@ class CheckpointIT {
     @Test
     void saveAndRestoreCommandsWorkOnConfiguredDevices() throws Exception {
         Path conf = dir.resolve("agent.json");
-        Files.writeString(conf, config("cli", new JsonObject(), device("x", SIZE, 1), device("y", SIZE, 2),
-                device("z", SIZE / 2, 3)).encode());
+        Files.writeString(conf, LoopbackAgent.named("cli").device(LoopbackAgent.simulated("x", SIZE, 1))
+                .device(LoopbackAgent.simulated("y", SIZE, 2)).device(LoopbackAgent.simulated("z", SIZE / 2, 3)).config()
+                .encode());
         Path file = dir.resolve("x.vmp");
         assertThat(Main.run("save", "--config", conf.toString(), "--device", "x", "--out", file.toString())).isZero();
         assertThat(file).exists();

@@ -1,7 +1,10 @@
 package io.vfioproxy.migration;
 
-import static io.vfioproxy.testing.Agents.config;
-import static io.vfioproxy.testing.Agents.device;
+import io.vfioproxy.agent.LoopbackAgent;
+import io.vfioproxy.testing.EventLog;
+import io.vfioproxy.testing.Sim;
+import static org.awaitility.Awaitility.await;
+
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.netty.buffer.ByteBuf;
@@ -19,8 +22,6 @@ import io.vfioproxy.device.SimulatedDevice;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.VfioTag;
-import io.vfioproxy.testing.Agents;
-import io.vfioproxy.testing.Await;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.RawPeer;
 import io.vfioproxy.uapi.DeviceState;
@@ -52,8 +53,9 @@ class DestinationProtocolIT {
     @BeforeEach
     void start() {
         vertx = Vertx.vertx();
-        deviceEvents = Agents.record(vertx, Events.DEVICE_STATE);
-        agent = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", SIZE, 2)));
+        deviceEvents = EventLog.record(vertx, Events.DEVICE_STATE);
+        agent = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", SIZE, 2)).start(vertx);
         device = agent.devices().find("gpu0");
         peer = RawPeer.connect(vertx, agent.streamPort());
     }
@@ -86,7 +88,7 @@ class DestinationProtocolIT {
 
     /** A valid stream of a device like the agent's, to feed real data. */
     private static byte[] deviceStream() throws Exception {
-        SimulatedDevice source = new SimulatedDevice("src", SIZE, Agents.PAGE, MigrationFlags.ALL, 1, new FaultPlan(),
+        SimulatedDevice source = new SimulatedDevice("src", SIZE, LoopbackAgent.PAGE, MigrationFlags.ALL, 1, new FaultPlan(),
                 false);
         DataChannel ch = source.setState(DeviceState.STOP_COPY).orElseThrow();
         ByteBuffer all = ByteBuffer.allocate((int) source.fullStreamSize());
@@ -112,12 +114,12 @@ class DestinationProtocolIT {
         JsonObject abort = peer.await(FrameType.ABORT);
         assertThat(abort.getString("reason")).contains(reasonPart);
         peer.awaitClosed();
-        Await.until("the migration is recorded as failed", Duration.ofSeconds(10), () -> {
+        await("the migration is recorded as failed").atMost(Duration.ofSeconds(10)).until(() -> {
             MigrationRecord r = agent.migrations().find("m-test");
-            return r != null && r.outcome() == MigrationRecord.Outcome.FAILED && r.toJson().containsKey("deviceState");
+            return r != null && r.status().outcome() == MigrationStatus.Outcome.FAILED && r.toJson().containsKey("deviceState");
         });
         MigrationRecord record = agent.migrations().find("m-test");
-        assertThat(record.error()).contains(reasonPart);
+        assertThat(record.status().error()).contains(reasonPart);
         assertThat(record.toJson().getString("deviceState")).isEqualTo("RUNNING");
         assertThat(device.state().await()).isEqualTo(DeviceState.RUNNING);
         assertThat(device.owner()).isNull();
@@ -176,14 +178,13 @@ class DestinationProtocolIT {
         byte[] stream = deviceStream();
         peer.send(dataFrame(stream, 0, 1 << 20));
         peer.send(dataFrame(stream, 1 << 20, 1 << 20).slice(0, 500_000));
-        Await.until("the first chunk reaches the device", Duration.ofSeconds(10),
-                () -> agent.migrations().find("m-test").dataBytes() > 0 || deviceEvents.size() > 3);
+        await("the first chunk reaches the device").atMost(Duration.ofSeconds(10)).until(() -> agent.migrations().find("m-test").status().transfer().dataBytes() > 0 || deviceEvents.size() > 3);
         peer.close();
-        Await.until("the migration is recorded as failed", Duration.ofSeconds(10), () -> {
+        await("the migration is recorded as failed").atMost(Duration.ofSeconds(10)).until(() -> {
             MigrationRecord r = agent.migrations().find("m-test");
-            return r.outcome() == MigrationRecord.Outcome.FAILED && r.toJson().containsKey("deviceState");
+            return r.status().outcome() == MigrationStatus.Outcome.FAILED && r.toJson().containsKey("deviceState");
         });
-        assertThat(agent.migrations().find("m-test").error())
+        assertThat(agent.migrations().find("m-test").status().error())
                 .contains("truncated stream: the connection closed in frame 4 (SECTION, 499984 of 1048592 bytes)");
         assertThat(device.state().await()).isEqualTo(DeviceState.RUNNING);
     }
@@ -198,7 +199,7 @@ class DestinationProtocolIT {
                 .getBytes(java.nio.charset.StandardCharsets.UTF_8), seq++));
         peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
         assertAbortedAndReset("device gpu0 rejected the migrated state");
-        assertThat(agent.migrations().find("m-test").error()).contains("incomplete stream").contains("EINVAL");
+        assertThat(agent.migrations().find("m-test").status().error()).contains("incomplete stream").contains("EINVAL");
     }
 
     @Test
@@ -239,7 +240,7 @@ class DestinationProtocolIT {
         peer.send(Frames.control(FrameType.START, 0, new JsonObject(), seq++));
         peer.await(FrameType.STARTED);
         assertThat(device.state().await()).isEqualTo(DeviceState.RUNNING);
-        assertThat(Agents.digest(device)).isEqualTo(new SimulatedDevice("src", SIZE, Agents.PAGE, MigrationFlags.ALL, 1,
+        assertThat(Sim.digest(device)).isEqualTo(new SimulatedDevice("src", SIZE, LoopbackAgent.PAGE, MigrationFlags.ALL, 1,
                 new FaultPlan(), false).stateDigest());
     }
 

@@ -1,8 +1,10 @@
 package io.vfioproxy.migration;
 
-import static io.vfioproxy.testing.Agents.config;
-import static io.vfioproxy.testing.Agents.device;
-import static io.vfioproxy.testing.Agents.digest;
+import io.vfioproxy.agent.LoopbackAgent;
+import io.vfioproxy.testing.EventLog;
+import io.vfioproxy.testing.Sim;
+import static org.awaitility.Awaitility.await;
+
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -20,11 +22,9 @@ import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.Limits;
-import io.vfioproxy.testing.Agents;
-import io.vfioproxy.testing.Await;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.RawPeer;
-import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
 import java.lang.management.BufferPoolMXBean;
 import java.lang.management.ManagementFactory;
@@ -70,35 +70,37 @@ class MigrationIT {
     @Test
     void migratesALargeStateThatArrivesByteForByte() {
         long size = 512 * MIB;
-        List<JsonObject> deviceEvents = Agents.record(vertx, Events.DEVICE_STATE);
-        List<JsonObject> migrationEvents = Agents.record(vertx, Events.MIGRATION);
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", size, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", size, 1)));
+        List<JsonObject> deviceEvents = EventLog.record(vertx, Events.DEVICE_STATE);
+        List<JsonObject> migrationEvents = EventLog.record(vertx, Events.MIGRATION);
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", size, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", size, 1)).start(vertx);
         DeviceHandle source = src.devices().find("gpu0");
         DeviceHandle target = dst.devices().find("gpu0");
-        Agents.simulated(source).dirtyPages(10_000, 3);
-        assertThat(digest(source)).isNotEqualTo(digest(target));
+        Sim.device(source).dirtyPages(10_000, 3);
+        assertThat(Sim.digest(source)).isNotEqualTo(Sim.digest(target));
 
         long idle = directMemory();
         AtomicLong peak = new AtomicLong(idle);
         long sampler = vertx.setPeriodic(5, id -> peak.accumulateAndGet(directMemory(), Math::max));
-        MigrationService.Started started = Agents.migrate(vertx, src, "gpu0", Agents.endpoint(dst), "gpu0");
-        MigrationRecord record = started.completion().await();
+        MigrationService.Started started = src.migrations().migrate(new MigrationRequest("gpu0", LoopbackAgent.endpoint(dst), "gpu0", 0));
+        MigrationStatus record = started.completion().await();
         vertx.cancelTimer(sampler);
 
-        assertThat(record.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
-        assertThat(record.destinationStarted()).isTrue();
-        assertThat(record.dataBytes()).isEqualTo(Agents.simulated(source).fullStreamSize());
+        assertThat(record.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
+        assertThat(record.ending().destinationStarted()).isTrue();
+        assertThat(record.transfer().dataBytes()).isEqualTo(Sim.device(source).fullStreamSize());
         assertThat(record.downtimeMillis()).isPositive();
         assertThat(source.state().await()).isEqualTo(DeviceState.STOP);
         assertThat(target.state().await()).isEqualTo(DeviceState.RUNNING);
-        assertThat(digest(target)).isEqualTo(digest(source));
+        assertThat(Sim.digest(target)).isEqualTo(Sim.digest(source));
         assertThat(source.owner()).isNull();
         assertThat(target.owner()).isNull();
         // Memory stays flat: a few chunks and the socket queues, not the state.
         assertThat(peak.get() - idle).as("direct memory above idle").isLessThan(48 * MIB);
 
-        Await.until("every state event arrives", Duration.ofSeconds(5), () -> deviceEvents.size() >= 10);
+        await("every state event arrives").atMost(Duration.ofSeconds(5)).until(() -> deviceEvents.size() >= 10);
         assertThat(arcs(deviceEvents, "src")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP",
                 "STOP>STOP_COPY", "STOP_COPY>STOP");
         assertThat(arcs(deviceEvents, "dst")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP",
@@ -107,33 +109,34 @@ class MigrationIT {
         assertThat(stopCopy.getString("device")).isEqualTo("gpu0");
         assertThat(stopCopy.getString("cause")).contains(record.id());
         assertThat(stopCopy.getString("timestamp")).isNotBlank();
-        Await.until("both completion events", Duration.ofSeconds(5), () -> migrationEvents.stream()
+        await("both completion events").atMost(Duration.ofSeconds(5)).until(() -> migrationEvents.stream()
                 .filter(e -> e.getString("event").equals("completed")).count() == 2);
     }
 
     @Test
     void aConnectionCutMidwayLeavesTheSourceRunningAndResetsTheDestination() {
         long size = 256 * MIB;
-        List<JsonObject> migrationEvents = Agents.record(vertx, Events.MIGRATION);
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("nic0", size, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("nic0", size, 1)));
-        long before = digest(src.devices().find("nic0"));
-        long targetBefore = digest(dst.devices().find("nic0"));
-        int relay = cuttingRelay(Agents.endpoint(dst), 64 * MIB);
+        List<JsonObject> migrationEvents = EventLog.record(vertx, Events.MIGRATION);
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("nic0", size, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("nic0", size, 1)).start(vertx);
+        long before = Sim.digest(src.devices().find("nic0"));
+        long targetBefore = Sim.digest(dst.devices().find("nic0"));
+        int relay = cuttingRelay(LoopbackAgent.endpoint(dst), 64 * MIB);
 
-        MigrationService.Started started = Agents.migrate(vertx, src, "nic0",
-                new StreamEndpoint("127.0.0.1", relay), "nic0");
+        MigrationService.Started started = src.migrations().migrate(new MigrationRequest("nic0", new StreamEndpoint("127.0.0.1", relay), "nic0", 0));
         assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("the connection to 127.0.0.1:");
 
         assertThat(src.devices().find("nic0").state().await()).isEqualTo(DeviceState.RUNNING);
-        assertThat(digest(src.devices().find("nic0"))).isEqualTo(before);
-        Await.until("the destination gives up", Duration.ofSeconds(10), () -> dst.migrations().all().stream()
-                .anyMatch(r -> r.outcome() == MigrationRecord.Outcome.FAILED));
+        assertThat(Sim.digest(src.devices().find("nic0"))).isEqualTo(before);
+        await("the destination gives up").atMost(Duration.ofSeconds(10)).until(() -> dst.migrations().all().stream()
+                .anyMatch(r -> r.status().outcome() == MigrationStatus.Outcome.FAILED));
         MigrationRecord failed = dst.migrations().find(started.record().id());
-        assertThat(failed.error()).contains("truncated stream").contains("in frame");
+        assertThat(failed.status().error()).contains("truncated stream").contains("in frame");
         assertThat(failed.toJson().getString("deviceState")).isEqualTo("RUNNING");
         assertThat(dst.devices().find("nic0").state().await()).isEqualTo(DeviceState.RUNNING);
-        assertThat(digest(dst.devices().find("nic0"))).isEqualTo(targetBefore);
+        assertThat(Sim.digest(dst.devices().find("nic0"))).isEqualTo(targetBefore);
         assertThat(migrationEvents).filteredOn(e -> e.getString("event").equals("failed")).hasSize(2);
         assertThat(src.devices().find("nic0").owner()).isNull();
         assertThat(dst.devices().find("nic0").owner()).isNull();
@@ -163,26 +166,25 @@ class MigrationIT {
 
     @Test
     void aDestinationThatStopsReadingFailsTheMigrationWithFlatMemory() {
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject().put("progressTimeoutMillis", 1500),
-                device("gpu0", 1024 * MIB, 1)));
+        AgentVerticle src = LoopbackAgent.named("src").merge("migration", new JsonObject().put("progressTimeoutMillis", 1500))
+                .device(LoopbackAgent.simulated("gpu0", 1024 * MIB, 1)).start(vertx);
         AtomicReference<NetSocket> stalled = new AtomicReference<>();
         int port = stallingDestination(stalled);
 
         long idle = directMemory();
         AtomicLong peak = new AtomicLong(idle);
         long sampler = vertx.setPeriodic(5, id -> peak.accumulateAndGet(directMemory(), Math::max));
-        MigrationService.Started started = Agents.migrate(vertx, src, "gpu0", new StreamEndpoint("127.0.0.1", port),
-                "gpu0");
+        MigrationService.Started started = src.migrations().migrate(new MigrationRequest("gpu0", new StreamEndpoint("127.0.0.1", port), "gpu0", 0));
         assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("no progress")
                 .hasMessageContaining("STOP_COPY");
         vertx.cancelTimer(sampler);
 
-        MigrationRecord record = started.record();
-        assertThat(record.outcome()).isEqualTo(MigrationRecord.Outcome.FAILED);
-        assertThat(record.toJson().getString("deviceState")).isEqualTo("RUNNING");
+        MigrationStatus record = started.record().status();
+        assertThat(record.outcome()).isEqualTo(MigrationStatus.Outcome.FAILED);
+        assertThat(record.ending().deviceState()).isEqualTo("RUNNING");
         assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
         // The source read only what the socket took: a sliver of the 1 GiB state, bounded by queues and TCP buffers.
-        assertThat(record.dataBytes()).isGreaterThan(0).isLessThan(64 * MIB);
+        assertThat(record.transfer().dataBytes()).isGreaterThan(0).isLessThan(64 * MIB);
         assertThat(peak.get() - idle).as("direct memory above idle").isLessThan(48 * MIB);
         assertThat(stalled.get()).isNotNull();
         // Vert.x keeps reads that arrive while a socket is paused as pooled buffers it does not release on close.
@@ -212,20 +214,22 @@ class MigrationIT {
     @Test
     void aSourceDeviceReadErrorRollsBothSidesBack() {
         long size = 64 * MIB;
-        JsonObject faulty = device("acc0", size, 1).put("faults", new JsonObject().put("failReadAt", 20 * MIB)
+        JsonObject faulty = LoopbackAgent.simulated("acc0", size, 1).put("faults", new JsonObject().put("failReadAt", 20 * MIB)
                 .put("errno", "EIO"));
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("acc0", size, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), faulty));
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("acc0", size, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(faulty).start(vertx);
 
-        MigrationService.Started started = Agents.migrate(vertx, src, "acc0", Agents.endpoint(dst), "acc0");
+        MigrationService.Started started = src.migrations().migrate(new MigrationRequest("acc0", LoopbackAgent.endpoint(dst), "acc0", 0));
         assertThatThrownBy(() -> started.completion().await())
                 .hasMessageContaining("acc0: read(data_fd) failed in state STOP_COPY: EIO");
         assertThat(src.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
-        Await.until("the destination resets", Duration.ofSeconds(10), () ->
+        await("the destination resets").atMost(Duration.ofSeconds(10)).until(() ->
                 dst.migrations().find(started.record().id()) != null
-                        && dst.migrations().find(started.record().id()).outcome() == MigrationRecord.Outcome.FAILED
+                        && dst.migrations().find(started.record().id()).status().outcome() == MigrationStatus.Outcome.FAILED
                         && dst.migrations().find(started.record().id()).toJson().containsKey("deviceState"));
-        assertThat(dst.migrations().find(started.record().id()).error())
+        assertThat(dst.migrations().find(started.record().id()).status().error())
                 .contains("the source aborted the migration").contains("EIO");
         assertThat(dst.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
     }
@@ -233,57 +237,61 @@ class MigrationIT {
     @Test
     void aDestinationDeviceWriteErrorAbortsAndTheSourceRunsOn() {
         long size = 64 * MIB;
-        JsonObject faulty = device("acc0", size, 2).put("faults", new JsonObject().put("failWriteAt", 10 * MIB)
+        JsonObject faulty = LoopbackAgent.simulated("acc0", size, 2).put("faults", new JsonObject().put("failWriteAt", 10 * MIB)
                 .put("errno", "ENOSPC"));
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), faulty));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("acc0", size, 1)));
-        long targetBefore = digest(dst.devices().find("acc0"));
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(faulty).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("acc0", size, 1)).start(vertx);
+        long targetBefore = Sim.digest(dst.devices().find("acc0"));
 
-        MigrationService.Started started = Agents.migrate(vertx, src, "acc0", Agents.endpoint(dst), "acc0");
+        MigrationService.Started started = src.migrations().migrate(new MigrationRequest("acc0", LoopbackAgent.endpoint(dst), "acc0", 0));
         assertThatThrownBy(() -> started.completion().await())
                 .hasMessageContaining("the destination aborted the migration")
                 .hasMessageContaining("acc0: write(data_fd) failed in state RESUMING: ENOSPC");
         assertThat(src.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
-        Await.until("the destination resets its device", Duration.ofSeconds(10), () -> {
+        await("the destination resets its device").atMost(Duration.ofSeconds(10)).until(() -> {
             MigrationRecord r = dst.migrations().find(started.record().id());
-            return r != null && r.outcome() == MigrationRecord.Outcome.FAILED && r.toJson().containsKey("deviceState");
+            return r != null && r.status().outcome() == MigrationStatus.Outcome.FAILED && r.toJson().containsKey("deviceState");
         });
         assertThat(dst.migrations().find(started.record().id()).toJson().getString("deviceState")).isEqualTo("RUNNING");
         assertThat(dst.devices().find("acc0").state().await()).isEqualTo(DeviceState.RUNNING);
-        assertThat(digest(dst.devices().find("acc0"))).isEqualTo(targetBefore);
+        assertThat(Sim.digest(dst.devices().find("acc0"))).isEqualTo(targetBefore);
     }
 
     @Test
     void aSourceAgentThatStopsMidwayResumesItsDeviceFirstAndTheDestinationResetsHolding() {
         long size = 256 * MIB;
         // The destination device absorbs 1 MiB per 20 ms, far below the link: its connection stays paused.
-        JsonObject slow = device("nic0", size, 2).put("faults", new JsonObject().put("writeDelayMillis", 20));
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), slow));
-        long targetBefore = digest(dst.devices().find("nic0"));
+        JsonObject slow = LoopbackAgent.simulated("nic0", size, 2).put("faults", new JsonObject().put("writeDelayMillis", 20));
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(slow).start(vertx);
+        long targetBefore = Sim.digest(dst.devices().find("nic0"));
         Vertx sourceNode = Vertx.vertx();
         try {
-            AgentVerticle src = Agents.start(sourceNode, config("src", new JsonObject(), device("nic0", size, 1)));
-            MigrationService.Started started = Agents.migrate(sourceNode, src, "nic0", Agents.endpoint(dst), "nic0");
-            Await.until("the destination lags behind", Duration.ofSeconds(20), () -> {
+            AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("nic0", size, 1)).start(sourceNode);
+            MigrationService.Started started = src.migrations().migrate(new MigrationRequest("nic0", LoopbackAgent.endpoint(dst), "nic0", 0));
+            await("the destination lags behind").atMost(Duration.ofSeconds(20)).until(() -> {
                 MigrationRecord r = dst.migrations().find(started.record().id());
-                return r != null && r.dataBytes() >= 8 * MIB;
+                return r != null && r.status().transfer().dataBytes() >= 8 * MIB;
             });
-            assertThat(started.record().dataBytes()).as("the source ran ahead of the destination device")
-                    .isGreaterThan(dst.migrations().find(started.record().id()).dataBytes());
+            assertThat(started.record().status().transfer().dataBytes()).as("the source ran ahead of the destination device")
+                    .isGreaterThan(dst.migrations().find(started.record().id()).status().transfer().dataBytes());
             sourceNode.close().await();
             // The agent ended the migration before closing its device: the device was back in RUNNING when it closed.
-            assertThat(started.record().outcome()).isEqualTo(MigrationRecord.Outcome.FAILED);
-            assertThat(started.record().error()).contains("agent src is shutting down");
+            assertThat(started.record().status().outcome()).isEqualTo(MigrationStatus.Outcome.FAILED);
+            assertThat(started.record().status().error()).contains("agent src is shutting down");
             assertThat(started.record().toJson().getString("deviceState")).isEqualTo("RUNNING");
 
-            Await.until("the destination gives up", Duration.ofSeconds(20), () -> {
+            await("the destination gives up").atMost(Duration.ofSeconds(20)).until(() -> {
                 MigrationRecord r = dst.migrations().find(started.record().id());
-                return r.outcome() == MigrationRecord.Outcome.FAILED && r.toJson().containsKey("deviceState");
+                return r.status().outcome() == MigrationStatus.Outcome.FAILED && r.toJson().containsKey("deviceState");
             });
             assertThat(dst.migrations().find(started.record().id()).toJson().getString("deviceState"))
                     .isEqualTo("RUNNING");
             assertThat(dst.devices().find("nic0").state().await()).isEqualTo(DeviceState.RUNNING);
-            assertThat(digest(dst.devices().find("nic0"))).isEqualTo(targetBefore);
+            assertThat(Sim.digest(dst.devices().find("nic0"))).isEqualTo(targetBefore);
             assertThat(dst.devices().find("nic0").owner()).isNull();
         } finally {
             sourceNode.close().await();
@@ -293,27 +301,29 @@ class MigrationIT {
     @Test
     void aDestinationAgentThatStopsMidwayResetsItsDeviceFirstAndTheSourceRunsOn() {
         long size = 256 * MIB;
-        JsonObject slow = device("nic0", size, 2).put("faults", new JsonObject().put("writeDelayMillis", 20));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("nic0", size, 1)));
-        long before = digest(src.devices().find("nic0"));
+        JsonObject slow = LoopbackAgent.simulated("nic0", size, 2).put("faults", new JsonObject().put("writeDelayMillis", 20));
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("nic0", size, 1)).start(vertx);
+        long before = Sim.digest(src.devices().find("nic0"));
         Vertx destinationNode = Vertx.vertx();
         try {
-            AgentVerticle dst = Agents.start(destinationNode, config("dst", new JsonObject(), slow));
-            MigrationService.Started started = Agents.migrate(vertx, src, "nic0", Agents.endpoint(dst), "nic0");
-            Await.until("the destination device is loading", Duration.ofSeconds(20), () -> {
+            AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(slow).start(destinationNode);
+            MigrationService.Started started = src.migrations().migrate(new MigrationRequest("nic0", LoopbackAgent.endpoint(dst), "nic0", 0));
+            await("the destination device is loading").atMost(Duration.ofSeconds(20)).until(() -> {
                 MigrationRecord r = dst.migrations().find(started.record().id());
-                return r != null && r.dataBytes() >= 8 * MIB;
+                return r != null && r.status().transfer().dataBytes() >= 8 * MIB;
             });
             MigrationRecord atDestination = dst.migrations().find(started.record().id());
             destinationNode.close().await();
 
-            assertThat(atDestination.outcome()).isEqualTo(MigrationRecord.Outcome.FAILED);
-            assertThat(atDestination.error()).contains("agent dst is shutting down");
+            assertThat(atDestination.status().outcome()).isEqualTo(MigrationStatus.Outcome.FAILED);
+            assertThat(atDestination.status().error()).contains("agent dst is shutting down");
             assertThat(atDestination.toJson().getString("deviceState")).isEqualTo("RUNNING");
             assertThatThrownBy(() -> started.completion().await())
                     .hasMessageContaining("the destination aborted the migration: agent dst is shutting down");
             assertThat(src.devices().find("nic0").state().await()).isEqualTo(DeviceState.RUNNING);
-            assertThat(digest(src.devices().find("nic0"))).isEqualTo(before);
+            assertThat(Sim.digest(src.devices().find("nic0"))).isEqualTo(before);
             assertThat(src.devices().find("nic0").owner()).isNull();
         } finally {
             destinationNode.close().await();
@@ -322,15 +332,19 @@ class MigrationIT {
 
     @Test
     void aDeviceAlreadyMigratingIsRefused() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 256 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 256 * MIB, 1)));
-        MigrationService.Started first = Agents.migrate(vertx, src, "gpu0", Agents.endpoint(dst), "gpu0");
-        assertThatThrownBy(() -> Agents.migrate(vertx, src, "gpu0", Agents.endpoint(dst), "gpu0"))
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 1)).start(vertx);
+        MigrationService.Started first = src.migrations().migrate(new MigrationRequest("gpu0", LoopbackAgent.endpoint(dst), "gpu0", 0));
+        assertThatThrownBy(() -> src.migrations().migrate(new MigrationRequest("gpu0", LoopbackAgent.endpoint(dst), "gpu0", 0)))
                 .isInstanceOfSatisfying(MigrationService.Rejected.class, e -> {
                     assertThat(e.status()).isEqualTo(409);
                     assertThat(e.getMessage()).contains("busy with migration " + first.record().id());
                 });
-        first.completion().await();
-        assertThat(SimulatedDevice.class).isNotNull();
+        // The refusal left the first migration alone: it completes, and frees the device.
+        assertThat(first.completion().await().outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
+        assertThat(Sim.digest(dst.devices().find("gpu0"))).isEqualTo(Sim.digest(src.devices().find("gpu0")));
+        assertThat(src.devices().find("gpu0").owner()).isNull();
     }
 }

@@ -1,8 +1,10 @@
 package io.vfioproxy.migration;
 
-import static io.vfioproxy.testing.Agents.config;
-import static io.vfioproxy.testing.Agents.device;
-import static io.vfioproxy.testing.Agents.digest;
+import io.vfioproxy.agent.LoopbackAgent;
+import io.vfioproxy.testing.EventLog;
+import io.vfioproxy.testing.Sim;
+import static org.awaitility.Awaitility.await;
+
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
@@ -12,11 +14,10 @@ import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.api.Events;
 import io.vfioproxy.migration.MigrationRequest.DevicePair;
 import io.vfioproxy.migration.MigrationRequest.Mode;
-import io.vfioproxy.testing.Agents;
-import io.vfioproxy.testing.Await;
 import io.vfioproxy.testing.NoBufferLeaks;
+import io.vfioproxy.stream.Frames;
 import io.vfioproxy.testing.Relay;
-import io.vfioproxy.transport.StreamEndpoint;
+import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
 import java.time.Duration;
 import java.util.List;
@@ -31,6 +32,8 @@ import org.junit.jupiter.api.extension.ExtendWith;
 class PrecopyIT {
 
     private static final long MIB = 1 << 20;
+    /** A SECTION frame with a bare END_OF_STATE tag: header and tag. */
+    private static final long IDLE_ITERATION_FRAME = Frames.HEADER_SIZE + 8;
 
     private Vertx vertx;
     private List<JsonObject> deviceEvents;
@@ -39,8 +42,8 @@ class PrecopyIT {
     @BeforeEach
     void start() {
         vertx = Vertx.vertx();
-        deviceEvents = Agents.record(vertx, Events.DEVICE_STATE);
-        migrationEvents = Agents.record(vertx, Events.MIGRATION);
+        deviceEvents = EventLog.record(vertx, Events.DEVICE_STATE);
+        migrationEvents = EventLog.record(vertx, Events.MIGRATION);
     }
 
     @AfterEach
@@ -77,37 +80,37 @@ class PrecopyIT {
         return -1;
     }
 
-    private MigrationRecord awaitPhase(MigrationRecord record, String phase) {
-        Await.until("phase " + phase + " (now " + record.phase() + ")", Duration.ofSeconds(30),
-                () -> record.phase().equals(phase));
+    private MigrationRecord awaitPhase(MigrationRecord record, Phase phase) {
+        await("phase " + phase).atMost(Duration.ofSeconds(30)).until(() -> record.status().phase() == phase);
         return record;
     }
 
     private MigrationRecord destinationOutcome(AgentVerticle dst, String id) {
-        Await.until("the destination records its outcome", Duration.ofSeconds(15), () -> {
+        await("the destination records its outcome").atMost(Duration.ofSeconds(15)).until(() -> {
             MigrationRecord r = dst.migrations().find(id);
-            return r != null && r.outcome() != MigrationRecord.Outcome.ACTIVE && r.toJson().containsKey("deviceState");
+            return r != null && r.status().outcome() != MigrationStatus.Outcome.ACTIVE && r.toJson().containsKey("deviceState");
         });
         return dst.migrations().find(id);
     }
 
     @Test
     void preCopyMovesMostOfTheStateWhileTheDeviceRuns() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 256 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
-                device("gpu0", 256 * MIB, 1).put("dirtyRate", "16MiB")));
-        MigrationRecord r = Agents.migrate(vertx, src, request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0"))
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 1).put("dirtyRate", "16MiB")).start(vertx);
+        MigrationStatus r = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0"))
                 .completion().await();
 
-        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
-        assertThat(r.mode()).isEqualTo("precopy");
+        assertThat(r.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
+        assertThat(r.mode()).isEqualTo(MigrationRequest.Mode.PRECOPY);
         assertThat(r.switchoverReason()).startsWith("converged after");
-        assertThat(r.precopyBytes()).isGreaterThanOrEqualTo(256 * MIB);
+        assertThat(r.transfer().precopyBytes()).isGreaterThanOrEqualTo(256 * MIB);
         // Only what the workload dirtied since it was sent moves while the device is stopped.
-        assertThat(r.stopCopyBytes()).isLessThan(r.precopyBytes() / 10);
-        assertThat(r.iterations()).isPositive();
-        assertThat(r.bandwidth()).isPositive();
-        assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
+        assertThat(r.transfer().stopCopyBytes()).isLessThan(r.transfer().precopyBytes() / 10);
+        assertThat(r.transfer().iterations()).isPositive();
+        assertThat(r.transfer().bandwidth()).isPositive();
+        assertThat(Sim.digest(dst.devices().find("gpu0"))).isEqualTo(Sim.digest(src.devices().find("gpu0")));
         assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>PRE_COPY", "PRE_COPY>PRE_COPY_P2P",
                 "PRE_COPY_P2P>STOP_COPY", "STOP_COPY>STOP");
         assertThat(migrationEvents).anyMatch(e -> e.getString("event").equals("phase")
@@ -116,29 +119,33 @@ class PrecopyIT {
 
     @Test
     void withADirtyRateAboveTheBandwidthTheBudgetEndsPreCopyAndSaysWhy() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 256 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
-                device("gpu0", 256 * MIB, 1).put("dirtyRate", "8GiB")));
-        MigrationRequest req = request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 1, 500);
-        MigrationRecord r = Agents.migrate(vertx, src, req).completion().await();
-        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 1).put("dirtyRate", "8GiB")).start(vertx);
+        MigrationRequest req = request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 1, 500);
+        MigrationStatus r = src.migrations().migrate(req).completion().await();
+        assertThat(r.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         assertThat(r.switchoverReason()).startsWith("pre-copy budget of 500 ms ran out")
                 .contains("over the 1 ms downtime limit").contains("dirty their state faster than the link moves it");
-        assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
+        assertThat(Sim.digest(dst.devices().find("gpu0"))).isEqualTo(Sim.digest(src.devices().find("gpu0")));
     }
 
     @Test
     void devicesAreAllQuiescedBeforeAnyStopsAndAllStartedP2pBeforeAnyRuns() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 64 * MIB, 10),
-                device("nic0", 32 * MIB, 11), device("acc0", 16 * MIB, 12).put("flags", "STOP_COPY,P2P")));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
-                device("gpu0", 64 * MIB, 1).put("dirtyRate", "8MiB"), device("nic0", 32 * MIB, 2),
-                device("acc0", 16 * MIB, 3).put("flags", "STOP_COPY,P2P")));
-        MigrationRecord r = Agents.migrate(vertx, src, request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0", "nic0",
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 10))
+                .device(LoopbackAgent.simulated("nic0", 32 * MIB, 11))
+                .device(LoopbackAgent.simulated("acc0", 16 * MIB, 12).put("flags", "STOP_COPY,P2P")).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 1).put("dirtyRate", "8MiB"))
+                .device(LoopbackAgent.simulated("nic0", 32 * MIB, 2))
+                .device(LoopbackAgent.simulated("acc0", 16 * MIB, 3).put("flags", "STOP_COPY,P2P")).start(vertx);
+        MigrationStatus r = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0", "nic0",
                 "acc0")).completion().await();
-        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
+        assertThat(r.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         for (String d : List.of("gpu0", "nic0", "acc0")) {
-            assertThat(digest(dst.devices().find(d))).as(d).isEqualTo(digest(src.devices().find(d)));
+            assertThat(Sim.digest(dst.devices().find(d))).as(d).isEqualTo(Sim.digest(src.devices().find(d)));
         }
         List<String> source = arcs("src", null);
         int lastQuiesced = last(source, a -> a.endsWith(">RUNNING_P2P") || a.endsWith(">PRE_COPY_P2P"));
@@ -149,8 +156,7 @@ class PrecopyIT {
         assertThat(arcs("src", "acc0")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP", "STOP>STOP_COPY",
                 "STOP_COPY>STOP");
         // On the destination, RUNNING_P2P -> RUNNING happens only at the start: every device is in RUNNING_P2P first.
-        Await.until("every start arc", Duration.ofSeconds(5),
-                () -> arcs("dst", null).stream().filter(a -> a.equals("RUNNING_P2P>RUNNING")).count() == 3);
+        await("every start arc").atMost(Duration.ofSeconds(5)).until(() -> arcs("dst", null).stream().filter(a -> a.equals("RUNNING_P2P>RUNNING")).count() == 3);
         List<String> destination = arcs("dst", null);
         assertThat(destination.stream().filter(a -> a.equals("STOP>RUNNING_P2P")).count()).isEqualTo(3);
         assertThat(last(destination, a -> a.equals("STOP>RUNNING_P2P"))).as("destination arcs " + destination)
@@ -159,18 +165,19 @@ class PrecopyIT {
 
     @Test
     void aFailureInTheSecondDeviceAfterTheFirstStoppedRollsEveryDeviceBack() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 32 * MIB, 10),
-                device("gpu1", 32 * MIB, 11)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1),
-                device("gpu1", 32 * MIB, 2).put("faults", new JsonObject().put("failReadAt", 8 * MIB))));
-        long before0 = digest(src.devices().find("gpu0"));
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(Agents.endpoint(dst), Mode.STOP_COPY, "gpu0", "gpu1"));
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 10))
+                .device(LoopbackAgent.simulated("gpu1", 32 * MIB, 11)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1))
+                .device(LoopbackAgent.simulated("gpu1", 32 * MIB, 2).put("faults", new JsonObject().put("failReadAt", 8 * MIB))).start(vertx);
+        long before0 = Sim.digest(src.devices().find("gpu0"));
+        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0", "gpu1"));
         assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("gpu1: read(data_fd) failed");
         assertThat(arcs("src", "gpu0")).contains("STOP>STOP_COPY");
         assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
         assertThat(src.devices().find("gpu1").state().await()).isEqualTo(DeviceState.RUNNING);
-        assertThat(digest(src.devices().find("gpu0"))).isEqualTo(before0);
+        assertThat(Sim.digest(src.devices().find("gpu0"))).isEqualTo(before0);
         assertThat(started.record().toJson().getString("deviceState")).isEqualTo("RUNNING,RUNNING");
         MigrationRecord remote = destinationOutcome(dst, started.record().id());
         assertThat(remote.toJson().getString("deviceState")).isEqualTo("RUNNING,RUNNING");
@@ -178,12 +185,11 @@ class PrecopyIT {
 
     @Test
     void anIncompatibleDestinationIsRefusedWhileTheSourceNeverLeavesRunning() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(),
-                device("gpu0", 32 * MIB, 2).put("compatibilityTag", "fw-2.1")));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
-                device("gpu0", 32 * MIB, 1).put("compatibilityTag", "fw-1.9")));
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0"));
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 2).put("compatibilityTag", "fw-2.1")).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1).put("compatibilityTag", "fw-1.9")).start(vertx);
+        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0"));
         assertThatThrownBy(() -> started.completion().await())
                 .hasMessageContaining("compatibility tags differ: source 'fw-1.9', destination 'fw-2.1'");
         assertThat(arcs("src", "gpu0")).isEmpty();
@@ -191,14 +197,14 @@ class PrecopyIT {
         assertThat(started.record().toJson().getString("failedPhase")).isEqualTo("HANDSHAKE");
     }
 
-    private void assertCancelled(MigrationService.Started started, AgentVerticle src, String phase) {
-        assertThat(src.migrations().cancel(started.record().id()).await()).isNotNull();
+    private void assertCancelled(MigrationService.Started started, AgentVerticle src, Phase phase) {
+        assertThat(src.migrations().cancel(started.record().id()).await().id()).isEqualTo(started.record().id());
         assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("cancelled by the operator in phase "
                 + phase);
-        MigrationRecord r = started.record();
-        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.CANCELLED);
-        assertThat(r.toJson().getString("failedPhase")).isEqualTo(phase);
-        assertThat(r.toJson().getString("deviceState")).isEqualTo("RUNNING");
+        MigrationStatus r = started.record().status();
+        assertThat(r.outcome()).isEqualTo(MigrationStatus.Outcome.CANCELLED);
+        assertThat(r.ending().failedPhase()).isEqualTo(phase);
+        assertThat(r.ending().deviceState()).isEqualTo("RUNNING");
         assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
         assertThat(src.devices().find("gpu0").owner()).isNull();
         assertThat(migrationEvents).anyMatch(e -> e.getString("event").equals("cancelled"));
@@ -206,89 +212,96 @@ class PrecopyIT {
 
     @Test
     void cancelDuringTheHandshake() {
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1)));
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1)).start(vertx);
         int silent = vertx.createNetServer().connectHandler(s -> { }).listen(0, "127.0.0.1").await().actualPort();
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(new StreamEndpoint("127.0.0.1", silent), Mode.PRECOPY, "gpu0"));
-        awaitPhase(started.record(), "HANDSHAKE");
-        assertCancelled(started, src, "HANDSHAKE");
+        MigrationService.Started started = src.migrations().migrate(request(new StreamEndpoint("127.0.0.1", silent), Mode.PRECOPY, "gpu0"));
+        awaitPhase(started.record(), Phase.HANDSHAKE);
+        assertCancelled(started, src, Phase.HANDSHAKE);
         assertThat(arcs("src", "gpu0")).isEmpty();
     }
 
     @Test
     void cancelDuringPreCopy() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 64 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
-                device("gpu0", 64 * MIB, 1).put("dirtyRate", "8GiB")));
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 0, 600_000));
-        awaitPhase(started.record(), "PRECOPY");
-        assertCancelled(started, src, "PRECOPY");
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 1).put("dirtyRate", "8GiB")).start(vertx);
+        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 0, 600_000));
+        awaitPhase(started.record(), Phase.PRECOPY);
+        assertCancelled(started, src, Phase.PRECOPY);
         assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>PRE_COPY", "PRE_COPY>RUNNING");
         MigrationRecord remote = destinationOutcome(dst, started.record().id());
-        assertThat(remote.error()).contains("the source aborted the migration: cancelled by the operator");
+        assertThat(remote.status().error()).contains("the source aborted the migration: cancelled by the operator");
         assertThat(dst.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
     }
 
     @Test
     void aManualSwitchoverHoldsUntilReleased() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 64 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(),
-                device("gpu0", 64 * MIB, 1).put("dirtyRate", "4MiB")));
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
-        awaitPhase(started.record(), "READY_FOR_SWITCHOVER");
-        Await.until("the ready event", Duration.ofSeconds(5), () -> migrationEvents.stream()
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 1).put("dirtyRate", "4MiB")).start(vertx);
+        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
+        awaitPhase(started.record(), Phase.READY_FOR_SWITCHOVER);
+        await("the ready event").atMost(Duration.ofSeconds(5)).until(() -> migrationEvents.stream()
                 .anyMatch(e -> e.getString("event").equals("ready-for-switchover")));
         // Held: the device still runs and keeps sending what it dirties.
         assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.PRE_COPY);
         assertThat(started.completion().isComplete()).isFalse();
         src.migrations().release(started.record().id()).await();
-        MigrationRecord r = started.completion().await();
-        assertThat(r.outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
-        assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
+        MigrationStatus r = started.completion().await();
+        assertThat(r.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
+        assertThat(Sim.digest(dst.devices().find("gpu0"))).isEqualTo(Sim.digest(src.devices().find("gpu0")));
     }
 
     @Test
     void aSwitchoverHeldLongerThanTheProgressTimeoutDoesNotTimeOut() {
         JsonObject quick = new JsonObject().put("progressTimeoutMillis", 1500);
-        AgentVerticle dst = Agents.start(vertx, config("dst", quick, device("gpu0", 16 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", quick.copy(), device("gpu0", 16 * MIB, 1)));
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
-        MigrationRecord record = awaitPhase(started.record(), "READY_FOR_SWITCHOVER");
-        // Held for twice the progress timeout: the idle iterations keep both sides from giving up.
-        long until = System.nanoTime() + 3_000_000_000L;
-        Await.until("3 s have passed", Duration.ofSeconds(10), () -> System.nanoTime() > until);
-        assertThat(record.outcome()).isEqualTo(MigrationRecord.Outcome.ACTIVE);
-        assertThat(dst.migrations().find(record.id()).outcome()).isEqualTo(MigrationRecord.Outcome.ACTIVE);
+        AgentVerticle dst = LoopbackAgent.named("dst").merge("migration", quick)
+                .device(LoopbackAgent.simulated("gpu0", 16 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src").merge("migration", quick.copy())
+                .device(LoopbackAgent.simulated("gpu0", 16 * MIB, 1)).start(vertx);
+        Relay relay = Relay.start(vertx, LoopbackAgent.endpoint(dst), Long.MAX_VALUE);
+        MigrationService.Started started = src.migrations().migrate(request(relay.endpoint(), Mode.PRECOPY, "gpu0")
+                .withSwitchover(true, 300, 30_000));
+        MigrationRecord record = awaitPhase(started.record(), Phase.READY_FOR_SWITCHOVER);
+        // Held while three idle iterations (one a second, a bare END_OF_STATE frame each) cross to the destination:
+        // twice the progress timeout with no device data, and neither side gives up.
+        long heldAt = relay.sourceToDestinationBytes();
+        await("three idle iterations while held").atMost(Duration.ofSeconds(20))
+                .until(() -> relay.sourceToDestinationBytes() >= heldAt + 3 * IDLE_ITERATION_FRAME);
+        assertThat(record.status().outcome()).isEqualTo(MigrationStatus.Outcome.ACTIVE);
+        assertThat(dst.migrations().find(record.id()).status().outcome()).isEqualTo(MigrationStatus.Outcome.ACTIVE);
         src.migrations().release(record.id()).await();
-        assertThat(started.completion().await().outcome()).isEqualTo(MigrationRecord.Outcome.COMPLETED);
-        assertThat(digest(dst.devices().find("gpu0"))).isEqualTo(digest(src.devices().find("gpu0")));
+        assertThat(started.completion().await().outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
+        assertThat(Sim.digest(dst.devices().find("gpu0"))).isEqualTo(Sim.digest(src.devices().find("gpu0")));
     }
 
     @Test
     void cancelWhileWaitingForTheSwitchover() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 32 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1)));
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(Agents.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
-        awaitPhase(started.record(), "READY_FOR_SWITCHOVER");
-        assertCancelled(started, src, "READY_FOR_SWITCHOVER");
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1)).start(vertx);
+        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
+        awaitPhase(started.record(), Phase.READY_FOR_SWITCHOVER);
+        assertCancelled(started, src, Phase.READY_FOR_SWITCHOVER);
         assertThat(destinationOutcome(dst, started.record().id()).toJson().getString("deviceState"))
                 .isEqualTo("RUNNING");
     }
 
     @Test
     void cancelDuringStopCopy() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 256 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 256 * MIB, 1)));
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 1)).start(vertx);
         // The relay passes the handshake and 8 MiB of data, then holds the rest: the source is caught in STOP_COPY.
-        Relay relay = Relay.start(vertx, Agents.endpoint(dst), 8 * MIB);
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
-        awaitPhase(started.record(), "STOP_COPY");
-        assertCancelled(started, src, "STOP_COPY");
+        Relay relay = Relay.start(vertx, LoopbackAgent.endpoint(dst), 8 * MIB);
+        MigrationService.Started started = src.migrations().migrate(request(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
+        awaitPhase(started.record(), Phase.STOP_COPY);
+        assertCancelled(started, src, Phase.STOP_COPY);
         assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP", "STOP>STOP_COPY",
                 "STOP_COPY>STOP", "STOP>RUNNING_P2P", "RUNNING_P2P>RUNNING");
         assertThat(destinationOutcome(dst, started.record().id()).toJson().getString("deviceState"))
@@ -297,31 +310,33 @@ class PrecopyIT {
 
     @Test
     void cancelWhileTheDestinationResumesAndLoads() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 32 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 32 * MIB, 1)));
-        Relay relay = Relay.start(vertx, Agents.endpoint(dst), Long.MAX_VALUE);
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
-        awaitPhase(started.record(), "STOP_COPY");
-        relay.holdDestinationToSource();
-        awaitPhase(started.record(), "LOADING");
-        Await.until("the destination loads", Duration.ofSeconds(10), () -> {
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1)).start(vertx);
+        // The ACCEPT reaches the source, the LOADED does not: the source waits in LOADING, the destination in LOADED.
+        Relay relay = Relay.start(vertx, LoopbackAgent.endpoint(dst), Long.MAX_VALUE);
+        relay.passDestinationFrames(1);
+        MigrationService.Started started = src.migrations().migrate(request(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
+        awaitPhase(started.record(), Phase.LOADING);
+        await("the destination loads").atMost(Duration.ofSeconds(10)).until(() -> {
             MigrationRecord r = dst.migrations().find(started.record().id());
-            return r != null && r.phase().equals("LOADED");
+            return r != null && r.status().phase() == Phase.LOADED;
         });
-        assertCancelled(started, src, "LOADING");
+        assertCancelled(started, src, Phase.LOADING);
         // The source said it did not commit: the destination resets rather than keeping the state.
         MigrationRecord remote = destinationOutcome(dst, started.record().id());
         assertThat(remote.toJson().getString("deviceState")).isEqualTo("RUNNING");
-        assertThat(remote.error()).doesNotContain("keeps the migrated state");
+        assertThat(remote.status().error()).doesNotContain("keeps the migrated state");
     }
 
     @Test
     void aCommittedMigrationCannotBeCancelled() {
-        AgentVerticle dst = Agents.start(vertx, config("dst", new JsonObject(), device("gpu0", 16 * MIB, 2)));
-        AgentVerticle src = Agents.start(vertx, config("src", new JsonObject(), device("gpu0", 16 * MIB, 1)));
-        MigrationService.Started started = Agents.migrate(vertx, src,
-                request(Agents.endpoint(dst), Mode.STOP_COPY, "gpu0"));
+        AgentVerticle dst = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("gpu0", 16 * MIB, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", 16 * MIB, 1)).start(vertx);
+        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0"));
         started.completion().await();
         assertThatThrownBy(() -> src.migrations().cancel(started.record().id()).await())
                 .isInstanceOfSatisfying(MigrationService.Rejected.class, e -> {

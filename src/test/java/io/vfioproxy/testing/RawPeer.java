@@ -1,5 +1,7 @@
 package io.vfioproxy.testing;
 
+import org.awaitility.Awaitility;
+
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
@@ -84,13 +86,13 @@ public final class RawPeer {
 
     /** Waits for a control frame of {@code type} and returns its body. */
     public JsonObject await(FrameType type) {
-        Await.until(type + " from the agent (got " + received + ")", Duration.ofSeconds(20),
-                () -> received.stream().anyMatch(r -> r.type() == type));
+        Awaitility.await(type + " from the agent (got " + received + ")").atMost(Duration.ofSeconds(20))
+                .until(() -> received.stream().anyMatch(r -> r.type() == type));
         return received.stream().filter(r -> r.type() == type).findFirst().orElseThrow().body();
     }
 
     public void awaitClosed() {
-        Await.until("the agent closes the connection", Duration.ofSeconds(20), this::isClosed);
+        Awaitility.await("the agent closes the connection").atMost(Duration.ofSeconds(20)).until(this::isClosed);
     }
 
     public List<Received> received() {

@@ -1,21 +1,25 @@
 package io.vfioproxy.testing;
 
 import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
 import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetSocket;
-import io.vfioproxy.transport.StreamEndpoint;
+import io.vertx.core.parsetools.RecordParser;
+import io.vfioproxy.stream.Frames;
+import io.vfioproxy.stream.StreamEndpoint;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A TCP relay between a source and a destination agent that a test can hold: it forwards at most a number of
- * bytes source to destination, and stops forwarding destination to source when asked, so a migration can be
- * caught in a given phase without any timing.
+ * bytes source to destination, and at most a number of frames destination to source, so a migration can be caught
+ * in a given phase without any timing.
  */
 public final class Relay {
 
     private final NetClient client;
     private final long sourceToDestinationLimit;
-    private volatile boolean holdDestinationToSource;
+    private volatile int destinationFramesToPass = Integer.MAX_VALUE;
+    private final AtomicLong forwardedToDestination = new AtomicLong();
     private final int port;
 
     private Relay(Vertx vertx, StreamEndpoint target, long sourceToDestinationLimit) {
@@ -38,22 +42,47 @@ public final class Relay {
             long before = forwarded.getAndAdd(buf.length());
             long room = sourceToDestinationLimit - before;
             if (room > 0) {
-                out.write(room >= buf.length() ? buf : buf.slice(0, (int) room));
+                Buffer part = room >= buf.length() ? buf : buf.slice(0, (int) room);
+                out.write(part);
+                forwardedToDestination.addAndGet(part.length());
             }
         });
-        out.handler(buf -> {
-            if (!holdDestinationToSource) {
-                in.write(buf);
+        RecordParser frames = RecordParser.newFixed(Frames.HEADER_SIZE);
+        int[] frame = {0};
+        frames.handler(part -> {
+            if (frame[0]++ % 2 == 0) {
+                // A frame header: the payload follows (an empty one is a frame of its own).
+                int length = part.getInt(4);
+                if (length > 0) {
+                    frames.fixedSizeMode(length);
+                } else {
+                    frame[0]++;
+                }
+            } else {
+                frames.fixedSizeMode(Frames.HEADER_SIZE);
+            }
+            boolean whole = frame[0] % 2 == 0;
+            if (destinationFramesToPass > 0) {
+                in.write(part);
+                if (whole) {
+                    destinationFramesToPass--;
+                }
             }
         });
+        out.handler(frames);
         in.closeHandler(v -> out.close());
         out.closeHandler(v -> in.close());
         in.resume();
     }
 
-    /** From now on, nothing the destination sends reaches the source. */
-    public void holdDestinationToSource() {
-        holdDestinationToSource = true;
+    /** Bytes forwarded from the source to the destination so far, over every connection. */
+    public long sourceToDestinationBytes() {
+        return forwardedToDestination.get();
+    }
+
+    /** Only the next {@code n} frames the destination sends reach the source; then nothing does. */
+    public void passDestinationFrames(int n) {
+        destinationFramesToPass = n;
     }
 
     public StreamEndpoint endpoint() {

@@ -1,12 +1,13 @@
 package io.vfioproxy.transport;
 
+import static org.awaitility.Awaitility.await;
+
 import static org.assertj.core.api.Assertions.assertThat;
 
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.net.NetSocket;
-import io.vfioproxy.testing.Await;
 import io.vfioproxy.testing.NoBufferLeaks;
 import java.time.Duration;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -56,12 +57,11 @@ class NetSocketConnectionIT {
         }
         NetSocketConnection connection = accepted.future().await();
         // Reads keep arriving after the pause until Vert.x stops reading the socket: they wait in its queue.
-        Await.until("the server read once and the client's writes left it", Duration.ofSeconds(10),
-                () -> handled.get() > 0 && sent.get() >= 16L * chunk.length());
+        await("the server read once and the client's writes left it").atMost(Duration.ofSeconds(10)).until(() -> handled.get() > 0 && sent.get() >= 16L * chunk.length());
 
         // Like a destination that gives up on a device that does not catch up: it closes while paused.
         connection.close().await();
-        Await.until("the close is reported", Duration.ofSeconds(10), () -> closes.get() == 1);
+        await("the close is reported").atMost(Duration.ofSeconds(10)).until(() -> closes.get() == 1);
         // Only what was read before the pause reached the handler; what waited behind it is released (NoBufferLeaks).
         assertThat(handled.get()).isLessThan(sent.get());
     }

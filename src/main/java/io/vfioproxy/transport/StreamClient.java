@@ -6,22 +6,22 @@ import io.vertx.core.http.WebSocketClient;
 import io.vertx.core.http.WebSocketClientOptions;
 import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetClientOptions;
+import io.vfioproxy.stream.StreamConnection;
+import io.vfioproxy.stream.StreamConnector;
+import io.vfioproxy.stream.StreamEndpoint;
 
 /**
  * Opens agent-to-agent connections over TCP or WebSocket. Holds its clients for the agent's lifetime: Vert.x 5
  * closes a client nothing references at the next GC.
  */
-public final class StreamConnector {
-
-    /** The largest WebSocket frame: one data frame of the largest chunk with its headers. */
-    public static final int MAX_WS_FRAME = (16 << 20) + 64;
+public final class StreamClient implements StreamConnector {
 
     private final NetClient tcp;
     private final WebSocketClient ws;
     private final int writeQueueMaxSize;
     private final int receiveBufferMax;
 
-    public StreamConnector(Vertx vertx, TransportOptions options) {
+    public StreamClient(Vertx vertx, TransportOptions options) {
         NetClientOptions tcpOptions = new NetClientOptions()
                 .setTcpNoDelay(true)
                 .setConnectTimeout(options.connectTimeoutMillis());
@@ -32,8 +32,8 @@ public final class StreamConnector {
         this.ws = vertx.createWebSocketClient(new WebSocketClientOptions()
                 .setTcpNoDelay(true)
                 .setConnectTimeout(options.connectTimeoutMillis())
-                .setMaxFrameSize(MAX_WS_FRAME)
-                .setMaxMessageSize(MAX_WS_FRAME)
+                .setMaxFrameSize(WebSocketConnection.MAX_FRAME)
+                .setMaxMessageSize(WebSocketConnection.MAX_FRAME)
                 .setTryUsePerFrameCompression(false)
                 .setTryUsePerMessageCompression(false)
                 // Between agents masking protects nothing (no browser, no cache to poison) and costs a pass over
@@ -43,6 +43,7 @@ public final class StreamConnector {
         this.receiveBufferMax = options.receiveBufferMax();
     }
 
+    @Override
     public Future<StreamConnection> connect(StreamEndpoint endpoint) {
         if (endpoint.isWebSocket()) {
             return ws.connect(endpoint.port(), endpoint.host(), endpoint.path())

@@ -1,4 +1,4 @@
-package io.vfioproxy.transport;
+package io.vfioproxy.stream;
 
 import java.net.URI;
 import java.net.URISyntaxException;

@@ -1,4 +1,4 @@
-package io.vfioproxy.transport;
+package io.vfioproxy.stream;
 
 import io.vertx.core.Future;
 import io.vertx.core.Handler;

@@ -1,0 +1,75 @@
+package io.vfioproxy;
+
+import static com.tngtech.archunit.lang.syntax.ArchRuleDefinition.noClasses;
+import static com.tngtech.archunit.library.Architectures.layeredArchitecture;
+
+import com.tngtech.archunit.core.domain.JavaClasses;
+import com.tngtech.archunit.core.importer.ClassFileImporter;
+import com.tngtech.archunit.core.importer.ImportOption;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+
+/**
+ * The packages and the one direction their dependencies point, over the compiled classes of src/main: a package
+ * that imports one above it fails here.
+ *
+ * <pre>
+ * cli
+ * bench
+ * agent
+ * api
+ * migration   transport
+ * device      stream
+ * uapi
+ * (util and vertx, the adapter over Vert.x internals, below everything, depending on nothing of the project)
+ * </pre>
+ */
+class ArchitectureTest {
+
+    private static JavaClasses classes;
+
+    @BeforeAll
+    static void importMain() {
+        classes = new ClassFileImporter().withImportOption(ImportOption.Predefined.DO_NOT_INCLUDE_TESTS)
+                .importPackages("io.vfioproxy");
+    }
+
+    @Test
+    void dependenciesPointDownOneWay() {
+        layeredArchitecture().consideringOnlyDependenciesInLayers()
+                .layer("cli").definedBy("io.vfioproxy.cli..")
+                .layer("bench").definedBy("io.vfioproxy.bench..")
+                .layer("agent").definedBy("io.vfioproxy.agent..")
+                .layer("api").definedBy("io.vfioproxy.api..")
+                .layer("migration").definedBy("io.vfioproxy.migration..")
+                .layer("transport").definedBy("io.vfioproxy.transport..")
+                .layer("device").definedBy("io.vfioproxy.device..")
+                .layer("stream").definedBy("io.vfioproxy.stream..")
+                .layer("uapi").definedBy("io.vfioproxy.uapi..")
+                .layer("util").definedBy("io.vfioproxy.util..")
+                .layer("vertx").definedBy("io.vfioproxy.vertx..")
+                .whereLayer("cli").mayNotBeAccessedByAnyLayer()
+                .whereLayer("bench").mayOnlyAccessLayers("agent", "api", "migration", "transport", "device", "stream",
+                        "uapi", "util", "vertx")
+                .whereLayer("agent").mayOnlyAccessLayers("api", "migration", "transport", "device", "stream", "uapi",
+                        "util", "vertx")
+                .whereLayer("api").mayOnlyAccessLayers("migration", "device", "stream", "uapi", "util", "vertx")
+                .whereLayer("migration").mayOnlyAccessLayers("device", "stream", "uapi", "util", "vertx")
+                .whereLayer("transport").mayOnlyAccessLayers("stream", "util", "vertx")
+                .whereLayer("device").mayOnlyAccessLayers("uapi", "util")
+                .whereLayer("stream").mayOnlyAccessLayers("uapi", "util", "vertx")
+                .whereLayer("uapi").mayNotAccessAnyLayer()
+                .whereLayer("util").mayNotAccessAnyLayer()
+                .whereLayer("vertx").mayNotAccessAnyLayer()
+                .check(classes);
+    }
+
+    @Test
+    void onlyTheAdapterUsesVertxInternals() {
+        noClasses().that().resideOutsideOfPackage("io.vfioproxy.vertx..")
+                .should().dependOnClassesThat().resideInAnyPackage("io.vertx.core.internal..", "io.vertx.core.impl..",
+                        "io.vertx.core.net.impl..", "io.vertx.core.http.impl..")
+                .because("Vert.x internals change between releases; VertxInternals is the one adapter over them")
+                .check(classes);
+    }
+}
