@@ -64,7 +64,11 @@ public final class AgentVerticle extends VerticleBase {
     @Override
     public Future<?> start() {
         JsonObject agent = config.getJsonObject("agent", new JsonObject());
-        name = agent.getString("name", System.getenv().getOrDefault("HOSTNAME", "agent"));
+        name = agent.getString("name");
+        if (name == null || name.isBlank()) {
+            return Future.failedFuture(new IllegalArgumentException("agent.name is required: the name this agent "
+                    + "goes by (in Kubernetes, the node's: VMP_AGENT_NAME from spec.nodeName)"));
+        }
         TransportOptions transport = TransportOptions.fromJson(config.getJsonObject("stream"));
         MigrationOptions options = MigrationOptions.fromJson(config.getJsonObject("migration"));
         ApiOptions apiOptions = ApiOptions.fromJson(config.getJsonObject("api"));

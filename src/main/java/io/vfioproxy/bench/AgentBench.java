@@ -4,11 +4,11 @@ import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.eventbus.MessageConsumer;
-import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vertx.core.net.SelfSignedCertificate;
 import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.api.Events;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.migration.MigrationStatus;
@@ -57,23 +57,15 @@ public final class AgentBench implements AutoCloseable {
     }
 
     private AgentVerticle start(String name, long size, long seedBase, String dirtyRate) {
-        JsonObject stream = new JsonObject().put("host", "127.0.0.1").put("port", 0);
+        LoopbackAgent agent = LoopbackAgent.named(name).withoutApi();
         if (certificate != null) {
-            stream.put("tls", new JsonObject().put("certPath", certificate.certificatePath())
+            agent.set("stream", "tls", new JsonObject().put("certPath", certificate.certificatePath())
                     .put("keyPath", certificate.privateKeyPath()).put("trustPath", certificate.certificatePath()));
         }
-        JsonArray list = new JsonArray();
         for (int i = 0; i < devices; i++) {
-            list.add(new JsonObject().put("name", "d" + i).put("backend", "simulated").put("size", Long.toString(size))
-                    .put("seed", seedBase + i).put("dirtyRate", dirtyRate));
+            agent.device(LoopbackAgent.simulated("d" + i, size, seedBase + i).put("dirtyRate", dirtyRate));
         }
-        AgentVerticle agent = new AgentVerticle(new JsonObject()
-                .put("agent", new JsonObject().put("name", name))
-                .put("stream", stream)
-                .put("api", new JsonObject().put("enabled", false))
-                .put("devices", list), runtime.registry());
-        runtime.vertx().deployVerticle(agent).await();
-        return agent;
+        return agent.start(runtime.vertx(), runtime.registry());
     }
 
     public Vertx vertx() {
@@ -93,7 +85,7 @@ public final class AgentBench implements AutoCloseable {
     /** Runs {@code count} migrations at once, one device each, and returns each one's outcome. */
     public List<Run> migrate(int count, MigrationRequest.Mode mode) {
         resetSources();
-        StreamEndpoint to = new StreamEndpoint("127.0.0.1", destination.streamPort());
+        StreamEndpoint to = LoopbackAgent.endpoint(destination);
         Promise<List<MigrationService.Started>> started = Promise.promise();
         runtime.vertx().getOrCreateContext().runOnContext(v -> {
             List<MigrationService.Started> list = new ArrayList<>();

@@ -3,9 +3,8 @@ package io.vfioproxy.cli;
 import io.vertx.core.Context;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
-import io.vertx.core.json.JsonArray;
-import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.SimulatedDevice;
 import io.vfioproxy.migration.MigrationStatus;
@@ -72,17 +71,15 @@ public final class DemoCommand implements Callable<Integer> {
         MigrationRequest.Mode mode = stopCopy ? MigrationRequest.Mode.STOP_COPY : MigrationRequest.Mode.PRECOPY;
         Vertx vertx = Vertx.vertx();
         try {
-            AgentVerticle destination = new AgentVerticle(agentConfig("destination", stateSize, 2, chunkSize, "0"));
-            AgentVerticle source = new AgentVerticle(agentConfig("source", stateSize, 1, chunkSize, dirtyRate));
-            vertx.deployVerticle(destination).await();
-            vertx.deployVerticle(source).await();
+            AgentVerticle destination = agent("destination", stateSize, 2, chunkSize, "0").start(vertx);
+            AgentVerticle source = agent("source", stateSize, 1, chunkSize, dirtyRate).start(vertx);
             DeviceHandle srcDevice = source.devices().find("sim0");
             DeviceHandle dstDevice = destination.devices().find("sim0");
             // The workload writes to a tenth of its pages before it moves, so the state is not a fresh one.
             long pages = stateSize / pageSize;
             srcDevice.submit(c -> ((SimulatedDevice) c.device()).dirtyPages(Math.max(1, pages / 10), 42)).await();
 
-            StreamEndpoint endpoint = new StreamEndpoint("127.0.0.1", destination.streamPort());
+            StreamEndpoint endpoint = LoopbackAgent.endpoint(destination);
             System.out.printf("demo: migrating %s of simulated device state from agent '%s' to agent '%s' (%s), %s%n",
                     ByteSize.format(stateSize), source.name(), destination.name(), endpoint,
                     mode == MigrationRequest.Mode.PRECOPY ? "pre-copy while the workload writes "
@@ -151,18 +148,8 @@ public final class DemoCommand implements Callable<Integer> {
         }
     }
 
-    private JsonObject agentConfig(String name, long stateSize, long seed, int chunkSize, String rate) {
-        return new JsonObject()
-                .put("agent", new JsonObject().put("name", name))
-                .put("stream", new JsonObject().put("host", "127.0.0.1").put("port", 0))
-                .put("api", new JsonObject().put("enabled", false))
-                .put("migration", new JsonObject().put("chunkSize", chunkSize))
-                .put("devices", new JsonArray().add(new JsonObject()
-                        .put("name", "sim0")
-                        .put("backend", "simulated")
-                        .put("size", Long.toString(stateSize))
-                        .put("pageSize", pageSize)
-                        .put("dirtyRate", rate)
-                        .put("seed", seed)));
+    private LoopbackAgent agent(String name, long stateSize, long seed, int chunkSize, String rate) {
+        return LoopbackAgent.named(name).withoutApi().set("migration", "chunkSize", chunkSize)
+                .device(LoopbackAgent.simulated("sim0", stateSize, seed).put("pageSize", pageSize).put("dirtyRate", rate));
     }
 }
