@@ -9,6 +9,7 @@ import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.api.AgentCommands;
 import io.vfioproxy.api.AgentMetrics;
+import io.vfioproxy.api.ApiContract;
 import io.vfioproxy.api.ApiOptions;
 import io.vfioproxy.api.ApiVerticle;
 import io.vfioproxy.api.Events;
@@ -44,6 +45,7 @@ public final class AgentVerticle extends VerticleBase {
     private final List<StreamServerVerticle> streamServers = new java.util.concurrent.CopyOnWriteArrayList<>();
     private ApiVerticle api;
     private AgentCommands commands;
+    private ApiContract contract;
     private volatile boolean started;
     private final java.util.Map<String, String> failedDevices = new java.util.concurrent.ConcurrentHashMap<>();
 
@@ -98,8 +100,11 @@ public final class AgentVerticle extends VerticleBase {
         // Several instances share the listening socket; Vert.x spreads connections over their event loops.
         int acceptors = config.getJsonObject("stream", new JsonObject()).getInteger("acceptors",
                 Math.max(1, Runtime.getRuntime().availableProcessors()));
-        commands = new AgentCommands(vertx, name, devices, migrations);
-        Future<?> up = Future.all(opened)
+        Future<?> up = ApiContract.load(vertx).compose(c -> {
+            contract = c;
+            commands = new AgentCommands(vertx, name, devices, migrations, contract);
+            return Future.all(opened);
+        })
                 .compose(v -> vertx.deployVerticle(() -> {
                     StreamServerVerticle server = new StreamServerVerticle(transport, migrations::accept,
                             migrations::shutdown);
@@ -110,10 +115,12 @@ public final class AgentVerticle extends VerticleBase {
         if (apiOptions.enabled()) {
             // The migration stream over WebSocket rides on the API's HTTP server.
             WebSocketStreamEndpoint ws = new WebSocketStreamEndpoint(transport, migrations::accept);
-            api = new ApiVerticle(name, apiOptions, WebSocketStreamEndpoint.configure(new HttpServerOptions()),
-                    router -> router.get(WebSocketStreamEndpoint.PATH).handler(rc -> ws.handle(rc.request())),
-                    devices, migrations, registry, this::readiness);
-            up = up.compose(v -> vertx.deployVerticle(api));
+            up = up.compose(v -> {
+                api = new ApiVerticle(name, apiOptions, WebSocketStreamEndpoint.configure(new HttpServerOptions()),
+                        router -> router.get(WebSocketStreamEndpoint.PATH).handler(rc -> ws.handle(rc.request())),
+                        contract, devices, migrations, registry, this::readiness);
+                return vertx.deployVerticle(api);
+            });
         }
         return up.onSuccess(v -> started = true);
     }

@@ -33,9 +33,13 @@ public final class AgentCommands {
     private final String agent;
     private final DeviceRegistry devices;
     private final MigrationService migrations;
+    private final ApiContract contract;
     private final List<MessageConsumer<Object>> consumers = new ArrayList<>();
 
-    public AgentCommands(Vertx vertx, String agent, DeviceRegistry devices, MigrationService migrations) {
+    /** @param contract checks command bodies against the API's schemas, as the HTTP API checks its requests */
+    public AgentCommands(Vertx vertx, String agent, DeviceRegistry devices, MigrationService migrations,
+            ApiContract contract) {
+        this.contract = contract;
         this.vertx = vertx;
         this.agent = agent;
         this.devices = devices;
@@ -44,8 +48,10 @@ public final class AgentCommands {
 
     /** Registers every command; completes once the bus knows them. */
     public Future<Void> register() {
-        handle("migrate", body -> Future.succeededFuture(migrations.migrate(MigrationRequest.fromJson(body)).record()
-                .toJson()));
+        handle("migrate", body -> {
+            contract.validate("MigrationRequest", body);
+            return Future.succeededFuture(migrations.migrate(MigrationRequest.fromJson(body)).record().toJson());
+        });
         handle("cancel", body -> migrations.cancel(migration(body)).map(MigrationRecord::toJson));
         handle("switchover", body -> migrations.release(migration(body)).map(MigrationRecord::toJson));
         handle("device", body -> {
@@ -75,13 +81,15 @@ public final class AgentCommands {
         return id;
     }
 
-    /** The device's name, flags, identity, state and the migration holding it. */
+    /** The device's name, flags, identity, state and the migration holding it, if one does. */
     public static Future<JsonObject> describe(DeviceHandle d) {
         JsonObject json = new JsonObject()
                 .put("name", d.name())
                 .put("flags", d.flags().toString())
-                .put("identity", d.identity().toJson())
-                .put("migration", d.owner());
+                .put("identity", d.identity().toJson());
+        if (d.owner() != null) {
+            json.put("migration", d.owner());
+        }
         return d.state().map(s -> json.put("state", s.name()))
                 .recover(e -> Future.succeededFuture(json.put("state", "unknown").put("error", e.getMessage())));
     }

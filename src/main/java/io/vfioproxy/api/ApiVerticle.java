@@ -24,8 +24,6 @@ import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
 import io.vfioproxy.migration.MigrationEvents.Lifecycle;
-import java.io.IOException;
-import java.io.InputStream;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
@@ -55,7 +53,7 @@ public final class ApiVerticle extends VerticleBase {
     private final MigrationService migrations;
     private final PrometheusMeterRegistry registry;
     private final Supplier<Future<JsonObject>> readiness;
-    private Buffer openApi;
+    private final ApiContract contract;
     private HttpServer server;
 
     /**
@@ -63,9 +61,10 @@ public final class ApiVerticle extends VerticleBase {
      * @param mounts adds the agent's own routes to the router, before the catch-all 404
      */
     public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions, Consumer<Router> mounts,
-            DeviceRegistry devices, MigrationService migrations, PrometheusMeterRegistry registry,
+            ApiContract contract, DeviceRegistry devices, MigrationService migrations, PrometheusMeterRegistry registry,
             Supplier<Future<JsonObject>> readiness) {
         this.agent = agent;
+        this.contract = contract;
         this.options = options;
         this.serverOptions = serverOptions;
         this.mounts = mounts;
@@ -86,17 +85,12 @@ public final class ApiVerticle extends VerticleBase {
 
     @Override
     public Future<?> start() {
-        try (InputStream in = ApiVerticle.class.getResourceAsStream("/openapi.json")) {
-            openApi = Buffer.buffer(in.readAllBytes());
-        } catch (IOException | NullPointerException e) {
-            return Future.failedFuture(new IllegalStateException("the OpenAPI document is missing from the build"));
-        }
         Router router = Router.router(vertx);
         router.get("/healthz").handler(rc -> json(rc, 200, new JsonObject().put("status", "UP").put("agent", agent)));
         router.get("/readyz").handler(this::ready);
         router.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
         router.get("/v1/openapi.json").handler(rc -> rc.response().putHeader("Content-Type", "application/json")
-                .end(openApi));
+                .end(contract.document()));
         router.get("/v1/devices").handler(this::listDevices);
         router.get("/v1/devices/:name").handler(this::getDevice);
         router.post("/v1/migrations").handler(BodyHandler.create().setBodyLimit(64 * 1024)).handler(this::startMigration);
@@ -150,26 +144,22 @@ public final class ApiVerticle extends VerticleBase {
     }
 
     private void startMigration(RoutingContext rc) {
-        JsonObject body;
-        try {
-            body = rc.body().asJsonObject();
-        } catch (DecodeException | ClassCastException e) {
-            error(rc, 400, "the request body must be a JSON object");
-            return;
-        }
-        if (body == null) {
-            error(rc, 400, "the request body must be a JSON object");
-            return;
-        }
-        try {
-            MigrationService.Started started = migrations.migrate(MigrationRequest.fromJson(body));
-            rc.response().putHeader("Location", "/v1/migrations/" + started.record().id());
-            json(rc, 201, started.record().toJson());
-        } catch (IllegalArgumentException e) {
-            error(rc, 400, e.getMessage());
-        } catch (MigrationService.Rejected e) {
-            error(rc, e.status(), e.getMessage());
-        }
+        contract.validate(rc, "startMigration").onComplete(ar -> {
+            try {
+                if (ar.failed()) {
+                    throw ar.cause();
+                }
+                MigrationService.Started started = migrations.migrate(MigrationRequest.fromJson(ar.result()));
+                rc.response().putHeader("Location", "/v1/migrations/" + started.record().id());
+                json(rc, 201, started.record().toJson());
+            } catch (IllegalArgumentException | DecodeException e) {
+                error(rc, 400, e.getMessage());
+            } catch (MigrationService.Rejected e) {
+                error(rc, e.status(), e.getMessage());
+            } catch (Throwable e) {
+                error(rc, 500, String.valueOf(e.getMessage()));
+            }
+        });
     }
 
     private void getMigration(RoutingContext rc) {

@@ -100,7 +100,18 @@ class ApiIT {
         HttpResponse<Buffer> noDestination = client.post("/v1/migrations")
                 .sendJsonObject(new JsonObject().put("device", "gpu0")).await();
         assertThat(noDestination.statusCode()).isEqualTo(400);
-        assertThat(errorMessage(noDestination)).contains("'destination' is required");
+        assertThat(errorMessage(noDestination)).isEqualTo("invalid request: the body: Instance does not have required "
+                + "property \"destination\"");
+
+        // The OpenAPI document's schema checks every field: its type, its values, no field it does not name.
+        HttpResponse<Buffer> badFields = client.post("/v1/migrations").sendJsonObject(new JsonObject()
+                .put("device", 7).put("destination", "127.0.0.1:1").put("mode", "fast").put("downtimeLimitMs", 5))
+                .await();
+        assertThat(badFields.statusCode()).isEqualTo(400);
+        assertThat(errorMessage(badFields)).startsWith("invalid request: ")
+                .contains("/device: Instance type number is invalid. Expected string")
+                .contains("/mode: ").contains("/downtimeLimitMs: no such property");
+        assertThat(source.migrations().all()).isEmpty();
 
         HttpResponse<Buffer> badDestination = client.post("/v1/migrations")
                 .sendJsonObject(new JsonObject().put("device", "gpu0").put("destination", "nowhere")).await();
