@@ -6,7 +6,7 @@ import io.vertx.core.Vertx;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.device.SimulatedDevice;
+import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;

@@ -1,6 +1,8 @@
 package io.vfioproxy.device;
 
 import io.vertx.core.json.JsonObject;
+import io.vfioproxy.device.sim.FaultPlan;
+import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.uapi.MigrationFlags;
 import io.vfioproxy.device.linux.Discovery;
 import io.vfioproxy.device.linux.FdHandoff;
@@ -75,7 +77,8 @@ public final class DeviceFactory {
             throw new IllegalArgumentException("device " + name + ": drainedPrecopyRead must be ENOMSG or ZERO");
         }
         long dirtyRate = ByteSize.parse(config.getValue("dirtyRate", "0").toString());
-        return new SimulatedDevice(name, size, pageSize, flags, seed, FaultPlan.fromJson(config.getJsonObject("faults")),
-                drained.equals("ZERO"), dirtyRate);
+        return SimulatedDevice.builder(name, size).pageSize(pageSize).flags(flags).seed(seed)
+                .faults(FaultPlan.fromJson(config.getJsonObject("faults"))).zeroReadWhenDrained(drained.equals("ZERO"))
+                .dirtyRate(dirtyRate).build();
     }
 }

@@ -7,8 +7,8 @@ import io.vertx.core.internal.buffer.BufferInternal;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DataChannel;
 import io.vfioproxy.device.DeviceController;
-import io.vfioproxy.device.FaultPlan;
-import io.vfioproxy.device.SimulatedDevice;
+import io.vfioproxy.device.sim.FaultPlan;
+import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.device.VfioException;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
@@ -67,20 +67,19 @@ public class DataPathBenchmark {
         }
         frames = BufferInternal.buffer(all);
 
-        source = new SimulatedDevice("src", 1L << 30, 4096, MigrationFlags.ALL, 1, new FaultPlan(), false);
+        source = SimulatedDevice.builder("src", 1L << 30).pageSize(4096).flags(MigrationFlags.ALL).seed(1).build();
         saving = source.setState(DeviceState.STOP_COPY).orElseThrow();
 
-        SimulatedDevice whole = new SimulatedDevice("w", DEVICE, 4096, MigrationFlags.ALL, 2, new FaultPlan(), false);
+        SimulatedDevice whole = SimulatedDevice.builder("w", DEVICE).pageSize(4096).flags(MigrationFlags.ALL).seed(2).build();
         DataChannel ch = whole.setState(DeviceState.STOP_COPY).orElseThrow();
         stream = ByteBuffer.allocateDirect((int) whole.fullStreamSize());
         while (ch.read(stream) > 0) {
             // the whole stream
         }
         stream.flip();
-        destination = new SimulatedDevice("dst", DEVICE, 4096, MigrationFlags.ALL, 3, new FaultPlan(), false);
+        destination = SimulatedDevice.builder("dst", DEVICE).pageSize(4096).flags(MigrationFlags.ALL).seed(3).build();
 
-        controller = new DeviceController(new SimulatedDevice("fsm", 1 << 20, 4096, MigrationFlags.ALL, 4,
-                new FaultPlan(), false), (d, from, to, cause, nanos) -> { });
+        controller = new DeviceController(SimulatedDevice.builder("fsm", 1 << 20).pageSize(4096).flags(MigrationFlags.ALL).seed(4).build(), (d, from, to, cause, nanos) -> { });
     }
 
     /** CRC32C of a 1 MiB direct buffer: both agents do this once per byte. */

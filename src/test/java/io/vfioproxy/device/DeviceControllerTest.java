@@ -1,5 +1,8 @@
 package io.vfioproxy.device;
 
+import io.vfioproxy.device.sim.FaultPlan;
+import io.vfioproxy.device.sim.SimulatedDevice;
+
 import static io.vfioproxy.uapi.DeviceState.ERROR;
 import static io.vfioproxy.uapi.DeviceState.RESUMING;
 import static io.vfioproxy.uapi.DeviceState.RUNNING;
@@ -25,7 +28,7 @@ class DeviceControllerTest {
     }
 
     private static SimulatedDevice device(FaultPlan faults) {
-        return new SimulatedDevice("sim", 16 * 4096, 4096, MigrationFlags.ALL, 1, faults, false);
+        return SimulatedDevice.builder("sim", 16 * 4096).pageSize(4096).flags(MigrationFlags.ALL).seed(1).faults(faults).build();
     }
 
     @Test

@@ -17,8 +17,8 @@ import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.api.Events;
 import io.vfioproxy.device.DataChannel;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.device.FaultPlan;
-import io.vfioproxy.device.SimulatedDevice;
+import io.vfioproxy.device.sim.FaultPlan;
+import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.VfioTag;
@@ -88,8 +88,7 @@ class DestinationProtocolIT {
 
     /** A valid stream of a device like the agent's, to feed real data. */
     private static byte[] deviceStream() throws Exception {
-        SimulatedDevice source = new SimulatedDevice("src", SIZE, LoopbackAgent.PAGE, MigrationFlags.ALL, 1, new FaultPlan(),
-                false);
+        SimulatedDevice source = SimulatedDevice.builder("src", SIZE).pageSize(LoopbackAgent.PAGE).flags(MigrationFlags.ALL).seed(1).build();
         DataChannel ch = source.setState(DeviceState.STOP_COPY).orElseThrow();
         ByteBuffer all = ByteBuffer.allocate((int) source.fullStreamSize());
         while (ch.read(all) > 0) {
@@ -240,8 +239,7 @@ class DestinationProtocolIT {
         peer.send(Frames.control(FrameType.START, 0, new JsonObject(), seq++));
         peer.await(FrameType.STARTED);
         assertThat(device.state().await()).isEqualTo(DeviceState.RUNNING);
-        assertThat(Sim.digest(device)).isEqualTo(new SimulatedDevice("src", SIZE, LoopbackAgent.PAGE, MigrationFlags.ALL, 1,
-                new FaultPlan(), false).stateDigest());
+        assertThat(Sim.digest(device)).isEqualTo(SimulatedDevice.builder("src", SIZE).pageSize(LoopbackAgent.PAGE).flags(MigrationFlags.ALL).seed(1).build().stateDigest());
     }
 
     @Test

@@ -17,7 +17,7 @@ import io.vertx.core.net.NetSocket;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.api.Events;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.device.SimulatedDevice;
+import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;

@@ -1,7 +1,7 @@
 package io.vfioproxy.testing;
 
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.device.SimulatedDevice;
+import io.vfioproxy.device.sim.SimulatedDevice;
 
 /** The simulated device behind a handle, reached on the device's own thread as the agent reaches it. */
 public final class Sim {

@@ -1,4 +1,8 @@
-package io.vfioproxy.device;
+package io.vfioproxy.device.sim;
+
+import io.vfioproxy.device.DataChannel;
+import io.vfioproxy.device.PrecopyInfo;
+import io.vfioproxy.device.VfioException;
 
 import static io.vfioproxy.uapi.DeviceState.ERROR;
 import static io.vfioproxy.uapi.DeviceState.PRE_COPY;
@@ -26,7 +30,7 @@ class SimulatedDeviceTest {
     private static final long SIZE = 64 * PAGE;
 
     private static SimulatedDevice device(String name, long seed) {
-        return new SimulatedDevice(name, SIZE, PAGE, ALL, seed, new FaultPlan(), false);
+        return SimulatedDevice.builder(name, SIZE).pageSize(PAGE).flags(ALL).seed(seed).build();
     }
 
     private static void assertErrno(ThrowingCallable call, Errno errno) {
@@ -103,8 +107,7 @@ class SimulatedDeviceTest {
         assertErrno(() -> d.setState(PRE_COPY), Errno.EINVAL);
         assertErrno(() -> d.setState(PRE_COPY_P2P), Errno.EINVAL);
         assertThat(d.state()).isEqualTo(STOP_COPY);
-        SimulatedDevice noP2p = new SimulatedDevice("n", SIZE, PAGE, MigrationFlags.parse("STOP_COPY"), 1,
-                new FaultPlan(), false);
+        SimulatedDevice noP2p = SimulatedDevice.builder("n", SIZE).pageSize(PAGE).flags(MigrationFlags.parse("STOP_COPY")).seed(1).build();
         assertErrno(() -> noP2p.setState(DeviceState.RUNNING_P2P), Errno.EINVAL);
         assertErrno(() -> noP2p.setState(PRE_COPY), Errno.EINVAL);
     }
@@ -130,7 +133,7 @@ class SimulatedDeviceTest {
         SimulatedDevice source = device("src", 3);
         DataChannel ch = source.setState(PRE_COPY).orElseThrow();
         PrecopyInfo first = ch.precopyInfo();
-        assertThat(first.initialBytes()).isEqualTo(source.fullStreamSize() - SimulatedDevice.TRAILER_SIZE);
+        assertThat(first.initialBytes()).isEqualTo(source.fullStreamSize() - SimStream.TRAILER_SIZE);
         assertThat(first.dirtyBytes()).isZero();
 
         ByteArrayOutputStream stream = new ByteArrayOutputStream();
@@ -163,7 +166,7 @@ class SimulatedDeviceTest {
 
     @Test
     void mttyLikeDeviceReturnsZeroWhenPreCopyIsDrained() throws Exception {
-        SimulatedDevice d = new SimulatedDevice("m", SIZE, PAGE, ALL, 1, new FaultPlan(), true);
+        SimulatedDevice d = SimulatedDevice.builder("m", SIZE).pageSize(PAGE).flags(ALL).seed(1).zeroReadWhenDrained(true).build();
         DataChannel ch = d.setState(PRE_COPY).orElseThrow();
         drain(ch, 8192);
         assertThat(ch.read(ByteBuffer.allocate(64))).isZero();
@@ -188,7 +191,7 @@ class SimulatedDeviceTest {
     @Test
     void corruptByteIsRejectedAtResumingToStop() throws Exception {
         byte[] stream = save(device("src", 1), 65536);
-        stream[SimulatedDevice.HEADER_SIZE + SimulatedDevice.RECORD_HEADER_SIZE + 5 * (PAGE + 16) + 77] ^= 1;
+        stream[SimStream.HEADER_SIZE + SimStream.RECORD_HEADER_SIZE + 5 * (PAGE + 16) + 77] ^= 1;
         SimulatedDevice dest = device("dst", 2);
         DataChannel ch = dest.setState(RESUMING).orElseThrow();
         ch.write(ByteBuffer.wrap(stream));
@@ -198,7 +201,7 @@ class SimulatedDeviceTest {
 
     @Test
     void streamOfAnotherKindOfDeviceFailsTheWriteWithEfault() throws Exception {
-        byte[] stream = save(new SimulatedDevice("big", 2 * SIZE, PAGE, ALL, 1, new FaultPlan(), false), 65536);
+        byte[] stream = save(SimulatedDevice.builder("big", 2 * SIZE).pageSize(PAGE).flags(ALL).seed(1).build(), 65536);
         SimulatedDevice dest = device("dst", 2);
         DataChannel ch = dest.setState(RESUMING).orElseThrow();
         assertThatThrownBy(() -> ch.write(ByteBuffer.wrap(stream, 0, 64))).isInstanceOfSatisfying(VfioException.class,
@@ -221,7 +224,7 @@ class SimulatedDeviceTest {
     @Test
     void injectedArcFaultLeavesTheDeviceBeforeTheArcOrInError() throws Exception {
         FaultPlan faults = new FaultPlan().failArc(STOP, STOP_COPY, Errno.EIO, false);
-        SimulatedDevice d = new SimulatedDevice("f", SIZE, PAGE, ALL, 1, faults, false);
+        SimulatedDevice d = SimulatedDevice.builder("f", SIZE).pageSize(PAGE).flags(ALL).seed(1).faults(faults).build();
         assertErrno(() -> d.setState(STOP_COPY), Errno.EIO);
         assertThat(d.state()).isEqualTo(STOP);
 
@@ -236,16 +239,16 @@ class SimulatedDeviceTest {
 
     @Test
     void injectedReadAndWriteFaultsFailAtTheirOffsets() throws Exception {
-        SimulatedDevice src = new SimulatedDevice("r", SIZE, PAGE, ALL, 1,
-                new FaultPlan().failReadAt(10_000, Errno.EIO), false);
+        SimulatedDevice src = SimulatedDevice.builder("r", SIZE).pageSize(PAGE).flags(ALL).seed(1)
+                .faults(new FaultPlan().failReadAt(10_000, Errno.EIO)).build();
         DataChannel ch = src.setState(STOP_COPY).orElseThrow();
         ByteBuffer buf = ByteBuffer.allocate(65536);
         assertThat(ch.read(buf)).isEqualTo(10_000);
         assertErrno(() -> ch.read(buf), Errno.EIO);
 
         byte[] stream = save(device("ok", 1), 65536);
-        SimulatedDevice dst = new SimulatedDevice("w", SIZE, PAGE, ALL, 2,
-                new FaultPlan().failWriteAt(5000, Errno.EIO), false);
+        SimulatedDevice dst = SimulatedDevice.builder("w", SIZE).pageSize(PAGE).flags(ALL).seed(2)
+                .faults(new FaultPlan().failWriteAt(5000, Errno.EIO)).build();
         DataChannel in = dst.setState(RESUMING).orElseThrow();
         in.write(ByteBuffer.wrap(stream, 0, 4000));
         assertErrno(() -> in.write(ByteBuffer.wrap(stream, 4000, 4000)), Errno.EIO);
@@ -256,7 +259,7 @@ class SimulatedDeviceTest {
         Runtime rt = Runtime.getRuntime();
         System.gc();
         long before = rt.totalMemory() - rt.freeMemory();
-        SimulatedDevice big = new SimulatedDevice("big", 4L << 30, PAGE, ALL, 1, new FaultPlan(), false);
+        SimulatedDevice big = SimulatedDevice.builder("big", 4L << 30).pageSize(PAGE).flags(ALL).seed(1).build();
         long after = rt.totalMemory() - rt.freeMemory();
         assertThat(big.stateSize()).isEqualTo(4L << 30);
         assertThat(after - before).isLessThan(64L << 20);

@@ -1,4 +1,4 @@
-package io.vfioproxy.device;
+package io.vfioproxy.device.sim;
 
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.uapi.DeviceState;
