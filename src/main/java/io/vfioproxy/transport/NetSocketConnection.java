@@ -51,8 +51,10 @@ public final class NetSocketConnection implements StreamConnection {
         socket.shutdownHandler(handler);
     }
 
+    /** Closes the socket; what waits behind a pause is released, not delivered. */
     @Override
     public Future<Void> close() {
+        input.discard();
         return socket.close();
     }
 

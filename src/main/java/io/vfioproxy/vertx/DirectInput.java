@@ -2,12 +2,14 @@ package io.vfioproxy.vertx;
 
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.AdaptiveRecvByteBufAllocator;
+import io.netty.channel.Channel;
 import io.netty.util.ReferenceCountUtil;
 import io.vertx.core.Handler;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.internal.buffer.BufferInternal;
 import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.streams.ReadStream;
+import java.util.ArrayDeque;
 
 /**
  * A TCP socket's input as the pooled buffers Netty read into, for a pipe. Vert.x's own handler copies every read
@@ -15,32 +17,102 @@ import io.vertx.core.streams.ReadStream;
  * the handler returns. A consumer that keeps part of it past the handler must retain it ({@link #retainCurrent()}),
  * as the destination does for data still on its way to the device.
  *
- * <p>Two more things public API cannot do: Netty reads up to {@code receiveBufferMax} bytes at once (its default,
- * 64 KiB, costs a third of the throughput on loopback), and reads that arrived while the input was paused, which
- * Vert.x 5.0 queues and never releases when the connection closes, are released before the close is reported.
+ * <p>It keeps its own flow control, because Vert.x 5.0.7's does two things wrong for a paused reader: it reports
+ * the connection's end before the reads it queued behind the pause reach the reader, and it never releases those
+ * reads when the connection closes. Here a pause stops Netty reading the socket (auto-read off), the reads already
+ * under way wait in this input's queue, the peer's end is reported only after they were delivered, and a local
+ * {@link #discard()} releases them. Netty reads up to {@code receiveBufferMax} bytes at once (its default, 64 KiB,
+ * costs a third of the throughput on loopback).
+ *
+ * <p>Runs on the socket's event loop.
  */
 public final class DirectInput implements ReadStream<Buffer> {
 
     private final NetSocketInternal socket;
-    private ByteBuf current;
+    private final Channel channel;
+    private final ArrayDeque<ByteBuf> queue = new ArrayDeque<>();
+    private Handler<Buffer> handler;
+    private Handler<Void> endHandler;
     private Handler<Void> closeHandler;
+    private long demand = Long.MAX_VALUE;
+    private ByteBuf current;
+    /** The channel closed; the end is reported once the queue is empty. */
+    private boolean closed;
+    private boolean endReported;
+    /** This side gave up on the input: what waits and what still comes is released, not delivered. */
+    private boolean discarded;
+    private boolean delivering;
 
     DirectInput(NetSocketInternal socket, int receiveBufferMax) {
         this.socket = socket;
-        socket.channelHandlerContext().channel().config().setRecvByteBufAllocator(
+        this.channel = socket.channelHandlerContext().channel();
+        channel.config().setRecvByteBufAllocator(
                 new AdaptiveRecvByteBufAllocator(64, Math.min(65536, receiveBufferMax), receiveBufferMax));
-        socket.closeHandler(v -> closed());
+        socket.messageHandler(this::arrived);
+        socket.closeHandler(v -> {
+            closed = true;
+            deliver();
+        });
     }
 
-    private void closed() {
-        socket.messageHandler(ReferenceCountUtil::release);
-        socket.resume();
-        if (closeHandler != null) {
-            closeHandler.handle(null);
+    private void arrived(Object msg) {
+        if (!(msg instanceof ByteBuf buf) || discarded) {
+            ReferenceCountUtil.release(msg);
+            return;
+        }
+        queue.add(buf);
+        deliver();
+    }
+
+    private void deliver() {
+        if (delivering) {
+            return;
+        }
+        delivering = true;
+        try {
+            while (demand > 0 && !queue.isEmpty() && handler != null) {
+                ByteBuf buf = queue.poll();
+                if (demand != Long.MAX_VALUE) {
+                    demand--;
+                }
+                current = buf;
+                try {
+                    handler.handle(BufferInternal.buffer(buf));
+                } finally {
+                    current = null;
+                    buf.release();
+                }
+            }
+        } finally {
+            delivering = false;
+        }
+        if (closed && (queue.isEmpty() || discarded) && !endReported) {
+            endReported = true;
+            release();
+            if (endHandler != null) {
+                endHandler.handle(null);
+            }
+            if (closeHandler != null) {
+                closeHandler.handle(null);
+            }
         }
     }
 
-    /** Called once when the connection closed, after every queued read was released. */
+    private void release() {
+        queue.forEach(ByteBuf::release);
+        queue.clear();
+    }
+
+    /**
+     * Drops what waits behind a pause and whatever still arrives: this side closes the connection and will not read
+     * it. The end is reported as the channel closes.
+     */
+    public void discard() {
+        discarded = true;
+        release();
+    }
+
+    /** Called once when the connection closed, after every read before the close was delivered (or discarded). */
     public void closeHandler(Handler<Void> handler) {
         this.closeHandler = handler;
     }
@@ -59,23 +131,8 @@ public final class DirectInput implements ReadStream<Buffer> {
 
     @Override
     public ReadStream<Buffer> handler(Handler<Buffer> handler) {
-        if (handler == null) {
-            socket.messageHandler(null);
-            return this;
-        }
-        socket.messageHandler(msg -> {
-            if (!(msg instanceof ByteBuf buf)) {
-                ReferenceCountUtil.release(msg);
-                return;
-            }
-            current = buf;
-            try {
-                handler.handle(BufferInternal.buffer(buf));
-            } finally {
-                current = null;
-                buf.release();
-            }
-        });
+        this.handler = handler;
+        deliver();
         return this;
     }
 
@@ -87,28 +144,29 @@ public final class DirectInput implements ReadStream<Buffer> {
 
     @Override
     public ReadStream<Buffer> pause() {
-        socket.pause();
+        demand = 0;
+        channel.config().setAutoRead(false);
         return this;
     }
 
     @Override
     public ReadStream<Buffer> resume() {
-        socket.resume();
-        return this;
+        return fetch(Long.MAX_VALUE);
     }
 
-    /** The socket can only stop or flow: any demand resumes it. */
     @Override
     public ReadStream<Buffer> fetch(long amount) {
-        if (amount > 0) {
-            socket.resume();
+        demand = Long.MAX_VALUE - demand > amount ? demand + amount : Long.MAX_VALUE;
+        deliver();
+        if (demand > 0 && !closed) {
+            channel.config().setAutoRead(true);
         }
         return this;
     }
 
     @Override
     public ReadStream<Buffer> endHandler(Handler<Void> endHandler) {
-        socket.endHandler(endHandler);
+        this.endHandler = endHandler;
         return this;
     }
 }
