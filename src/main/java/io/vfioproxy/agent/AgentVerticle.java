@@ -5,6 +5,7 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.DeploymentOptions;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
+import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.api.AgentCommands;
@@ -22,7 +23,6 @@ import io.vfioproxy.transport.StreamClient;
 import io.vfioproxy.transport.StreamServerVerticle;
 import io.vfioproxy.transport.TransportOptions;
 import io.vfioproxy.transport.WebSocketStreamEndpoint;
-import io.vertx.core.http.HttpServerOptions;
 import java.util.ArrayList;
 import java.util.List;
 

@@ -2,8 +2,8 @@ package io.vfioproxy.cli;
 
 import io.vertx.core.Vertx;
 import io.vfioproxy.agent.AgentConfig;
-import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.AgentVertx;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import java.util.concurrent.CountDownLatch;

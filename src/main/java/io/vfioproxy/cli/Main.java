@@ -1,7 +1,7 @@
 package io.vfioproxy.cli;
 
-import picocli.CommandLine;
 import picocli.CommandLine.Command;
+import picocli.CommandLine;
 
 /** {@code java -jar vfio-migration-proxy.jar <command>}. */
 @Command(name = "vfio-migration-proxy", mixinStandardHelpOptions = true, version = "vfio-migration-proxy 0.1.0",

@@ -1,15 +1,14 @@
 package io.vfioproxy.cli;
 
-import io.vertx.core.Vertx;
+import io.vertx.core.Promise;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vertx.ext.web.client.HttpResponse;
-import io.vertx.ext.web.client.WebClient;
-import java.net.URI;
 import java.util.List;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Asks a running source agent to migrate one of its devices, and follows the migration to its end. */
@@ -18,9 +17,8 @@ import picocli.CommandLine.Option;
                 + "it to the end. Exit code 0 when it completed, 1 when it failed, 2 when the request was refused.")
 public final class MigrateCommand implements Callable<Integer> {
 
-    @Option(names = "--agent", defaultValue = "http://localhost:8080",
-            description = "the source agent's API (${DEFAULT-VALUE})")
-    URI agent;
+    @Mixin
+    AgentClient api;
 
     @Option(names = "--device", required = true,
             description = "a device on the source agent; repeat it to move several devices as one migration")
@@ -49,13 +47,11 @@ public final class MigrateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        Vertx vertx = Vertx.vertx();
-        WebClient client = WebClient.create(vertx);
-        try {
-            if (targetDevices != null && targetDevices.size() != devices.size()) {
-                System.err.println("give one --target-device per --device, or none");
-                return 2;
-            }
+        if (targetDevices != null && targetDevices.size() != devices.size()) {
+            System.err.println("give one --target-device per --device, or none");
+            return 2;
+        }
+        try (AgentClient client = api.open()) {
             JsonArray pairs = new JsonArray();
             for (int i = 0; i < devices.size(); i++) {
                 pairs.add(new JsonObject().put("device", devices.get(i))
@@ -63,46 +59,48 @@ public final class MigrateCommand implements Callable<Integer> {
             }
             JsonObject request = new JsonObject().put("devices", pairs).put("destination", destination)
                     .put("mode", mode).put("switchover", switchover).put("downtimeLimitMillis", downtimeLimit);
-            HttpResponse<Buffer> created = client.postAbs(agent.resolve("/v1/migrations").toString())
-                    .sendJsonObject(request).await();
-            JsonObject body = created.bodyAsJsonObject();
+            HttpResponse<Buffer> created = client.post("/v1/migrations", request);
             if (created.statusCode() != 201) {
-                System.err.println("migration refused (" + created.statusCode() + "): "
-                        + body.getJsonObject("error", new JsonObject()).getString("message", body.encode()));
+                System.err.println("migration refused (" + created.statusCode() + "): " + AgentClient.error(created));
                 return 2;
             }
-            String id = body.getString("id");
+            String id = created.bodyAsJsonObject().getString("id");
             System.out.println("migration " + id + " started: " + String.join(",", devices) + " -> " + destination);
             if (noWait) {
                 return 0;
             }
-            ProgressBar bar = new ProgressBar(System.err);
-            String url = agent.resolve("/v1/migrations/" + id).toString();
-            JsonObject status = body;
-            boolean hinted = false;
-            while ("active".equals(status.getString("outcome"))) {
-                Thread.sleep(100);
-                status = client.getAbs(url).send().await().bodyAsJsonObject();
-                bar.update(status.getString("phase"), status.getLong("dataBytes", 0L),
-                        status.getLong("stateSize", 0L));
-                if (!hinted && "READY_FOR_SWITCHOVER".equals(status.getString("phase"))) {
-                    hinted = true;
-                    bar.finish();
-                    System.out.println("ready to switch over; let it go on with: curl -X POST " + url + "/switchover");
-                }
-            }
-            bar.finish();
+            JsonObject status = follow(client, id);
             System.out.println(status.encodePrettily());
             return "completed".equals(status.getString("outcome")) ? 0 : 1;
-        } catch (InterruptedException e) {
-            Thread.currentThread().interrupt();
-            return 1;
         } catch (RuntimeException e) {
-            System.err.println("cannot reach the agent at " + agent + ": " + e.getMessage());
+            System.err.println("cannot reach the agent at " + api.agent() + ": " + e.getMessage());
             return 2;
-        } finally {
-            client.close();
-            vertx.close().await();
         }
+    }
+
+    /** Follows the migration's event feed with a progress bar to its end; returns its final status. */
+    private static JsonObject follow(AgentClient client, String id) {
+        ProgressBar bar = new ProgressBar(System.err);
+        Promise<Void> ended = Promise.promise();
+        boolean[] hinted = {false};
+        client.webSocket("/v1/migrations/" + id + "/events", ws -> {
+            ws.textMessageHandler(text -> {
+                JsonObject e = new JsonObject(text).getJsonObject("event", new JsonObject());
+                if (e.containsKey("dataBytes")) {
+                    bar.update(e.getString("phase"), e.getLong("dataBytes", 0L), e.getLong("stateSize", 0L));
+                }
+                if (!hinted[0] && "READY_FOR_SWITCHOVER".equals(e.getString("phase"))) {
+                    hinted[0] = true;
+                    bar.finish();
+                    System.out.println("ready to switch over; let it go on with: curl -X POST "
+                            + client.url("/v1/migrations/" + id + "/switchover"));
+                }
+            });
+            ws.closeHandler(v -> ended.tryComplete());
+        });
+        // The feed closes after the migration's last event.
+        ended.future().await();
+        bar.finish();
+        return client.getJson("/v1/migrations/" + id);
     }
 }

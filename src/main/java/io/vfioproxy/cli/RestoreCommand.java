@@ -7,6 +7,7 @@ import io.vfioproxy.util.ByteSize;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Loads a device's migration state from a file. */
@@ -15,22 +16,19 @@ import picocli.CommandLine.Option;
                 + "device's own validation are checked; a file of another kind of device is refused.")
 public final class RestoreCommand implements Callable<Integer> {
 
-    @Option(names = "--device", required = true, description = "the device")
-    String device;
+    @Mixin
+    LocalDeviceOptions target;
 
     @Option(names = "--in", required = true, description = "the checkpoint file to read")
     Path in;
 
-    @Option(names = "--config", defaultValue = "conf/agent.json", description = "configuration file (${DEFAULT-VALUE})")
-    Path config;
-
     @Override
     public Integer call() {
         try {
-            Checkpoint.Result r = LocalDevice.withDevice(config, device, (vertx, handle) ->
+            Checkpoint.Result r = target.run((vertx, handle) ->
                     Checkpoint.restore(vertx, handle, in, MigrationOptions.fromJson(new JsonObject())));
             System.out.printf("restored %s from %s into %s; device is %s%n", ByteSize.format(r.dataBytes()), in,
-                    device, r.deviceState());
+                    target.device, r.deviceState());
             return 0;
         } catch (RuntimeException e) {
             System.err.println("restore failed: " + e.getMessage());

@@ -5,6 +5,7 @@ import io.vfioproxy.util.ByteSize;
 import java.nio.file.Path;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Saves a device's migration state to a file. */
@@ -14,8 +15,8 @@ import picocli.CommandLine.Option;
                 + "mdev UUID.")
 public final class SaveCommand implements Callable<Integer> {
 
-    @Option(names = "--device", required = true, description = "the device")
-    String device;
+    @Mixin
+    LocalDeviceOptions target;
 
     @Option(names = "--out", required = true, description = "the checkpoint file to write")
     Path out;
@@ -26,16 +27,13 @@ public final class SaveCommand implements Callable<Integer> {
     @Option(names = "--chunk", defaultValue = "1MiB", description = "read size (${DEFAULT-VALUE})")
     String chunk;
 
-    @Option(names = "--config", defaultValue = "conf/agent.json", description = "configuration file (${DEFAULT-VALUE})")
-    Path config;
-
     @Override
     public Integer call() {
         try {
-            Checkpoint.Result r = LocalDevice.withDevice(config, device, (vertx, handle) ->
+            Checkpoint.Result r = target.run((vertx, handle) ->
                     Checkpoint.save(vertx, handle, out, (int) ByteSize.parse(chunk), resume));
-            System.out.printf("saved %s of %s to %s; device %s is %s%n", ByteSize.format(r.dataBytes()), device, out,
-                    device, r.deviceState());
+            System.out.printf("saved %s of %s to %s; device %s is %s%n", ByteSize.format(r.dataBytes()), target.device,
+                    out, target.device, r.deviceState());
             return 0;
         } catch (RuntimeException e) {
             System.err.println("save failed: " + e.getMessage());

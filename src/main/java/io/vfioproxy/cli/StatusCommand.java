@@ -1,31 +1,25 @@
 package io.vfioproxy.cli;
 
-import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import io.vertx.ext.web.client.WebClient;
 import io.vfioproxy.util.ByteSize;
-import java.net.URI;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
-import picocli.CommandLine.Option;
+import picocli.CommandLine.Mixin;
 
 /** Shows an agent's devices and migrations. */
 @Command(name = "status", mixinStandardHelpOptions = true,
         description = "Show an agent's devices (state, flags, migration holding them) and its migrations.")
 public final class StatusCommand implements Callable<Integer> {
 
-    @Option(names = "--agent", defaultValue = "http://localhost:8080", description = "the agent's API (${DEFAULT-VALUE})")
-    URI agent;
+    @Mixin
+    AgentClient api;
 
     @Override
     public Integer call() {
-        Vertx vertx = Vertx.vertx();
-        WebClient client = WebClient.create(vertx);
-        try {
-            JsonObject devices = client.getAbs(agent.resolve("/v1/devices").toString()).send().await().bodyAsJsonObject();
-            JsonArray migrations = client.getAbs(agent.resolve("/v1/migrations").toString()).send().await()
-                    .bodyAsJsonObject().getJsonArray("migrations");
+        try (AgentClient client = api.open()) {
+            JsonObject devices = client.getJson("/v1/devices");
+            JsonArray migrations = client.getJson("/v1/migrations").getJsonArray("migrations");
             System.out.println("agent " + devices.getString("agent"));
             System.out.printf("%-16s %-12s %-24s %-22s %s%n", "DEVICE", "STATE", "FLAGS", "MODEL", "MIGRATION");
             for (Object o : devices.getJsonArray("devices")) {
@@ -44,11 +38,8 @@ public final class StatusCommand implements Callable<Integer> {
             }
             return 0;
         } catch (RuntimeException e) {
-            System.err.println("cannot reach the agent at " + agent + ": " + e.getMessage());
+            System.err.println("cannot reach the agent at " + api.agent() + ": " + e.getMessage());
             return 2;
-        } finally {
-            client.close();
-            vertx.close().await();
         }
     }
 }

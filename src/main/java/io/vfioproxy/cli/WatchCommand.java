@@ -1,16 +1,14 @@
 package io.vfioproxy.cli;
 
 import io.vertx.core.Promise;
-import io.vertx.core.Vertx;
-import io.vertx.core.http.WebSocketClient;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.util.ByteSize;
-import java.net.URI;
 import java.time.LocalTime;
 import java.time.temporal.ChronoUnit;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 /** Follows an agent's events live, or one migration's to its end. */
@@ -20,8 +18,8 @@ import picocli.CommandLine.Option;
                 + "completed, 1 otherwise.")
 public final class WatchCommand implements Callable<Integer> {
 
-    @Option(names = "--agent", defaultValue = "http://localhost:8080", description = "the agent's API (${DEFAULT-VALUE})")
-    URI agent;
+    @Mixin
+    AgentClient api;
 
     @Option(names = "--migration", description = "follow one migration")
     String migration;
@@ -45,15 +43,12 @@ public final class WatchCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
-        Vertx vertx = Vertx.vertx();
-        WebSocketClient client = vertx.createWebSocketClient();
-        try {
+        try (AgentClient client = api.open()) {
             String path = migration == null ? "/v1/events" : "/v1/migrations/" + migration + "/events";
-            int port = agent.getPort() < 0 ? 80 : agent.getPort();
             Promise<String> end = Promise.promise();
             String[] outcome = {null};
-            // Handlers are set in the connect callback: the migration's status is the first message.
-            client.connect(port, agent.getHost(), path).onSuccess(ws -> {
+            // Handlers are set before any message: the migration's status is the first one.
+            client.webSocket(path, ws -> {
                 ws.textMessageHandler(text -> {
                     JsonObject message = new JsonObject(text);
                     System.out.println(line(message));
@@ -63,15 +58,12 @@ public final class WatchCommand implements Callable<Integer> {
                     }
                 });
                 ws.closeHandler(v -> end.tryComplete(outcome[0]));
-            }).await();
+            });
             String last = end.future().await();
             return migration == null || "completed".equals(last) ? 0 : 1;
         } catch (RuntimeException e) {
-            System.err.println("cannot follow " + agent + ": " + e.getMessage());
+            System.err.println("cannot follow " + api.agent() + ": " + e.getMessage());
             return 2;
-        } finally {
-            client.close();
-            vertx.close().await();
         }
     }
 }

@@ -1,12 +1,12 @@
 package io.vfioproxy.device;
 
 import io.vertx.core.json.JsonObject;
-import io.vfioproxy.device.sim.FaultPlan;
-import io.vfioproxy.device.sim.SimulatedDevice;
-import io.vfioproxy.uapi.MigrationFlags;
 import io.vfioproxy.device.linux.Discovery;
 import io.vfioproxy.device.linux.FdHandoff;
 import io.vfioproxy.device.linux.VfioOpen;
+import io.vfioproxy.device.sim.FaultPlan;
+import io.vfioproxy.device.sim.SimulatedDevice;
+import io.vfioproxy.uapi.MigrationFlags;
 import io.vfioproxy.util.ByteSize;
 import java.io.IOException;
 

@@ -16,6 +16,7 @@ import io.vfioproxy.stream.DataFrame;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.uapi.Errno;
+import io.vfioproxy.util.Demand;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
 
@@ -80,7 +81,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     private Handler<DataFrame> handler;
     private Handler<Void> endHandler;
     private Handler<Throwable> exceptionHandler;
-    private long demand = Long.MAX_VALUE;
+    private final Demand demand = new Demand();
     private long retryTimer = -1;
     private Promise<Void> holding;
     private long precopyBytes;
@@ -178,7 +179,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
 
     @Override
     public ReadStream<DataFrame> pause() {
-        demand = 0;
+        demand.pause();
         return this;
     }
 
@@ -189,7 +190,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
 
     @Override
     public ReadStream<DataFrame> fetch(long amount) {
-        demand = Long.MAX_VALUE - demand > amount ? demand + amount : Long.MAX_VALUE;
+        demand.fetch(amount);
         deliverPending();
         readIfWanted();
         return this;
@@ -220,7 +221,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     }
 
     private void readIfWanted() {
-        if (inFlight || (state != State.PRECOPY && state != State.STOP_COPY) || !pending.isEmpty() || demand == 0
+        if (inFlight || (state != State.PRECOPY && state != State.STOP_COPY) || !pending.isEmpty() || !demand.wanted()
                 || handler == null) {
             return;
         }
@@ -307,11 +308,9 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     }
 
     private void deliverPending() {
-        while (!pending.isEmpty() && demand > 0 && state != State.CLOSED) {
+        while (!pending.isEmpty() && demand.wanted() && state != State.CLOSED) {
             DataFrame frame = pending.poll();
-            if (demand != Long.MAX_VALUE) {
-                demand--;
-            }
+            demand.take();
             if (handler == null) {
                 frame.release();
             } else {

@@ -1,6 +1,7 @@
 package io.vfioproxy.migration;
 
 import io.vertx.core.json.JsonObject;
+import io.vfioproxy.util.Enums;
 import java.util.function.Consumer;
 
 /**
@@ -36,12 +37,7 @@ public final class MigrationEvents {
 
         /** The event with this name, or null. */
         public static Lifecycle of(String wireName) {
-            for (Lifecycle e : values()) {
-                if (e.wireName.equals(wireName)) {
-                    return e;
-                }
-            }
-            return null;
+            return Enums.find(values(), e -> e.wireName.equals(wireName));
         }
     }
 

@@ -3,6 +3,7 @@ package io.vfioproxy.migration;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.stream.StreamEndpoint;
+import io.vfioproxy.util.Enums;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;
@@ -41,12 +42,11 @@ public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destinat
 
         /** The mode named {@code name} ("precopy" or "stop-copy"). */
         public static Mode parse(String name) {
-            for (Mode m : values()) {
-                if (m.wireName.equals(name)) {
-                    return m;
-                }
+            Mode m = Enums.find(values(), mode -> mode.wireName.equals(name));
+            if (m == null) {
+                throw new IllegalArgumentException("unknown mode '" + name + "': expected 'precopy' or 'stop-copy'");
             }
-            throw new IllegalArgumentException("unknown mode '" + name + "': expected 'precopy' or 'stop-copy'");
+            return m;
         }
     }
 

@@ -1,5 +1,7 @@
 package io.vfioproxy.stream;
 
+import io.vfioproxy.util.Enums;
+
 /**
  * The frame types of the agent-to-agent protocol (docs/PROTOCOL.md). Control frames carry a UTF-8 JSON object;
  * SECTION frames carry one record of a device's VFIO tagged stream.
@@ -46,11 +48,6 @@ public enum FrameType {
 
     /** The type with this code, or null. */
     public static FrameType of(int code) {
-        for (FrameType t : values()) {
-            if (t.code == code) {
-                return t;
-            }
-        }
-        return null;
+        return Enums.find(values(), t -> t.code == code);
     }
 }

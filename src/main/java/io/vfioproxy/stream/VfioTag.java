@@ -1,5 +1,7 @@
 package io.vfioproxy.stream;
 
+import io.vfioproxy.util.Enums;
+
 /**
  * QEMU's VFIO device-section tags, written big-endian as u64 ahead of each part of a device's stream.
  *
@@ -24,11 +26,6 @@ public enum VfioTag {
 
     /** The tag with this value, or null for a value QEMU does not define. */
     public static VfioTag of(long value) {
-        for (VfioTag t : values()) {
-            if (t.value == value) {
-                return t;
-            }
-        }
-        return null;
+        return Enums.find(values(), t -> t.value == value);
     }
 }

@@ -9,6 +9,7 @@ import io.vertx.core.buffer.Buffer;
 import io.vertx.core.internal.buffer.BufferInternal;
 import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.streams.ReadStream;
+import io.vfioproxy.util.Demand;
 import java.util.ArrayDeque;
 
 /**
@@ -34,7 +35,7 @@ public final class DirectInput implements ReadStream<Buffer> {
     private Handler<Buffer> handler;
     private Handler<Void> endHandler;
     private Handler<Void> closeHandler;
-    private long demand = Long.MAX_VALUE;
+    private final Demand demand = new Demand();
     private ByteBuf current;
     /** The channel closed; the end is reported once the queue is empty. */
     private boolean closed;
@@ -70,11 +71,9 @@ public final class DirectInput implements ReadStream<Buffer> {
         }
         delivering = true;
         try {
-            while (demand > 0 && !queue.isEmpty() && handler != null) {
+            while (demand.wanted() && !queue.isEmpty() && handler != null) {
                 ByteBuf buf = queue.poll();
-                if (demand != Long.MAX_VALUE) {
-                    demand--;
-                }
+                demand.take();
                 current = buf;
                 try {
                     handler.handle(BufferInternal.buffer(buf));
@@ -144,7 +143,7 @@ public final class DirectInput implements ReadStream<Buffer> {
 
     @Override
     public ReadStream<Buffer> pause() {
-        demand = 0;
+        demand.pause();
         channel.config().setAutoRead(false);
         return this;
     }
@@ -156,9 +155,9 @@ public final class DirectInput implements ReadStream<Buffer> {
 
     @Override
     public ReadStream<Buffer> fetch(long amount) {
-        demand = Long.MAX_VALUE - demand > amount ? demand + amount : Long.MAX_VALUE;
+        demand.fetch(amount);
         deliver();
-        if (demand > 0 && !closed) {
+        if (demand.wanted() && !closed) {
             channel.config().setAutoRead(true);
         }
         return this;

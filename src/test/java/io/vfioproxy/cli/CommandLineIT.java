@@ -1,14 +1,12 @@
 package io.vfioproxy.cli;
 
-import io.vfioproxy.agent.LoopbackAgent;
-import io.vfioproxy.testing.Sim;
+import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import static org.assertj.core.api.Assertions.assertThat;
-
 import io.vertx.core.Vertx;
-import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.LoopbackAgent;
+import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;

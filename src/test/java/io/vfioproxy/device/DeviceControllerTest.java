@@ -1,8 +1,5 @@
 package io.vfioproxy.device;
 
-import io.vfioproxy.device.sim.FaultPlan;
-import io.vfioproxy.device.sim.SimulatedDevice;
-
 import static io.vfioproxy.uapi.DeviceState.ERROR;
 import static io.vfioproxy.uapi.DeviceState.RESUMING;
 import static io.vfioproxy.uapi.DeviceState.RUNNING;
@@ -12,6 +9,8 @@ import static io.vfioproxy.uapi.DeviceState.STOP_COPY;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.vfioproxy.device.sim.FaultPlan;
+import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.Errno;
 import io.vfioproxy.uapi.MigrationFlags;

@@ -1,11 +1,8 @@
 package io.vfioproxy.migration;
 
-import io.vfioproxy.agent.LoopbackAgent;
-import io.vfioproxy.testing.Sim;
-import static org.awaitility.Awaitility.await;
-
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import io.vertx.core.Context;
 import io.vertx.core.Future;
@@ -13,10 +10,12 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.cli.Main;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.testing.NoBufferLeaks;
+import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import java.io.RandomAccessFile;
 import java.nio.file.Files;

@@ -1,11 +1,7 @@
 package io.vfioproxy.migration;
 
-import io.vfioproxy.agent.LoopbackAgent;
-import io.vfioproxy.testing.EventLog;
-import io.vfioproxy.testing.Sim;
-import static org.awaitility.Awaitility.await;
-
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
 
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
@@ -14,16 +10,18 @@ import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.api.Events;
 import io.vfioproxy.device.DataChannel;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.device.sim.FaultPlan;
 import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.VfioTag;
+import io.vfioproxy.testing.EventLog;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.RawPeer;
+import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.MigrationFlags;
 import java.nio.ByteBuffer;

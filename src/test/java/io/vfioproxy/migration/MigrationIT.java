@@ -1,12 +1,8 @@
 package io.vfioproxy.migration;
 
-import io.vfioproxy.agent.LoopbackAgent;
-import io.vfioproxy.testing.EventLog;
-import io.vfioproxy.testing.Sim;
-import static org.awaitility.Awaitility.await;
-
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import io.netty.util.internal.PlatformDependent;
 import io.vertx.core.Vertx;
@@ -15,16 +11,18 @@ import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetSocket;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.api.Events;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.Limits;
+import io.vfioproxy.stream.StreamEndpoint;
+import io.vfioproxy.testing.EventLog;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.RawPeer;
-import io.vfioproxy.stream.StreamEndpoint;
+import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import java.lang.management.BufferPoolMXBean;
 import java.lang.management.ManagementFactory;

@@ -1,23 +1,22 @@
 package io.vfioproxy.migration;
 
-import io.vfioproxy.agent.LoopbackAgent;
-import io.vfioproxy.testing.EventLog;
-import io.vfioproxy.testing.Sim;
-import static org.awaitility.Awaitility.await;
-
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
+import static org.awaitility.Awaitility.await;
 
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.api.Events;
 import io.vfioproxy.migration.MigrationRequest.DevicePair;
 import io.vfioproxy.migration.MigrationRequest.Mode;
-import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.stream.Frames;
-import io.vfioproxy.testing.Relay;
 import io.vfioproxy.stream.StreamEndpoint;
+import io.vfioproxy.testing.EventLog;
+import io.vfioproxy.testing.NoBufferLeaks;
+import io.vfioproxy.testing.Relay;
+import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import java.time.Duration;
 import java.util.List;

@@ -1,7 +1,5 @@
 package io.vfioproxy.testing;
 
-import org.awaitility.Awaitility;
-
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
@@ -13,8 +11,9 @@ import io.vfioproxy.stream.Limits;
 import io.vfioproxy.stream.VfioTag;
 import java.time.Duration;
 import java.util.List;
-import java.util.function.BiConsumer;
 import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.function.BiConsumer;
+import org.awaitility.Awaitility;
 
 /**
  * A hand-driven protocol peer over a real TCP connection: sends whatever bytes a test crafts and records the

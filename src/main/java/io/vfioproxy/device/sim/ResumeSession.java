@@ -157,17 +157,11 @@ final class ResumeSession extends Session {
 
     @Override
     public int read(ByteBuffer dst) throws VfioException {
-        synchronized (device) {
-            checkUsable("read(data_fd)");
-            throw device.error("read(data_fd)", Errno.EBADF, "a resuming session is write-only");
-        }
+        throw refuse("read(data_fd)", Errno.EBADF, "a resuming session is write-only");
     }
 
     @Override
     public PrecopyInfo precopyInfo() throws VfioException {
-        synchronized (device) {
-            checkUsable("VFIO_MIG_GET_PRECOPY_INFO");
-            throw device.error("VFIO_MIG_GET_PRECOPY_INFO", Errno.ENOTTY, "not a saving session");
-        }
+        throw refuse("VFIO_MIG_GET_PRECOPY_INFO", Errno.ENOTTY, "not a saving session");
     }
 }

@@ -140,10 +140,7 @@ final class SaveSession extends Session {
 
     @Override
     public void write(ByteBuffer src) throws VfioException {
-        synchronized (device) {
-            checkUsable("write(data_fd)");
-            throw device.error("write(data_fd)", Errno.EBADF, "a saving session is read-only");
-        }
+        throw refuse("write(data_fd)", Errno.EBADF, "a saving session is read-only");
     }
 
     @Override

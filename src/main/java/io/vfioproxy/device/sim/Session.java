@@ -28,6 +28,18 @@ abstract class Session implements DataChannel {
         }
     }
 
+    /** A call this kind of session does not take: fails with {@code errno}, after the fd checks. */
+    VfioException refuse(String call, Errno errno, String why) {
+        synchronized (device) {
+            try {
+                checkUsable(call);
+            } catch (VfioException e) {
+                return e;
+            }
+            return device.error(call, errno, why);
+        }
+    }
+
     @Override
     public void close() {
         synchronized (device) {

@@ -1,9 +1,5 @@
 package io.vfioproxy.device.sim;
 
-import io.vfioproxy.device.DataChannel;
-import io.vfioproxy.device.PrecopyInfo;
-import io.vfioproxy.device.VfioException;
-
 import static io.vfioproxy.uapi.DeviceState.ERROR;
 import static io.vfioproxy.uapi.DeviceState.PRE_COPY;
 import static io.vfioproxy.uapi.DeviceState.PRE_COPY_P2P;
@@ -14,6 +10,9 @@ import static io.vfioproxy.uapi.DeviceState.STOP_COPY;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
+import io.vfioproxy.device.DataChannel;
+import io.vfioproxy.device.PrecopyInfo;
+import io.vfioproxy.device.VfioException;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.Errno;
 import io.vfioproxy.uapi.MigrationFlags;
