@@ -273,7 +273,7 @@ public final class LabScenarios {
                         "switchover: " + record.switchoverReason());
             }
             from.reset("lab cleanup").await();
-            return "migrated " + record.transfer().dataBytes() + " bytes agent to agent over loopback (" + record.mode()
+            return "migrated " + record.transfer().dataBytes() + " bytes agent to agent over loopback (" + record.mode().wireName()
                     + "), downtime " + Math.round(record.downtimeMillis()) + " ms, scratch register 0x"
                     + Integer.toHexString(value) + " arrived; source arcs " + arcs
                     + (record.switchoverReason() == null ? "" : "; " + record.switchoverReason());
