@@ -98,6 +98,16 @@ public final class DeviceController implements AutoCloseable {
         if (target == state) {
             return Optional.empty();
         }
+        if (state == DeviceState.ERROR) {
+            // Only VFIO_DEVICE_RESET leaves ERROR (QEMU resets too); it lands in RUNNING, nothing else is attempted.
+            VfioException failure = new VfioException(name(), "SET MIG_DEVICE_STATE ERROR -> " + target,
+                    DeviceState.ERROR, Errno.EINVAL, "the device is in ERROR, which only VFIO_DEVICE_RESET leaves");
+            VfioException reported = resetAfter(failure, cause + "; leaving ERROR");
+            if (reported == failure && target == DeviceState.RUNNING) {
+                return Optional.empty();
+            }
+            throw reported;
+        }
         List<DeviceState> path;
         try {
             path = StateMachine.path(flags, state, target);
@@ -115,8 +125,7 @@ public final class DeviceController implements AutoCloseable {
             }
             return opened;
         } catch (VfioException failure) {
-            recover(recover, cause, failure);
-            throw failure;
+            throw recover(recover, cause, failure);
         }
     }
 
@@ -142,19 +151,39 @@ public final class DeviceController implements AutoCloseable {
         return got;
     }
 
-    private void recover(DeviceState recover, String cause, VfioException failure) throws VfioException {
+    /**
+     * After {@code failure}: the recover state, or a reset where that fails too (or recover is ERROR).
+     *
+     * @return what to throw: {@code failure}, or, when the reset failed as well, an error that reports both
+     */
+    private VfioException recover(DeviceState recover, String cause, VfioException failure) {
         String why = cause + "; recovering after: " + failure.getMessage();
         try {
             refreshState(why);
             if (recover == DeviceState.ERROR || state == DeviceState.ERROR) {
-                reset(why);
-                return;
+                return resetAfter(failure, why);
             }
             for (DeviceState next : StateMachine.path(flags, state, recover)) {
                 step(next, why);
             }
+            return failure;
         } catch (VfioException | RefusedTransitionException second) {
-            reset(why + "; recover state " + recover + " failed too: " + second.getMessage());
+            return resetAfter(failure, why + "; recover state " + recover + " failed too: " + second.getMessage());
+        }
+    }
+
+    /** Resets the device after {@code failure}; a failed reset is reported with the failure, not instead of it. */
+    private VfioException resetAfter(VfioException failure, String why) {
+        try {
+            reset(why);
+            return failure;
+        } catch (VfioException resetFailed) {
+            VfioException both = new VfioException(name(), failure.call(), failure.state(), failure.errno(),
+                    "and then VFIO_DEVICE_RESET failed too: " + resetFailed.getMessage()
+                            + "; the device's state is not known");
+            both.addSuppressed(failure);
+            both.addSuppressed(resetFailed);
+            return both;
         }
     }
 

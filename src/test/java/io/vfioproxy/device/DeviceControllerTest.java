@@ -93,4 +93,41 @@ class DeviceControllerTest {
         DeviceController c = controller(d);
         assertThat(c.state()).isEqualTo(STOP);
     }
+
+    @Test
+    void aDeviceFoundInErrorIsResetRatherThanRefused() throws Exception {
+        // The device went to ERROR behind the agent's back (a failed arc of another user, an agent that died).
+        SimulatedDevice d = device(new FaultPlan().failArc(STOP, STOP_COPY, Errno.EIO, true));
+        assertThatThrownBy(() -> d.setState(STOP_COPY)).isInstanceOf(VfioException.class);
+        assertThat(d.state()).isEqualTo(ERROR);
+        d.faults().clear();
+        DeviceController c = controller(d);
+        assertThat(c.state()).isEqualTo(ERROR);
+        // Returning it to RUNNING takes a reset, and succeeds.
+        c.setState(RUNNING, ERROR, "rollback");
+        assertThat(d.state()).isEqualTo(RUNNING);
+        assertThat(arcs).containsExactly("ERROR>RUNNING");
+        // Anything else from ERROR resets, then fails: the request itself is not attempted.
+        d.faults().failArc(STOP, STOP_COPY, Errno.EIO, true);
+        assertThatThrownBy(() -> d.setState(STOP_COPY)).isInstanceOf(VfioException.class);
+        d.faults().clear();
+        c.refreshState("test");
+        assertThatThrownBy(() -> c.setState(RESUMING, STOP, "load"))
+                .isInstanceOfSatisfying(VfioException.class, e -> assertThat(e.getMessage())
+                        .contains("ERROR -> RESUMING").contains("only VFIO_DEVICE_RESET leaves"));
+        assertThat(d.state()).isEqualTo(RUNNING);
+    }
+
+    @Test
+    void aResetThatFailsIsReportedWithTheFailureItFollowed() throws Exception {
+        SimulatedDevice d = device(new FaultPlan().failArc(STOP, RESUMING, Errno.EIO, true).failReset(Errno.ENODEV));
+        DeviceController c = controller(d);
+        assertThatThrownBy(() -> c.setState(RESUMING, STOP, "test"))
+                .isInstanceOfSatisfying(VfioException.class, e -> {
+                    assertThat(e.errno()).as("the first failure's errno").isEqualTo(Errno.EIO.value());
+                    assertThat(e.getMessage()).contains("STOP -> RESUMING").contains("EIO")
+                            .contains("VFIO_DEVICE_RESET failed too").contains("ENODEV");
+                    assertThat(e.getSuppressed()).hasSize(2);
+                });
+    }
 }

@@ -19,6 +19,8 @@ public final class FaultPlan {
     private long writeFailAt = -1;
     private Errno writeErrno = Errno.EIO;
     private long writeDelayMillis;
+    private Errno resetErrno;
+    private Errno dataSizeErrno;
 
     /** Fails the direct arc {@code from -> to} with {@code errno}; with {@code toError} the device lands in ERROR. */
     public FaultPlan failArc(DeviceState from, DeviceState to, Errno errno, boolean toError) {
@@ -52,6 +54,18 @@ public final class FaultPlan {
         return this;
     }
 
+    /** Fails VFIO_DEVICE_RESET with {@code errno}, leaving the state as it was. */
+    public FaultPlan failReset(Errno errno) {
+        this.resetErrno = errno;
+        return this;
+    }
+
+    /** Fails GET MIG_DATA_SIZE with {@code errno}, as kernels before 6.2 (ENOTTY) or a failing driver do. */
+    public FaultPlan failDataSize(Errno errno) {
+        this.dataSizeErrno = errno;
+        return this;
+    }
+
     /** Removes every fault. */
     public FaultPlan clear() {
         arcFrom = null;
@@ -59,6 +73,8 @@ public final class FaultPlan {
         readFailAt = -1;
         writeFailAt = -1;
         writeDelayMillis = 0;
+        resetErrno = null;
+        dataSizeErrno = null;
         return this;
     }
 
@@ -94,9 +110,20 @@ public final class FaultPlan {
         return writeDelayMillis;
     }
 
+    /** The errno a reset fails with, or null. */
+    Errno resetErrno() {
+        return resetErrno;
+    }
+
+    /** The errno MIG_DATA_SIZE fails with, or null. */
+    Errno dataSizeErrno() {
+        return dataSizeErrno;
+    }
+
     /**
      * Reads faults from configuration: {@code {"failArc": "STOP->STOP_COPY", "failArcErrno": "EIO",
-     * "failArcToError": false, "failReadAt": 1048576, "failWriteAt": 4096, "errno": "EIO", "writeDelayMillis": 20}}.
+     * "failArcToError": false, "failReadAt": 1048576, "failWriteAt": 4096, "errno": "EIO", "writeDelayMillis": 20,
+     * "failReset": "EIO", "failDataSize": "ENOTTY"}}.
      */
     public static FaultPlan fromJson(JsonObject json) {
         FaultPlan plan = new FaultPlan();
@@ -120,6 +147,12 @@ public final class FaultPlan {
             plan.failWriteAt(json.getLong("failWriteAt"), errno);
         }
         plan.delayWrites(json.getLong("writeDelayMillis", 0L));
+        if (json.containsKey("failReset")) {
+            plan.failReset(errno(json.getString("failReset")));
+        }
+        if (json.containsKey("failDataSize")) {
+            plan.failDataSize(errno(json.getString("failDataSize")));
+        }
         return plan;
     }
 

@@ -199,8 +199,9 @@ public final class SimulatedDevice implements MigrationDevice {
 
     @Override
     public synchronized DeviceIdentity identity() {
+        // Like the native device: a MIG_DATA_SIZE that fails leaves the size unknown (-1), not the device unopened.
         return new DeviceIdentity("simulated", "sim-" + image.pageSize() + "x" + image.pageCount(), "simulated",
-                stopCopySizeLocked());
+                faults.dataSizeErrno() != null ? -1 : stopCopySizeLocked());
     }
 
     @Override
@@ -256,6 +257,9 @@ public final class SimulatedDevice implements MigrationDevice {
     @Override
     public synchronized long stopCopySize() throws VfioException {
         checkOpen("GET MIG_DATA_SIZE");
+        if (faults.dataSizeErrno() != null) {
+            throw error("GET MIG_DATA_SIZE", faults.dataSizeErrno(), "injected fault");
+        }
         catchUp();
         return stopCopySizeLocked();
     }
@@ -267,6 +271,9 @@ public final class SimulatedDevice implements MigrationDevice {
     @Override
     public synchronized void reset() throws VfioException {
         checkOpen("VFIO_DEVICE_RESET");
+        if (faults.resetErrno() != null) {
+            throw error("VFIO_DEVICE_RESET", faults.resetErrno(), "injected fault");
+        }
         endSession();
         state = DeviceState.RUNNING;
     }
