@@ -5,6 +5,7 @@ import static io.vfioproxy.uapi.VfioUapi.PRECOPY_INFO_INITIAL_BYTES_OFFSET;
 import static io.vfioproxy.uapi.VfioUapi.PRECOPY_INFO_SIZE;
 import static io.vfioproxy.uapi.VfioUapi.VFIO_MIG_GET_PRECOPY_INFO;
 
+import com.sun.jna.LastErrorException;
 import com.sun.jna.Memory;
 import com.sun.jna.Native;
 import com.sun.jna.NativeLong;
@@ -28,14 +29,30 @@ final class NativeDataChannel implements DataChannel {
 
     private static final int STAGING = 1 << 20;
 
+    /** One write(2) of {@code length} bytes at {@code from} to {@code fd}: the bytes written. */
+    @FunctionalInterface
+    interface Write {
+        long write(int fd, Pointer from, long length) throws LastErrorException;
+    }
+
+    private static final Write LIBC_WRITE = (fd, from, length) -> LibC.write(fd, from, new NativeLong(length))
+            .longValue();
+
     private final NativeDevice device;
     private final int fd;
+    private final Write syscall;
     private ByteBuffer staging;
     private boolean closed;
 
     NativeDataChannel(NativeDevice device, int fd) {
+        this(device, fd, LIBC_WRITE);
+    }
+
+    /** With another write(2), for the answers no fd here gives (a driver's write that returns 0). */
+    NativeDataChannel(NativeDevice device, int fd, Write syscall) {
         this.device = device;
         this.fd = fd;
+        this.syscall = syscall;
     }
 
     int fd() {
@@ -117,12 +134,17 @@ final class NativeDataChannel implements DataChannel {
             long n;
             try {
                 n = Syscall.run(device.name(), call, device.lastKnownState(),
-                        () -> LibC.write(fd, at(src), new NativeLong(src.remaining()))).longValue();
+                        () -> syscall.write(fd, at(src), src.remaining()));
             } catch (VfioException e) {
                 if (e.is(Errno.EINTR)) {
                     continue;
                 }
                 throw e;
+            }
+            if (n == 0) {
+                // No progress: retrying would spin on the device's thread for ever. QEMU's channel writes fail here.
+                throw new VfioException(device.name(), call, device.lastKnownState(), Errno.EIO,
+                        "write() returned 0 with " + src.remaining() + " bytes to write");
             }
             src.position(src.position() + (int) n);
         }

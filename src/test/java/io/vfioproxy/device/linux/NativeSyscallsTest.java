@@ -56,6 +56,24 @@ class NativeSyscallsTest {
     }
 
     @Test
+    void aWriteThatReturnsZeroIsAnIoErrorNotASpin() throws Exception {
+        // No fd here answers write() with 0 for a non-empty buffer, as a driver may: the syscall stands in for it.
+        NativeDevice owner = VfioOpen.adopt("zero", LibC.open("/dev/null", LibC.O_RDWR | LibC.O_CLOEXEC), ID);
+        int[] calls = {0};
+        NativeDataChannel stuck = new NativeDataChannel(owner, -1, (fd, from, length) -> {
+            calls[0]++;
+            return calls[0] == 1 ? 10 : 0;
+        });
+        ByteBuffer data = ByteBuffer.allocateDirect(100);
+        assertThatThrownBy(() -> stuck.write(data)).isInstanceOfSatisfying(VfioException.class, e -> {
+            assertThat(e.errno()).isEqualTo(Errno.EIO.value());
+            assertThat(e.getMessage()).contains("zero: write(data_fd)").contains("write() returned 0 with 90 bytes");
+        });
+        assertThat(calls[0]).isEqualTo(2);
+        owner.close();
+    }
+
+    @Test
     void heapBuffersGoThroughAStagingBuffer(@TempDir Path dir) throws Exception {
         Path file = dir.resolve("data");
         NativeDevice owner = VfioOpen.adopt("file", LibC.open("/dev/null", LibC.O_RDWR | LibC.O_CLOEXEC), ID);
