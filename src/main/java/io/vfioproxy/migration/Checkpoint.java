@@ -18,6 +18,7 @@ import io.vfioproxy.uapi.DeviceState;
 import java.nio.file.Path;
 import java.time.Instant;
 import java.util.List;
+import java.util.Set;
 import java.util.UUID;
 
 /**
@@ -49,14 +50,18 @@ public final class Checkpoint {
                     + " is busy with migration " + device.owner()));
         }
         String cause = id + ": save to " + file;
-        Promise<AsyncFile> opened = Promise.promise();
-        vertx.fileSystem().open(file.toString(), new OpenOptions().setWrite(true).setCreate(true)
-                .setTruncateExisting(true)).onComplete(opened);
         SectionSender[] sender = new SectionSender[1];
-        return opened.future().compose(out -> {
+        DeviceAtStart[] start = new DeviceAtStart[1];
+        return DeviceAtStart.read(device, cause).compose(found -> {
+            start[0] = found;
+            return found.refusal() == null ? vertx.fileSystem().open(file.toString(), new OpenOptions().setWrite(true)
+                    .setCreate(true).setTruncateExisting(true))
+                    : Future.failedFuture(new MigrationException(Phase.SETUP, found.refusal()));
+        }).compose(out -> {
             FrameWriter writer = new FrameWriter(out);
-            sender[0] = new SectionSender(vertx, device, device.name(), writer, 0, chunkSize);
-            Hello hello = new Hello(id, "checkpoint", Mode.STOP_COPY, chunkSize, true, List.of(sender[0].hello()));
+            sender[0] = new SectionSender(vertx, start[0], device.name(), writer, 0, chunkSize);
+            Hello hello = new Hello(id, "checkpoint", Mode.STOP_COPY, chunkSize, true, Set.of(),
+                    List.of(sender[0].hello()));
             writer.control(FrameType.HELLO, 0, hello.toJson().put("createdAt", Instant.now().toString()));
             return sender[0].setup()
                     .compose(v -> sender[0].stopCopy(cause))
@@ -70,7 +75,8 @@ public final class Checkpoint {
                         sender[0].close();
                         return out.close().transform(ignored -> Future.failedFuture(e));
                     });
-        }).recover(e -> DeviceSafety.resume(device, cause + ": rollback after failure: " + e.getMessage())
+        }).recover(e -> (start[0] == null ? Future.succeededFuture()
+                : DeviceSafety.restore(List.of(start[0]), cause + ": rollback after failure: " + e.getMessage()))
                 .transform(ignored -> vertx.fileSystem().delete(file.toString()))
                 .transform(ignored -> Future.<Result>failedFuture(new MigrationException(Phase.STOP_COPY, "saving "
                         + device.name() + " to " + file + " failed: " + e.getMessage(), e))))
@@ -159,10 +165,13 @@ public final class Checkpoint {
         }
 
         private void onControl(FrameType type, int channel, JsonObject body) {
-            if (type != FrameType.HELLO || decoder.frames() > 1) {
+            if (type == FrameType.HELLO && decoder.frames() == 1) {
+                begin(body);
+            } else if (type == FrameType.SECTION_END && id != null) {
+                loader.sectionEnd(channel, body);
+            } else {
                 throw new ProtocolException("unexpected " + type + " frame in checkpoint " + file);
             }
-            begin(body);
         }
 
         @Override

@@ -26,6 +26,8 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
+import java.util.TreeSet;
 import java.util.function.Function;
 
 /**
@@ -155,7 +157,10 @@ public final class DestinationSession {
             refuse("agent " + agent + " already runs a migration with the id " + hello.migration());
             return;
         }
-        loader = new SectionLoader("migration " + hello.migration(), hello.mode() == Mode.PRECOPY,
+        // Of what the source offers, this agent takes what it knows.
+        Set<String> features = new TreeSet<>(hello.features());
+        features.retainAll(Hello.KNOWN_FEATURES);
+        loader = new SectionLoader("migration " + hello.migration(), features.contains(Hello.SWITCHOVER_ACK),
                 options.deviceWriteQueueBytes(), new Loaded());
         loader.retainInput(connection::retainInput);
         List<String> sources = new ArrayList<>();
@@ -178,7 +183,8 @@ public final class DestinationSession {
             loader.open(d.channel(), local);
             sources.add(d.sourceDevice());
         }
-        long stateSize = loader.devices().stream().mapToLong(dev -> dev.identity().stateSize()).sum();
+        // What will arrive: the source's sizes, as its devices reported them when the migration started.
+        long stateSize = hello.devices().stream().mapToLong(d -> Math.max(0, d.identity().stateSize())).sum();
         MigrationStatus status = record.update(s -> s.withPeers(new Peers(
                 loader.devices().stream().map(DeviceHandle::name).toList(), sources, connection.peer()))
                 .withTransfer(s.transfer().withStateSize(stateSize)));
@@ -204,7 +210,8 @@ public final class DestinationSession {
             JsonArray accepted = new JsonArray();
             loader.channelIds().forEach(ch -> accepted.add(new JsonObject().put("channel", ch)));
             writer.control(FrameType.ACCEPT, 0, new JsonObject().put("protocol", Frames.PROTOCOL_VERSION)
-                    .put("agent", agent).put("devices", accepted));
+                    .put("agent", agent).put("features", new JsonArray(List.copyOf(features)))
+                    .put("devices", accepted));
         });
     }
 
@@ -402,6 +409,7 @@ public final class DestinationSession {
                 }
                 startDevices();
             }
+            case SECTION_END -> sections().sectionEnd(channel, body);
             case ABORT -> fail(new SourceAbort("the source aborted the migration: "
                     + body.getString("reason", "no reason given")));
             default -> throw new ProtocolException("unexpected " + type + " frame from the source");

@@ -29,10 +29,12 @@ import java.util.ArrayDeque;
  * the way to the socket.
  *
  * <p>Pre-copy (the device runs): a read that finds no data for now (ENOMSG, or 0 from drivers like mtty) ends an
- * iteration with END_OF_STATE, and the stream reads again after a short pause, as dirty data may come. When the
- * device reports its initial bytes all read, DEV_INIT_DATA_SENT follows the data, in order. {@link #hold()} stops
- * reading for the switchover; {@link #stopCopy()} goes on in STOP_COPY on the same fd until read() returns 0, the
- * end of the stream.
+ * iteration with END_OF_STATE, and the stream reads again after a pause that grows while the device stays idle.
+ * What the device has left to send is counted down locally from its last answer, as QEMU does
+ * (vfio_update_estimated_pending_data): VFIO_MIG_GET_PRECOPY_INFO and MIG_DATA_SIZE, each a firmware command under
+ * the device's lock on drivers like mlx5, are asked once at the start and then only when an iteration ends, at most
+ * every {@value #QUERY_INTERVAL_NANOS} ns. {@link #hold()} stops reading for the switchover and closes the iteration
+ * under way; {@link #stopCopy()} goes on in STOP_COPY on the same fd until read() returns 0, the end of the stream.
  */
 final class DeviceReadStream implements ReadStream<DataFrame> {
 
@@ -63,8 +65,19 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
      * the destination sees the source alive while the device is idle or a switchover is held.
      */
     static final long IDLE_ITERATION_NANOS = 1_000_000_000L;
+    /** The device is asked for its pre-copy figures at most this often. */
+    static final long QUERY_INTERVAL_NANOS = 100_000_000L;
+    /** The first pause after pre-copy data ran dry; it doubles while the device stays idle. */
+    static final long FIRST_POLL_MILLIS = 5;
+    /** The longest pause between reads of an idle device. */
+    static final long MAX_POLL_MILLIS = 100;
 
-    /** What one read on the device's thread found. */
+    /**
+     * What one read on the device's thread found.
+     *
+     * @param info the device's answer to VFIO_MIG_GET_PRECOPY_INFO after the read, or null when it was not asked
+     * @param stopCopySize MIG_DATA_SIZE after the read, or -1 when not asked or the device cannot tell
+     */
     private record Chunk(DataFrame frame, boolean drained, PrecopyInfo info, long stopCopySize) {
     }
 
@@ -73,16 +86,16 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     private final int channel;
     private final int chunkSize;
     private final ByteBufAllocator allocator;
-    private final long pollMillis;
     private final ArrayDeque<DataFrame> pending = new ArrayDeque<>();
     private final PrecopyIterations iterations;
+    private final Demand demand = new Demand();
     private State state;
     private boolean inFlight;
     private Handler<DataFrame> handler;
     private Handler<Void> endHandler;
     private Handler<Throwable> exceptionHandler;
-    private final Demand demand = new Demand();
     private long retryTimer = -1;
+    private long pollMillis = FIRST_POLL_MILLIS;
     private Promise<Void> holding;
     private long precopyBytes;
     private long stopCopyBytes;
@@ -90,17 +103,18 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
 
     /**
      * @param precopy the session is a pre-copy one (the device is in PRE_COPY); else it is in STOP_COPY
+     * @param switchoverAck the peer acknowledges the initial data: the iteration that sends its last byte ends with
+     *        DEV_INIT_DATA_SENT
      */
     DeviceReadStream(Vertx vertx, DeviceHandle device, int channel, int chunkSize, ByteBufAllocator allocator,
-            boolean precopy, long pollMillis) {
+            boolean precopy, boolean switchoverAck) {
         this.vertx = vertx;
         this.device = device;
         this.channel = channel;
         this.chunkSize = chunkSize;
         this.allocator = allocator;
         this.state = precopy ? State.PRECOPY : State.STOP_COPY;
-        this.pollMillis = pollMillis;
-        this.iterations = new PrecopyIterations(channel);
+        this.iterations = new PrecopyIterations(channel, switchoverAck);
     }
 
     /** Device data bytes read so far, both phases. */
@@ -120,39 +134,47 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         return chunks;
     }
 
-    /** Pre-copy iterations ended so far (END_OF_STATE or DEV_INIT_DATA_SENT). */
+    /** Pre-copy iterations ended so far. */
     long iterations() {
         return iterations.count();
     }
 
-    /** True once the device reported its initial pre-copy bytes all read. */
+    /** True once the initial pre-copy data is all read, by the device's figures counted down. */
     boolean initialDataSent() {
         return iterations.initialDataSent();
     }
 
-    /** The latest VFIO_MIG_GET_PRECOPY_INFO, or null before the first pre-copy read. */
-    PrecopyInfo lastInfo() {
-        return iterations.lastInfo();
+    /**
+     * What stop-copy is expected to send: the larger of MIG_DATA_SIZE as last asked and the pre-copy data still
+     * pending, or {@code unknown} where the device never answered either.
+     */
+    long remainingEstimate(long unknown) {
+        return iterations.remaining(unknown);
     }
 
-    /** The latest MIG_DATA_SIZE read during pre-copy: what stop-copy is expected to send; -1 before. */
-    long lastStopCopySize() {
-        return iterations.lastStopCopySize();
-    }
-
-    /** Stops reading for the switchover; completes when no read is in flight. */
+    /** Stops reading for the switchover; completes when no read is in flight and the iteration is closed. */
     Future<Void> hold() {
         cancelRetry();
         if (state != State.PRECOPY && state != State.PRECOPY_WAIT) {
             return Future.succeededFuture();
         }
         if (!inFlight) {
-            state = State.HELD;
+            held();
             return Future.succeededFuture();
         }
         state = State.HOLDING;
         holding = Promise.promise();
         return holding.future();
+    }
+
+    private void held() {
+        state = State.HELD;
+        // QEMU closes every iteration with END_OF_STATE, so the stop-copy data never runs on from pre-copy data.
+        DataFrame marker = iterations.close();
+        if (marker != null) {
+            pending.add(marker);
+            deliverPending();
+        }
     }
 
     /** The device is in STOP_COPY now: read the rest of its stream, to the end. */
@@ -227,13 +249,16 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         }
         inFlight = true;
         boolean precopy = state == State.PRECOPY;
-        device.submit(c -> readChunk(c, precopy)).onComplete(ar -> {
+        long now = System.nanoTime();
+        boolean askNow = precopy && iterations.mustAsk();
+        boolean askIfDrained = precopy && iterations.mayAsk(now);
+        device.submit(c -> readChunk(c, precopy, askNow, askIfDrained)).onComplete(ar -> {
             inFlight = false;
             try {
                 if (ar.failed()) {
                     failed(ar.cause());
                 } else {
-                    arrived(ar.result(), precopy);
+                    arrived(ar.result(), precopy, now);
                 }
             } catch (RuntimeException e) {
                 failed(e);
@@ -241,16 +266,16 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         });
     }
 
-    private void arrived(Chunk chunk, boolean precopy) {
+    private void arrived(Chunk chunk, boolean precopy, long askedAt) {
         if (state == State.CLOSED) {
             if (chunk.frame() != null) {
                 chunk.frame().release();
             }
             return;
         }
-        received(chunk, precopy);
+        received(chunk, precopy, askedAt);
         if (state == State.HOLDING) {
-            state = State.HELD;
+            held();
             Promise<Void> h = holding;
             holding = null;
             h.complete();
@@ -265,7 +290,9 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
                     readIfWanted();
                 }
             });
+            pollMillis = Math.min(MAX_POLL_MILLIS, pollMillis * 2);
         } else {
+            pollMillis = FIRST_POLL_MILLIS;
             readIfWanted();
         }
     }
@@ -284,7 +311,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         }
     }
 
-    private void received(Chunk chunk, boolean precopy) {
+    private void received(Chunk chunk, boolean precopy, long askedAt) {
         DataFrame frame = chunk.frame();
         if (frame != null) {
             if (precopy) {
@@ -301,7 +328,8 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
             }
             return;
         }
-        DataFrame marker = iterations.afterRead(frame != null, chunk.drained(), chunk.info(), chunk.stopCopySize());
+        DataFrame marker = iterations.afterRead(frame == null ? 0 : frame.chunkLength(), chunk.drained(),
+                chunk.info(), chunk.stopCopySize(), askedAt);
         if (marker != null) {
             pending.add(marker);
         }
@@ -325,8 +353,12 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         }
     }
 
-    /** On the device's worker thread: one chunk (or none, at the end or when pre-copy data ran dry). */
-    private Chunk readChunk(DeviceController c, boolean precopy) throws VfioException {
+    /**
+     * On the device's worker thread: one chunk (or none, at the end or when pre-copy data ran dry), and the device's
+     * pre-copy figures when {@code askNow}, or when the data ran dry and {@code askIfDrained}.
+     */
+    private Chunk readChunk(DeviceController c, boolean precopy, boolean askNow, boolean askIfDrained)
+            throws VfioException {
         DataChannel data = c.channel().orElseThrow(() -> new VfioException(c.name(), "read(data_fd)", c.state(),
                 Errno.EBADF, "no data session is open"));
         int capacity = Frames.DATA_OFFSET + chunkSize;
@@ -351,8 +383,16 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
                     break;
                 }
             }
-            PrecopyInfo info = precopy ? data.precopyInfo() : null;
-            long size = precopy ? c.device().stopCopySize() : -1;
+            PrecopyInfo info = null;
+            long size = -1;
+            if (askNow || (drained && askIfDrained)) {
+                info = data.precopyInfo();
+                try {
+                    size = c.device().stopCopySize();
+                } catch (VfioException e) {
+                    size = -1;
+                }
+            }
             int length = view.position() - Frames.DATA_OFFSET;
             if (length == 0) {
                 buf.release();
@@ -368,36 +408,74 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     }
 
     /**
-     * Where pre-copy iterations end, in the stream's own order: DEV_INIT_DATA_SENT once the device reports its
-     * initial data all read (QEMU sends it in place of that iteration's END_OF_STATE), END_OF_STATE when the data
-     * ran dry after some was sent, or after {@link #IDLE_ITERATION_NANOS} with none.
+     * Pre-copy's iterations and the device's figures. An iteration ends when the data runs dry (END_OF_STATE after
+     * data, or alone after {@link #IDLE_ITERATION_NANOS} with none), or at the switchover; with a switchover ack,
+     * the one that sends the last initial byte ends with DEV_INIT_DATA_SENT in its place, as QEMU does. The figures
+     * are the device's last answer counted down by what was read since: initial bytes first, then dirty bytes.
      */
     private static final class PrecopyIterations {
         private final int channel;
+        private final boolean switchoverAck;
         private long count;
         private boolean initialSent;
         private boolean sentSinceMarker;
         private long lastMarkerNanos = System.nanoTime();
-        private PrecopyInfo lastInfo;
-        private long lastStopCopySize = -1;
+        private boolean answered;
+        private long askedNanos;
+        private long initial;
+        private long dirty;
+        private long stopCopySize = -1;
 
-        PrecopyIterations(int channel) {
+        PrecopyIterations(int channel, boolean switchoverAck) {
             this.channel = channel;
+            this.switchoverAck = switchoverAck;
         }
 
-        /** After one pre-copy read: the marker to send after its data, or null. */
-        DataFrame afterRead(boolean sent, boolean drained, PrecopyInfo info, long stopCopySize) {
-            sentSinceMarker |= sent;
-            lastInfo = info;
-            lastStopCopySize = stopCopySize;
-            if (!initialSent && info.initialBytes() == 0) {
+        /** The device has not answered yet: ask with the next read. */
+        boolean mustAsk() {
+            return !answered;
+        }
+
+        /** An iteration that ends now may ask again. */
+        boolean mayAsk(long now) {
+            return now - askedNanos >= QUERY_INTERVAL_NANOS;
+        }
+
+        /** After one pre-copy read of {@code n} bytes: the marker to send after its data, or null. */
+        DataFrame afterRead(long n, boolean drained, PrecopyInfo info, long size, long askedAt) {
+            sentSinceMarker |= n > 0;
+            if (info != null) {
+                // Asked after the read: the answer already counts it.
+                answered = true;
+                askedNanos = askedAt;
+                initial = info.initialBytes();
+                dirty = info.dirtyBytes();
+                stopCopySize = size;
+            } else {
+                long fromInitial = Math.min(initial, n);
+                initial -= fromInitial;
+                dirty -= Math.min(dirty, n - fromInitial);
+            }
+            if (drained) {
+                // Nothing to send for now: nothing is pending, whatever the last answer said.
+                initial = 0;
+                dirty = 0;
+            }
+            if (!initialSent && answered && initial == 0) {
                 initialSent = true;
-                return marked(VfioTag.DEV_INIT_DATA_SENT, true);
+                if (switchoverAck) {
+                    return marked(VfioTag.DEV_INIT_DATA_SENT, true);
+                }
             }
             if (drained && (sentSinceMarker || System.nanoTime() - lastMarkerNanos >= IDLE_ITERATION_NANOS)) {
                 return marked(VfioTag.END_OF_STATE, sentSinceMarker);
             }
             return null;
+        }
+
+        /** The switchover interrupts the iteration: END_OF_STATE if it sent data since its last marker. */
+        DataFrame close() {
+            return sentSinceMarker ? marked(VfioTag.END_OF_STATE, true) : null;
         }
 
         private DataFrame marked(VfioTag tag, boolean endsAnIteration) {
@@ -417,12 +495,11 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
             return initialSent;
         }
 
-        PrecopyInfo lastInfo() {
-            return lastInfo;
-        }
-
-        long lastStopCopySize() {
-            return lastStopCopySize;
+        long remaining(long unknown) {
+            if (!answered) {
+                return unknown;
+            }
+            return Math.max(stopCopySize >= 0 ? stopCopySize : unknown, initial + dirty);
         }
     }
 }

@@ -21,10 +21,21 @@ import java.util.Set;
  * @param mode pre-copy or stop-copy
  * @param chunkSize the most device data one SECTION frame carries
  * @param checkpoint true in a checkpoint file
+ * @param features what the sender offers beyond the base protocol ({@link #SWITCHOVER_ACK})
  * @param devices the devices, each on its own channel
  */
 record Hello(String migration, String sourceAgent, Mode mode, int chunkSize, boolean checkpoint,
-        List<Device> devices) {
+        Set<String> features, List<Device> devices) {
+
+    /**
+     * The source sends DEV_INIT_DATA_SENT once a device's initial pre-copy data is out, and waits for the
+     * destination's SWITCHOVER_ACK before it switches over (QEMU's switchover-ack capability). Offered in HELLO,
+     * accepted in ACCEPT; without it neither side uses the tag.
+     */
+    static final String SWITCHOVER_ACK = "switchover-ack";
+
+    /** The features this agent accepts when offered. */
+    static final Set<String> KNOWN_FEATURES = Set.of(SWITCHOVER_ACK);
 
     /** A migration id the receiver accepts: 1 to 128 characters. */
     static final int MAX_ID = 128;
@@ -52,7 +63,17 @@ record Hello(String migration, String sourceAgent, Mode mode, int chunkSize, boo
     }
 
     Hello {
+        features = Set.copyOf(features);
         devices = List.copyOf(devices);
+    }
+
+    /** The features a HELLO offers or an ACCEPT accepts; unknown names are kept, to be ignored. */
+    static Set<String> features(JsonObject json) {
+        Set<String> found = new HashSet<>();
+        if (json.getValue("features") instanceof JsonArray list) {
+            list.forEach(f -> found.add(String.valueOf(f)));
+        }
+        return found;
     }
 
     JsonObject toJson() {
@@ -62,6 +83,7 @@ record Hello(String migration, String sourceAgent, Mode mode, int chunkSize, boo
                 .put("sourceAgent", sourceAgent)
                 .put("mode", mode.wireName())
                 .put("chunkSize", chunkSize)
+                .put("features", new JsonArray(features.stream().sorted().toList()))
                 .put("devices", new JsonArray(devices.stream().map(Device::toJson).toList()));
         if (checkpoint) {
             json.put("checkpoint", true);
@@ -123,7 +145,7 @@ record Hello(String migration, String sourceAgent, Mode mode, int chunkSize, boo
                     DeviceIdentity.fromJson(identity instanceof JsonObject j ? j : new JsonObject())));
         }
         return new Hello(id, text(json, "sourceAgent", "?"), mode, ((Number) chunk).intValue(),
-                Boolean.TRUE.equals(json.getValue("checkpoint")), devices);
+                Boolean.TRUE.equals(json.getValue("checkpoint")), features(json), devices);
     }
 
     private static String text(JsonObject json, String key, String fallback) {

@@ -20,9 +20,12 @@ import java.util.Set;
  * @param downtimeLimitMillis pre-copy switches over when the rest is expected to take no longer (QEMU: 300 ms)
  * @param precopyBudgetMillis pre-copy switches over after this long even without converging
  * @param chunkSize the chunk size for this migration, or 0 for the agent's default
+ * @param allowWithoutP2p migrate several devices as one even where one lacks VFIO_MIGRATION_P2P, which QEMU refuses:
+ *        such a device cannot be quiesced while its peers still run, so peer-to-peer DMA may reach it stopped
  */
 public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destination, Mode mode,
-        boolean manualSwitchover, long downtimeLimitMillis, long precopyBudgetMillis, int chunkSize) {
+        boolean manualSwitchover, long downtimeLimitMillis, long precopyBudgetMillis, int chunkSize,
+        boolean allowWithoutP2p) {
 
     /** How the state moves. */
     public enum Mode {
@@ -67,16 +70,17 @@ public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destinat
     /** One device, stop-copy, the agent's chunk size unless {@code chunkSize} is set. */
     public MigrationRequest(String device, StreamEndpoint destination, String targetDevice, int chunkSize) {
         this(List.of(new DevicePair(device, targetDevice)), destination, Mode.STOP_COPY, false,
-                DEFAULT_DOWNTIME_LIMIT_MILLIS, DEFAULT_PRECOPY_BUDGET_MILLIS, chunkSize);
+                DEFAULT_DOWNTIME_LIMIT_MILLIS, DEFAULT_PRECOPY_BUDGET_MILLIS, chunkSize, false);
     }
 
     public MigrationRequest withMode(Mode m) {
         return new MigrationRequest(devices, destination, m, manualSwitchover, downtimeLimitMillis,
-                precopyBudgetMillis, chunkSize);
+                precopyBudgetMillis, chunkSize, allowWithoutP2p);
     }
 
     public MigrationRequest withSwitchover(boolean manual, long downtimeLimit, long precopyBudget) {
-        return new MigrationRequest(devices, destination, mode, manual, downtimeLimit, precopyBudget, chunkSize);
+        return new MigrationRequest(devices, destination, mode, manual, downtimeLimit, precopyBudget, chunkSize,
+                allowWithoutP2p);
     }
 
     /**
@@ -117,7 +121,7 @@ public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destinat
                 "manual".equals(json.getString("switchover")),
                 json.getLong("downtimeLimitMillis", DEFAULT_DOWNTIME_LIMIT_MILLIS),
                 json.getLong("precopyBudgetMillis", DEFAULT_PRECOPY_BUDGET_MILLIS),
-                json.getInteger("chunkSize", 0));
+                json.getInteger("chunkSize", 0), json.getBoolean("allowDevicesWithoutP2p", false));
     }
 
     private static DevicePair pair(JsonObject json) {
@@ -137,6 +141,6 @@ public record MigrationRequest(List<DevicePair> devices, StreamEndpoint destinat
                 .put("mode", mode.wireName())
                 .put("switchover", manualSwitchover ? "manual" : "auto")
                 .put("downtimeLimitMillis", downtimeLimitMillis).put("precopyBudgetMillis", precopyBudgetMillis)
-                .put("chunkSize", chunkSize);
+                .put("chunkSize", chunkSize).put("allowDevicesWithoutP2p", allowWithoutP2p);
     }
 }

@@ -161,6 +161,15 @@ public final class MigrationService {
         if (sources.size() > Hello.MAX_CHANNEL + 1) {
             throw new Rejected(400, "one migration moves at most " + (Hello.MAX_CHANNEL + 1) + " devices");
         }
+        if (sources.size() > 1 && !request.allowWithoutP2p()) {
+            for (DeviceHandle d : sources) {
+                if (!d.flags().p2p()) {
+                    throw new Rejected(400, "device " + d.name() + " has no VFIO_MIGRATION_P2P: migrated with others "
+                            + "it cannot be quiesced while its peers still run, and their peer-to-peer DMA could reach "
+                            + "it stopped (QEMU refuses this too); migrate it alone, or set allowDevicesWithoutP2p");
+                }
+            }
+        }
         String id = "m-" + UUID.randomUUID();
         List<DeviceHandle> claimed = new ArrayList<>();
         for (DeviceHandle d : sources) {

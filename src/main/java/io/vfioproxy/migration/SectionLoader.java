@@ -2,7 +2,6 @@ package io.vfioproxy.migration;
 
 import io.vertx.core.Handler;
 import io.vertx.core.buffer.Buffer;
-import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.VfioException;
@@ -13,7 +12,6 @@ import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.Errno;
-import java.nio.charset.StandardCharsets;
 import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -22,9 +20,10 @@ import java.util.function.Supplier;
 
 /**
  * Loads device sections into devices in RESUMING, whether they come from a connection or a checkpoint file:
- * enforces each channel's tag grammar, writes each data piece to its device in order on the device's thread,
- * checks the section's counts, and at the section's end moves the device RESUMING -&gt; STOP, where the device
- * validates the state.
+ * enforces each channel's tag grammar (QEMU's VFIO section: DEV_SETUP_STATE END_OF_STATE, data records and the
+ * iterations' END_OF_STATE or DEV_INIT_DATA_SENT, then DEV_CONFIG_STATE END_OF_STATE), writes each data piece to its
+ * device in order on the device's thread, checks the counts the source's SECTION_END gives after the section, and
+ * then moves the device RESUMING -&gt; STOP, where the device validates the state.
  *
  * <p>Backpressure: {@link #full()} while more than the configured bytes wait for the devices; the drain handler
  * is called when they fall to half of it.
@@ -44,8 +43,11 @@ final class SectionLoader {
         }
     }
 
-    /** Where a channel is in its device section: DEV_SETUP_STATE END_OF_STATE (data... END_OF_STATE)* config. */
-    private enum Section { SETUP, SETUP_END, DATA, CONFIG_END, LOADING, LOADED }
+    /**
+     * Where a channel is: in its section (DEV_SETUP_STATE END_OF_STATE, then data and iteration ends, then
+     * DEV_CONFIG_STATE END_OF_STATE), past it waiting for the source's SECTION_END, loading, loaded.
+     */
+    private enum Section { SETUP, SETUP_END, DATA, CONFIG_END, ENDED, LOADING, LOADED }
 
     private static final class Channel {
         final int id;
@@ -54,7 +56,6 @@ final class SectionLoader {
         long dataBytes;
         long dataChunks;
         boolean initialDataSent;
-        JsonObject config;
         /** Set on the device thread when a write failed: the device must not leave RESUMING as if loaded. */
         volatile VfioException writeError;
         /** Set when the load failed: writes still queued for the device are skipped. */
@@ -67,7 +68,7 @@ final class SectionLoader {
     }
 
     private final String cause;
-    private final boolean precopy;
+    private final boolean switchoverAck;
     private final int maxQueued;
     private final Events events;
     private final Map<Integer, Channel> channels = new LinkedHashMap<>();
@@ -78,11 +79,11 @@ final class SectionLoader {
 
     /**
      * @param cause what device events name as the cause ("migration m-1")
-     * @param precopy the sections carry pre-copy iterations and DEV_INIT_DATA_SENT
+     * @param switchoverAck the source was told it may send DEV_INIT_DATA_SENT, which this loader acknowledges
      */
-    SectionLoader(String cause, boolean precopy, int maxQueued, Events events) {
+    SectionLoader(String cause, boolean switchoverAck, int maxQueued, Events events) {
         this.cause = cause;
-        this.precopy = precopy;
+        this.switchoverAck = switchoverAck;
         this.maxQueued = maxQueued;
         this.events = events;
     }
@@ -108,7 +109,7 @@ final class SectionLoader {
         return channels.values().stream().map(c -> c.device).toList();
     }
 
-    /** True once every channel's section has ended (its device is loading or loaded). */
+    /** True once every channel's section and its SECTION_END arrived (its device is loading or loaded). */
     boolean allEnded() {
         return channels.values().stream().allMatch(c -> c.section == Section.LOADING || c.section == Section.LOADED);
     }
@@ -180,16 +181,16 @@ final class SectionLoader {
                 switch (c.section) {
                     case SETUP_END -> c.section = Section.DATA;
                     case DATA -> { }
-                    case CONFIG_END -> load(c);
+                    case CONFIG_END -> c.section = Section.ENDED;
                     default -> throw new ProtocolException("END_OF_STATE on channel " + c.id
                             + " where the section is in state " + c.section);
                 }
             }
             case DEV_INIT_DATA_SENT -> {
                 expect(c, Section.DATA, tag.name());
-                if (!precopy || c.initialDataSent) {
-                    throw new ProtocolException(tag + " on channel " + c.id + (precopy ? " a second time"
-                            : ": only a pre-copy migration sends it, and this one is stop-copy"));
+                if (!switchoverAck || c.initialDataSent) {
+                    throw new ProtocolException(tag + " on channel " + c.id + (switchoverAck ? " a second time"
+                            : ": sent without the switchover acknowledgement this agent agreed to"));
                 }
                 c.initialDataSent = true;
                 // Queued behind every write of this device: acknowledged once the initial data is loaded.
@@ -199,19 +200,28 @@ final class SectionLoader {
                     }
                 });
             }
+            case DEV_CONFIG_LOAD_READY -> throw new ProtocolException(tag + " on channel " + c.id
+                    + ": QEMU 10's multifd device-state tag, which agents do not send");
             default -> throw new ProtocolException(tag + " on channel " + c.id + " is not a section marker");
         }
     }
 
+    /** DEV_CONFIG_STATE: QEMU's device config (VMState) would follow; a device driven by the agent has none. */
     void config(int id, Buffer blob) {
         Channel c = channel(id);
         expect(c, Section.DATA, "DEV_CONFIG_STATE");
-        try {
-            c.config = new JsonObject(blob.toString(StandardCharsets.UTF_8));
-        } catch (DecodeException | ClassCastException e) {
-            throw new ProtocolException("DEV_CONFIG_STATE on channel " + c.id + " is not a JSON object");
+        if (blob.length() != 0) {
+            throw new ProtocolException("DEV_CONFIG_STATE on channel " + c.id + " carries " + blob.length()
+                    + " bytes of device config, which an agent-driven device does not have");
         }
         c.section = Section.CONFIG_END;
+    }
+
+    /** The source's check of the channel's ended section: its counts, then the load. */
+    void sectionEnd(int id, JsonObject counts) {
+        Channel c = channel(id);
+        expect(c, Section.ENDED, "SECTION_END");
+        load(c, counts);
     }
 
     void dataStart(int id) {
@@ -255,9 +265,9 @@ final class SectionLoader {
         channels.get(id).dataChunks++;
     }
 
-    private void load(Channel c) {
-        long bytes = c.config.getLong("dataBytes", -1L);
-        long chunks = c.config.getLong("dataChunks", -1L);
+    private void load(Channel c, JsonObject counts) {
+        long bytes = counts.getValue("dataBytes") instanceof Number n ? n.longValue() : -1;
+        long chunks = counts.getValue("dataChunks") instanceof Number n ? n.longValue() : -1;
         if (bytes != c.dataBytes || chunks != c.dataChunks) {
             throw new ProtocolException("channel " + c.id + ": the source sent " + bytes + " bytes in " + chunks
                     + " chunks, " + c.dataBytes + " bytes in " + c.dataChunks + " chunks arrived");

@@ -5,16 +5,18 @@ import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.uapi.DeviceState;
-import java.nio.charset.StandardCharsets;
 
 /**
  * Sends one device's section as QEMU's save handlers write it, to a connection or a checkpoint file:
- * DEV_SETUP_STATE END_OF_STATE; with pre-copy, the data read while the device runs (iterations ending in
- * END_OF_STATE, DEV_INIT_DATA_SENT once the initial data is out); then, after the switchover, the stop-copy
- * data; then END_OF_STATE DEV_CONFIG_STATE END_OF_STATE.
+ * DEV_SETUP_STATE END_OF_STATE; with pre-copy, the data read while the device runs (iterations each closed by
+ * END_OF_STATE, or by DEV_INIT_DATA_SENT once the initial data is out when the peer takes a switchover ack); then,
+ * after the switchover, the stop-copy data and END_OF_STATE; then DEV_CONFIG_STATE END_OF_STATE (the agent carries
+ * no device config: QEMU puts the device's VMState there). Then the agent's own check of the section, SECTION_END
+ * with the counts, outside the section.
  *
  * <p>The device's data goes through one pipe from its saving session to the connection, from the first
  * pre-copy read to the end of the stop-copy data: the session's fd stays the same across PRE_COPY,
@@ -22,10 +24,8 @@ import java.nio.charset.StandardCharsets;
  */
 final class SectionSender {
 
-    /** Pause before reading again after pre-copy data ran dry. */
-    static final long PRECOPY_POLL_MILLIS = 5;
-
     private final Vertx vertx;
+    private final DeviceAtStart start;
     private final DeviceHandle device;
     private final String target;
     private final FrameWriter writer;
@@ -34,19 +34,24 @@ final class SectionSender {
     private DeviceReadStream reader;
     private Future<Void> piped;
 
-    SectionSender(Vertx vertx, DeviceHandle device, String target, FrameWriter writer, int channel, int chunkSize) {
+    SectionSender(Vertx vertx, DeviceAtStart start, String target, FrameWriter writer, int channel, int chunkSize) {
         this.vertx = vertx;
-        this.device = device;
+        this.start = start;
+        this.device = start.device();
         this.target = target;
         this.writer = writer;
         this.channel = channel;
-        // QEMU's buffer: min(1 MiB, stop_copy_length); no bigger than the device's whole stream.
-        long size = device.identity().stateSize();
+        // QEMU's buffer: min(1 MiB, stop_copy_length) as the device reports it now; 1 MiB where it cannot tell.
+        long size = start.dataSize();
         this.chunkSize = size > 0 && size < chunkSize ? (int) size : chunkSize;
     }
 
     DeviceHandle device() {
         return device;
+    }
+
+    DeviceAtStart start() {
+        return start;
     }
 
     int channel() {
@@ -55,7 +60,7 @@ final class SectionSender {
 
     /** The HELLO's entry for this device. */
     Hello.Device hello() {
-        return new Hello.Device(channel, device.name(), target, device.identity());
+        return new Hello.Device(channel, device.name(), target, start.identity());
     }
 
     Future<Void> setup() {
@@ -63,15 +68,20 @@ final class SectionSender {
         return writer.marker(channel, VfioTag.END_OF_STATE);
     }
 
-    private void pipe(boolean precopy) {
+    private void pipe(boolean precopy, boolean switchoverAck) {
         reader = new DeviceReadStream(vertx, device, channel, chunkSize, ByteBufAllocator.DEFAULT, precopy,
-                PRECOPY_POLL_MILLIS);
+                switchoverAck);
         piped = reader.pipe().endOnSuccess(false).endOnFailure(false).to(writer.dataSink());
     }
 
-    /** RUNNING -&gt; PRE_COPY (recover RUNNING), then the device's data flows while it runs. */
-    Future<Void> startPrecopy(String cause) {
-        return device.setState(DeviceState.PRE_COPY, DeviceState.RUNNING, cause).onSuccess(v -> pipe(true));
+    /**
+     * RUNNING -&gt; PRE_COPY (recover RUNNING), then the device's data flows while it runs.
+     *
+     * @param switchoverAck the destination acknowledges the initial data: send DEV_INIT_DATA_SENT
+     */
+    Future<Void> startPrecopy(String cause, boolean switchoverAck) {
+        return device.setState(DeviceState.PRE_COPY, DeviceState.RUNNING, cause)
+                .onSuccess(v -> pipe(true, switchoverAck));
     }
 
     /** Stops pre-copy reads before the switchover; the data already read still goes out, in order. */
@@ -81,10 +91,10 @@ final class SectionSender {
 
     /**
      * First step of the switchover: RUNNING -&gt; RUNNING_P2P or PRE_COPY -&gt; PRE_COPY_P2P, so the device stops
-     * initiating peer-to-peer DMA while its peers still run. Nothing to do without P2P.
+     * initiating peer-to-peer DMA while its peers still run. Nothing to do without P2P, or for a stopped device.
      */
     Future<Void> quiesce(String cause) {
-        if (!device.flags().p2p()) {
+        if (!device.flags().p2p() || start.state() != DeviceState.RUNNING) {
             return Future.succeededFuture();
         }
         DeviceState to = reader != null ? DeviceState.PRE_COPY_P2P : DeviceState.RUNNING_P2P;
@@ -92,13 +102,14 @@ final class SectionSender {
     }
 
     /**
-     * Second step: to STOP_COPY (recover RUNNING), then the rest of the stream. A pre-copy session goes on, on
-     * the same fd; otherwise STOP -&gt; STOP_COPY opens the session now. Completes when read() returned 0.
+     * Second step: to STOP_COPY (recover the state the device started in), then the rest of the stream. A pre-copy
+     * session goes on, on the same fd; otherwise STOP -&gt; STOP_COPY opens the session now. Completes when read()
+     * returned 0.
      */
     Future<Void> stopCopy(String cause) {
-        return device.setState(DeviceState.STOP_COPY, DeviceState.RUNNING, cause).compose(v -> {
+        return device.setState(DeviceState.STOP_COPY, start.state(), cause).compose(v -> {
             if (reader == null) {
-                pipe(false);
+                pipe(false, false);
             } else {
                 reader.stopCopy();
             }
@@ -106,13 +117,13 @@ final class SectionSender {
         });
     }
 
-    /** Ends the section; the configuration blob carries the counts the receiver checks. */
+    /** Ends the section, then sends the agent's check of it. */
     Future<Void> end() {
         writer.marker(channel, VfioTag.END_OF_STATE);
-        JsonObject config = new JsonObject().put("device", device.name()).put("dataBytes", reader.bytesRead())
-                .put("dataChunks", reader.chunks());
-        writer.config(channel, config.encode().getBytes(StandardCharsets.UTF_8));
-        return writer.marker(channel, VfioTag.END_OF_STATE);
+        writer.config(channel, new byte[0]);
+        writer.marker(channel, VfioTag.END_OF_STATE);
+        return writer.control(FrameType.SECTION_END, channel, new JsonObject().put("device", device.name())
+                .put("dataBytes", reader.bytesRead()).put("dataChunks", reader.chunks()));
     }
 
     /** Stops reading and releases what was read but not sent. */
@@ -143,14 +154,10 @@ final class SectionSender {
     }
 
     /**
-     * What the stop-copy phase is expected to send: MIG_DATA_SIZE as last read in pre-copy (never less than the
-     * pre-copy data still pending), or the device's size before any read.
+     * What the stop-copy phase is expected to send: MIG_DATA_SIZE as last asked (never less than the pre-copy data
+     * still pending, counted down as it is read), or as the migration found it before any read.
      */
     long remainingEstimate() {
-        if (reader == null || reader.lastInfo() == null) {
-            return device.identity().stateSize();
-        }
-        long pending = reader.lastInfo().initialBytes() + reader.lastInfo().dirtyBytes();
-        return Math.max(reader.lastStopCopySize(), pending);
+        return reader == null ? start.expectedSize() : reader.remainingEstimate(start.expectedSize());
     }
 }

@@ -69,7 +69,7 @@ public final class SourceMigration {
     private final Promise<MigrationStatus> result = Promise.promise();
     private final List<SectionSender> senders = new ArrayList<>();
     private final Set<Integer> acked = new HashSet<>();
-    private final Promise<Void> accepted = Promise.promise();
+    private final Promise<JsonObject> accepted = Promise.promise();
     private final Promise<Void> loaded = Promise.promise();
     private final Promise<Void> started = Promise.promise();
     private final Promise<Void> converged = Promise.promise();
@@ -81,6 +81,9 @@ public final class SourceMigration {
     private FrameWriter writer;
     private FrameDecoder decoder;
     private boolean precopy;
+    /** The destination takes DEV_INIT_DATA_SENT and acknowledges it (HELLO feature, QEMU's switchover-ack). */
+    private boolean switchoverAck;
+    private List<DeviceAtStart> starts = List.of();
     private SwitchoverPolicy policy;
     private int loadedCount;
     /** The destination holds the state (every LOADED arrived): from here on the migration completes. */
@@ -117,11 +120,10 @@ public final class SourceMigration {
      * source devices are safe.
      */
     public Future<MigrationStatus> run() {
-        precopy = request.mode() == Mode.PRECOPY && devices.stream().anyMatch(d -> d.flags().preCopy());
-        record.update(s -> s.withMode(precopy ? Mode.PRECOPY : Mode.STOP_COPY));
         watchdog.start();
         statusTimer = vertx.setPeriodic(STATUS_MILLIS, id -> sample());
-        connect.get()
+        prepare()
+                .compose(v -> connect.get())
                 .compose(this::handshake)
                 .compose(v -> setup())
                 .compose(v -> precopy())
@@ -194,6 +196,28 @@ public final class SourceMigration {
         events.publish(record.update(s -> s.withPhase(s.phase().to(next))), Lifecycle.PHASE);
     }
 
+    /**
+     * Reads each device as it is now (QEMU's save_setup): its state decides whether it pre-copies and where a
+     * rollback returns it, its MIG_DATA_SIZE sizes the reads and what the destination expects.
+     */
+    private Future<Void> prepare() {
+        List<Future<DeviceAtStart>> read = new ArrayList<>();
+        devices.forEach(d -> read.add(DeviceAtStart.read(d, cause("start"))));
+        return Future.all(read).compose(all -> {
+            starts = read.stream().map(Future::result).toList();
+            for (DeviceAtStart d : starts) {
+                if (d.refusal() != null) {
+                    return Future.failedFuture(new MigrationException(phase(), d.refusal()));
+                }
+            }
+            precopy = request.mode() == Mode.PRECOPY && starts.stream().anyMatch(DeviceAtStart::canPrecopy);
+            long stateSize = starts.stream().mapToLong(d -> Math.max(0, d.dataSize())).sum();
+            record.update(s -> s.withMode(precopy ? Mode.PRECOPY : Mode.STOP_COPY)
+                    .withTransfer(s.transfer().withStateSize(stateSize)));
+            return Future.succeededFuture();
+        });
+    }
+
     private Future<Void> handshake(StreamConnection conn) {
         connection = conn;
         writer = new FrameWriter(conn.output());
@@ -202,14 +226,18 @@ public final class SourceMigration {
         conn.input().handler(this::receive);
         conn.closeHandler(v -> fail(new MigrationException(phase(), "the connection to " + conn.peer() + " closed")));
         conn.shutdownHandler(v -> shutdown());
-        for (int i = 0; i < devices.size(); i++) {
-            senders.add(new SectionSender(vertx, devices.get(i), targets.get(i), writer, i, options.chunkSize()));
+        for (int i = 0; i < starts.size(); i++) {
+            senders.add(new SectionSender(vertx, starts.get(i), targets.get(i), writer, i, options.chunkSize()));
         }
         enter(Phase.HANDSHAKE);
         Hello hello = new Hello(record.id(), agent, precopy ? Mode.PRECOPY : Mode.STOP_COPY, options.chunkSize(),
-                false, senders.stream().map(SectionSender::hello).toList());
+                false, precopy ? Set.of(Hello.SWITCHOVER_ACK) : Set.of(),
+                senders.stream().map(SectionSender::hello).toList());
         writer.control(FrameType.HELLO, 0, hello.toJson());
-        return accepted.future();
+        return accepted.future().map(accept -> {
+            switchoverAck = precopy && Hello.features(accept).contains(Hello.SWITCHOVER_ACK);
+            return null;
+        });
     }
 
     private Future<Void> each(Function<SectionSender, Future<Void>> step) {
@@ -231,7 +259,8 @@ public final class SourceMigration {
         enter(Phase.PRECOPY);
         precopyStart = System.nanoTime();
         policy = new SwitchoverPolicy(request.downtimeLimitMillis(), request.precopyBudgetMillis());
-        return each(s -> s.device().flags().preCopy() ? s.startPrecopy(cause("pre-copy")) : Future.succeededFuture())
+        return each(s -> s.start().canPrecopy() ? s.startPrecopy(cause("pre-copy"), switchoverAck)
+                : Future.succeededFuture())
                 .compose(v -> {
                     convergenceTimer = vertx.setPeriodic(CONVERGENCE_CHECK_MILLIS, id -> checkConvergence());
                     return converged.future();
@@ -300,7 +329,7 @@ public final class SourceMigration {
 
     private void onControl(FrameType type, int channel, JsonObject body) {
         switch (type) {
-            case ACCEPT -> accepted.tryComplete();
+            case ACCEPT -> accepted.tryComplete(body);
             case SWITCHOVER_ACK -> acked.add(channel);
             case LOADED -> {
                 if (++loadedCount == devices.size()) {
@@ -369,9 +398,9 @@ public final class SourceMigration {
         long remaining = 0;
         for (SectionSender s : senders) {
             remaining += s.remainingEstimate();
-            if (s.device().flags().preCopy()) {
+            if (s.start().canPrecopy()) {
                 initialOut &= s.initialDataSent();
-                acknowledged &= acked.contains(s.channel());
+                acknowledged &= !switchoverAck || acked.contains(s.channel());
             }
         }
         SwitchoverPolicy.Decision decision = policy.decide(new SwitchoverPolicy.Progress(remaining, meter.estimate(),
@@ -455,14 +484,14 @@ public final class SourceMigration {
                 connection.lingerAndClose(vertx, ABORT_LINGER_MILLIS);
             }
         }
-        List<Future<DeviceState>> safe = new ArrayList<>();
-        devices.forEach(d -> safe.add(DeviceSafety.resume(d, cause("rollback: " + reason))));
-        Future.join(safe).onComplete(ar -> {
+        DeviceSafety.restore(starts, cause("rollback: " + reason)).onComplete(ar -> {
             refreshTransfer();
             releaseDevices();
             boolean cancelled = cause instanceof MigrationException m && m.isCancelled();
+            // Devices not read before the failure were never touched: they stay as they were.
+            String deviceState = starts.isEmpty() ? "unchanged" : ar.result();
             MigrationStatus done = record.update(s -> s.end(cancelled ? Outcome.CANCELLED : Outcome.FAILED, failedIn,
-                    reason, DeviceSafety.describe(safe), null, null));
+                    reason, deviceState, null, null));
             events.publish(done, cancelled ? Lifecycle.CANCELLED : Lifecycle.FAILED);
             result.fail(cause instanceof MigrationException ? cause : new MigrationException(failedIn, reason, cause));
         });

@@ -81,13 +81,13 @@ public final class FrameDecoder {
         };
     }
 
-    private enum Phase { HEADER, COLLECT, TAG, DATA_SIZE, DATA }
+    private enum Phase { HEADER, COLLECT, RECORD }
 
     private final Limits limits;
     private final Listener listener;
     private final CRC32C crc = new CRC32C();
     private final ByteBuffer header = ByteBuffer.allocate(Frames.HEADER_SIZE);
-    private final ByteBuffer word = ByteBuffer.allocate(8);
+    private final VfioRecordReader records = new VfioRecordReader();
     private Phase phase = Phase.HEADER;
     private FrameType type;
     private int channel;
@@ -154,26 +154,12 @@ public final class FrameDecoder {
                         endCollected();
                     }
                 }
-                case TAG, DATA_SIZE -> {
+                case RECORD -> {
                     int before = pos;
-                    pos = fill(word, input, pos, end);
+                    pos = records.step(input, pos, Math.min(end, pos + remaining));
                     checksum(input, before, pos - before);
                     remaining -= pos - before;
-                    if (!word.hasRemaining()) {
-                        endWord();
-                    }
-                }
-                case DATA -> {
-                    int n = Math.min(remaining, end - pos);
-                    checksum(input, pos, n);
-                    listener.onData(channel, input.slice(pos, pos + n));
-                    pos += n;
-                    remaining -= n;
-                    if (remaining == 0) {
-                        verifyCrc();
-                        listener.onDataEnd(channel);
-                        nextFrame();
-                    }
+                    record(input, pos);
                 }
                 default -> throw new IllegalStateException(phase.name());
             }
@@ -226,8 +212,8 @@ public final class FrameDecoder {
             throw new ProtocolException("frame " + seq + ": SECTION payload of " + length
                     + " bytes is shorter than a tag");
         } else {
-            phase = Phase.TAG;
-            word.clear();
+            phase = Phase.RECORD;
+            records.restart();
         }
         if (remaining == 0) {
             endCollected();
@@ -239,53 +225,69 @@ public final class FrameDecoder {
         phase = Phase.COLLECT;
     }
 
-    private void endWord() {
-        long value = word.getLong(0);
-        word.clear();
-        if (phase == Phase.DATA_SIZE) {
-            if (value != remaining) {
-                throw new ProtocolException("frame " + expectedSeq + ": DEV_DATA_STATE size " + value
-                        + " does not match the " + remaining + " bytes left in the frame");
+    /** What the record reader reached in a SECTION frame, which holds exactly one record. */
+    private void record(Buffer input, int pos) {
+        switch (records.event()) {
+            case NEED_MORE -> {
+                if (remaining == 0) {
+                    throw new ProtocolException("frame " + expectedSeq + ": " + (records.tag() == VfioTag.DEV_DATA_STATE
+                            ? "DEV_DATA_STATE without a size" : "the SECTION payload ends inside a tag"));
+                }
             }
-            listener.onDataStart(channel, value);
-            phase = Phase.DATA;
-            if (remaining == 0) {
+            case TAG -> {
+                VfioTag tag = records.tag();
+                if (tag == null) {
+                    throw new ProtocolException(String.format("frame %d: unknown VFIO tag 0x%016x", expectedSeq,
+                            records.unknownTag()));
+                }
+                switch (tag) {
+                    case DEV_DATA_STATE -> {
+                        if (remaining < 8) {
+                            throw new ProtocolException("frame " + expectedSeq + ": DEV_DATA_STATE without a size");
+                        }
+                    }
+                    case DEV_CONFIG_STATE -> {
+                        // The device's config follows the tag to the end of the frame.
+                        if (remaining > limits.maxControlPayload()) {
+                            throw new ProtocolException("frame " + expectedSeq + ": DEV_CONFIG_STATE of " + remaining
+                                    + " bytes exceeds the limit of " + limits.maxControlPayload());
+                        }
+                        beginCollect(remaining);
+                        if (remaining == 0) {
+                            endCollected();
+                        }
+                    }
+                    default -> {
+                        if (remaining != 0) {
+                            throw new ProtocolException("frame " + expectedSeq + ": " + tag + " carries " + remaining
+                                    + " unexpected bytes");
+                        }
+                        verifyCrc();
+                        listener.onMarker(channel, tag);
+                        nextFrame();
+                    }
+                }
+            }
+            case DATA_START -> {
+                if (records.dataSize() != remaining) {
+                    throw new ProtocolException("frame " + expectedSeq + ": DEV_DATA_STATE size " + records.dataSize()
+                            + " does not match the " + remaining + " bytes left in the frame");
+                }
+                listener.onDataStart(channel, records.dataSize());
+                if (remaining == 0) {
+                    verifyCrc();
+                    listener.onDataEnd(channel);
+                    nextFrame();
+                }
+            }
+            case DATA -> listener.onData(channel, input.slice(records.dataFrom(), pos));
+            case DATA_END -> {
+                listener.onData(channel, input.slice(records.dataFrom(), pos));
                 verifyCrc();
                 listener.onDataEnd(channel);
                 nextFrame();
             }
-            return;
-        }
-        VfioTag tag = VfioTag.of(value);
-        if (tag == null) {
-            throw new ProtocolException(String.format("frame %d: unknown VFIO tag 0x%016x", expectedSeq, value));
-        }
-        switch (tag) {
-            case DEV_DATA_STATE -> {
-                if (remaining < 8) {
-                    throw new ProtocolException("frame " + expectedSeq + ": DEV_DATA_STATE without a size");
-                }
-                phase = Phase.DATA_SIZE;
-            }
-            case DEV_CONFIG_STATE -> {
-                if (remaining > limits.maxControlPayload()) {
-                    throw new ProtocolException("frame " + expectedSeq + ": DEV_CONFIG_STATE of " + remaining
-                            + " bytes exceeds the limit of " + limits.maxControlPayload());
-                }
-                beginCollect(remaining);
-                if (remaining == 0) {
-                    endCollected();
-                }
-            }
-            default -> {
-                if (remaining != 0) {
-                    throw new ProtocolException("frame " + expectedSeq + ": " + tag + " carries " + remaining
-                            + " unexpected bytes");
-                }
-                verifyCrc();
-                listener.onMarker(channel, tag);
-                nextFrame();
-            }
+            default -> throw new IllegalStateException(records.event().name());
         }
     }
 

@@ -15,6 +15,12 @@ public enum FrameType {
     REFUSE(0x03, true),
     /** Source to destination: one record of a device's VFIO tagged stream, on the frame's channel. */
     SECTION(0x10, false),
+    /**
+     * Source to destination, after the channel's section ended: the agent's own check of it, {@code {"dataBytes",
+     * "dataChunks"}}, which the destination compares with what arrived before it loads the device. Kept out of the
+     * section itself, whose content is QEMU's.
+     */
+    SECTION_END(0x11, true),
     /** Destination to source: the channel's device accepted its state and is in STOP, ready to run. */
     LOADED(0x20, true),
     /**

@@ -25,7 +25,8 @@ public final class Frames {
     public static final int DATA_RECORD_HEADER = 16;
     /** Where the chunk bytes start in a whole SECTION data frame. */
     public static final int DATA_OFFSET = HEADER_SIZE + DATA_RECORD_HEADER;
-    public static final int PROTOCOL_VERSION = 1;
+    /** 2: the section content is QEMU's to the byte; the agent's counts travel in SECTION_END. */
+    public static final int PROTOCOL_VERSION = 2;
 
     private Frames() {
     }

@@ -64,7 +64,7 @@ class DestinationProtocolIT {
     }
 
     private JsonObject hello(String target, String model) {
-        return new JsonObject().put("protocol", 1).put("migration", "m-test").put("sourceAgent", "raw")
+        return new JsonObject().put("protocol", Frames.PROTOCOL_VERSION).put("migration", "m-test").put("sourceAgent", "raw")
                 .put("chunkSize", 1 << 20)
                 .put("devices", new JsonArray().add(new JsonObject().put("channel", 0).put("sourceDevice", "gpu0")
                         .put("targetDevice", target).put("flags", "STOP_COPY,P2P,PRE_COPY")
@@ -191,10 +191,7 @@ class DestinationProtocolIT {
         handshake();
         byte[] stream = deviceStream();
         peer.send(dataFrame(stream, 0, 1 << 20));
-        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
-        peer.send(Frames.config(0, new JsonObject().put("dataBytes", 1 << 20).put("dataChunks", 1).encode()
-                .getBytes(java.nio.charset.StandardCharsets.UTF_8), seq++));
-        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
+        endSection(1 << 20, 1);
         assertAbortedAndReset("device gpu0 rejected the migrated state");
         assertThat(agent.migrations().find("m-test").status().error()).contains("incomplete stream").contains("EINVAL");
     }
@@ -204,12 +201,18 @@ class DestinationProtocolIT {
         handshake();
         byte[] stream = deviceStream();
         int chunks = sendAll(stream);
-        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
-        peer.send(Frames.config(0, new JsonObject().put("dataBytes", stream.length + 1).put("dataChunks", chunks)
-                .encode().getBytes(java.nio.charset.StandardCharsets.UTF_8), seq++));
-        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
+        endSection(stream.length + 1, chunks);
         assertAbortedAndReset("the source sent " + (stream.length + 1) + " bytes in " + chunks + " chunks, "
                 + stream.length + " bytes in " + chunks + " chunks arrived");
+    }
+
+    /** Ends the section as QEMU does (END_OF_STATE, an empty DEV_CONFIG_STATE, END_OF_STATE), then the counts. */
+    private void endSection(long dataBytes, int dataChunks) {
+        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
+        peer.send(Frames.config(0, new byte[0], seq++));
+        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
+        peer.send(Frames.control(FrameType.SECTION_END, 0, new JsonObject().put("dataBytes", dataBytes)
+                .put("dataChunks", dataChunks), seq++));
     }
 
     /** Sends the stream in 1 MiB data frames and returns how many. */
@@ -227,11 +230,7 @@ class DestinationProtocolIT {
         handshake();
         byte[] stream = deviceStream();
         int chunks = sendAll(stream);
-        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
-        peer.send(Frames.config(0, new JsonObject().put("dataBytes", stream.length)
-                .put("dataChunks", chunks).encode()
-                .getBytes(java.nio.charset.StandardCharsets.UTF_8), seq++));
-        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
+        endSection(stream.length, chunks);
         assertThat(peer.await(FrameType.LOADED).getLong("dataBytes")).isEqualTo(stream.length);
         assertThat(device.state().await()).isEqualTo(DeviceState.STOP);
         peer.send(Frames.control(FrameType.START, 0, new JsonObject(), seq++));

@@ -48,7 +48,7 @@ class DeviceReadStreamTest {
         Context context = vertx.getOrCreateContext();
         context.runOnContext(v -> {
             DeviceReadStream stream = new DeviceReadStream(vertx, device, 0, 1 << 20, ByteBufAllocator.DEFAULT, false,
-                    5);
+                    false);
             stream.exceptionHandler(errors::add);
             stream.handler(frame -> {
                 frame.release();
@@ -70,7 +70,7 @@ class DeviceReadStreamTest {
         List<String> seen = new CopyOnWriteArrayList<>();
         vertx.getOrCreateContext().runOnContext(v -> {
             DeviceReadStream stream = new DeviceReadStream(vertx, device, 0, 1 << 20, ByteBufAllocator.DEFAULT, false,
-                    5);
+                    false);
             stream.endHandler(e -> seen.add("end"));
             stream.handler((DataFrame frame) -> {
                 seen.add("frame " + frame.chunkLength());

@@ -52,7 +52,7 @@ class PrecopyIT {
 
     private static MigrationRequest request(StreamEndpoint to, Mode mode, String... devices) {
         List<DevicePair> pairs = java.util.Arrays.stream(devices).map(d -> new DevicePair(d, d)).toList();
-        return new MigrationRequest(pairs, to, mode, false, 300, 30_000, 0);
+        return new MigrationRequest(pairs, to, mode, false, 300, 30_000, 0, false);
     }
 
     private List<String> arcs(String agent, String device) {
