@@ -162,6 +162,37 @@ class DestinationProtocolIT {
     }
 
     @Test
+    void qemu10sConfigLoadReadyTagIsNamedAndRefused() {
+        handshake();
+        peer.send(Frames.marker(0, VfioTag.DEV_CONFIG_LOAD_READY, seq++));
+        assertAbortedAndReset("DEV_CONFIG_LOAD_READY on channel 0: QEMU 10's multifd device-state tag");
+    }
+
+    @Test
+    void initDataSentNeedsTheSwitchoverAckTheDestinationAccepted() {
+        // This HELLO offers no features: the ACCEPT takes none, and DEV_INIT_DATA_SENT is a protocol error.
+        handshake();
+        assertThat(peer.await(FrameType.ACCEPT).getJsonArray("features")).isEmpty();
+        peer.send(Frames.marker(0, VfioTag.DEV_INIT_DATA_SENT, seq++));
+        assertAbortedAndReset("DEV_INIT_DATA_SENT on channel 0: sent without the switchover acknowledgement");
+    }
+
+    @Test
+    void theSwitchoverAckIsTakenWhenOfferedAndUnknownFeaturesAreNot() {
+        peer.send(Frames.control(FrameType.HELLO, 0, hello("gpu0", model()).put("mode", "precopy")
+                .put("features", new JsonArray().add("switchover-ack").add("teleport")), seq++));
+        assertThat(peer.await(FrameType.ACCEPT).getJsonArray("features")).containsExactly("switchover-ack");
+    }
+
+    @Test
+    void deviceConfigBytesAreNotWhatAnAgentSends() {
+        handshake();
+        peer.send(Frames.marker(0, VfioTag.END_OF_STATE, seq++));
+        peer.send(Frames.config(0, new byte[] {1, 2, 3}, seq++));
+        assertAbortedAndReset("DEV_CONFIG_STATE on channel 0 carries 3 bytes of device config");
+    }
+
+    @Test
     void dataBeforeSetupBreaksTheSectionGrammar() throws Exception {
         peer.send(Frames.control(FrameType.HELLO, 0, hello("gpu0", model()), seq++));
         peer.await(FrameType.ACCEPT);

@@ -4,9 +4,16 @@ import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetSocket;
+import io.vertx.core.json.JsonObject;
 import io.vertx.core.parsetools.RecordParser;
+import io.vfioproxy.stream.FrameDecoder;
+import io.vfioproxy.stream.FrameType;
+import io.vfioproxy.stream.Limits;
+import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.StreamEndpoint;
+import java.util.List;
+import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicLong;
 
 /**
@@ -20,6 +27,7 @@ public final class Relay {
     private final long sourceToDestinationLimit;
     private volatile int destinationFramesToPass = Integer.MAX_VALUE;
     private final AtomicLong forwardedToDestination = new AtomicLong();
+    private final List<String> sourceFrames = new CopyOnWriteArrayList<>();
     private final int port;
 
     private Relay(Vertx vertx, StreamEndpoint target, long sourceToDestinationLimit) {
@@ -38,7 +46,37 @@ public final class Relay {
 
     private void connect(NetSocket in, NetSocket out) {
         AtomicLong forwarded = new AtomicLong();
+        FrameDecoder tap = new FrameDecoder(Limits.DEFAULT, new FrameDecoder.Listener() {
+            @Override
+            public void onControl(FrameType type, int channel, JsonObject body) {
+                sourceFrames.add(type.name());
+            }
+
+            @Override
+            public void onMarker(int channel, VfioTag tag) {
+                sourceFrames.add(tag.name());
+            }
+
+            @Override
+            public void onConfig(int channel, Buffer blob) {
+                sourceFrames.add("DEV_CONFIG_STATE " + blob.length());
+            }
+
+            @Override
+            public void onDataStart(int channel, long size) {
+                sourceFrames.add("DEV_DATA_STATE");
+            }
+
+            @Override
+            public void onData(int channel, Buffer piece) {
+            }
+
+            @Override
+            public void onDataEnd(int channel) {
+            }
+        });
         in.handler(buf -> {
+            tap.feed(buf);
             long before = forwarded.getAndAdd(buf.length());
             long room = sourceToDestinationLimit - before;
             if (room > 0) {
@@ -73,6 +111,14 @@ public final class Relay {
         in.closeHandler(v -> out.close());
         out.closeHandler(v -> in.close());
         in.resume();
+    }
+
+    /**
+     * What the source sent, frame by frame: control frame types, VFIO tags, "DEV_DATA_STATE" for each data record,
+     * "DEV_CONFIG_STATE n" with the config's length.
+     */
+    public List<String> sourceFrames() {
+        return sourceFrames;
     }
 
     /** Bytes forwarded from the source to the destination so far, over every connection. */

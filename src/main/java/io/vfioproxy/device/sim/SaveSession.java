@@ -66,6 +66,7 @@ final class SaveSession extends Session {
     public int read(ByteBuffer dst) throws VfioException {
         synchronized (device) {
             String call = "read(data_fd)";
+            device.calls().read();
             checkUsable(call);
             device.catchUp();
             FaultPlan faults = device.faults();
@@ -147,6 +148,7 @@ final class SaveSession extends Session {
     public PrecopyInfo precopyInfo() throws VfioException {
         synchronized (device) {
             String call = "VFIO_MIG_GET_PRECOPY_INFO";
+            device.calls().askedPrecopyInfo();
             checkUsable(call);
             device.catchUp();
             DeviceState state = device.stateLocked();

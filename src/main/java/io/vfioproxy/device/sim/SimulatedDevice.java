@@ -12,6 +12,7 @@ import io.vfioproxy.uapi.StateMachine;
 import java.util.List;
 import java.util.Optional;
 import java.util.SplittableRandom;
+import java.util.concurrent.atomic.AtomicLong;
 
 /**
  * A device that obeys the kernel's migration semantics exactly, with a large state that costs almost no memory
@@ -100,6 +101,39 @@ public final class SimulatedDevice implements MigrationDevice {
     private DeviceState state = DeviceState.RUNNING;
     private Session session;
     private boolean closed;
+    /** What MIG_DATA_SIZE reports outside a saving session, where the driver's estimate is not the full stream. */
+    private long reportedDataSize = -1;
+    private final Calls calls = new Calls();
+
+    /**
+     * How often the agent asked the device, for tests of its manners: reads of the data fd, VFIO_MIG_GET_PRECOPY_INFO
+     * and MIG_DATA_SIZE. Each is a firmware command under the device's lock on drivers like mlx5.
+     */
+    public static final class Calls {
+        private final AtomicLong reads = new AtomicLong();
+        private final AtomicLong precopyInfo = new AtomicLong();
+        private final AtomicLong dataSize = new AtomicLong();
+
+        public long reads() {
+            return reads.get();
+        }
+
+        public long precopyInfo() {
+            return precopyInfo.get();
+        }
+
+        public long dataSize() {
+            return dataSize.get();
+        }
+
+        void read() {
+            reads.incrementAndGet();
+        }
+
+        void askedPrecopyInfo() {
+            precopyInfo.incrementAndGet();
+        }
+    }
 
     private SimulatedDevice(Builder b) {
         this.name = b.name;
@@ -129,6 +163,19 @@ public final class SimulatedDevice implements MigrationDevice {
     /** A digest of the whole device state (seed and every page version); equal digests mean equal states. */
     public synchronized long stateDigest() {
         return image.digest();
+    }
+
+    /** The agent's calls on this device so far. */
+    public Calls calls() {
+        return calls;
+    }
+
+    /**
+     * Makes MIG_DATA_SIZE report {@code bytes} outside a saving session, as a driver whose estimate moves with what
+     * the device does (mlx5's does); -1 reports the full stream again.
+     */
+    public synchronized void reportDataSize(long bytes) {
+        this.reportedDataSize = bytes;
     }
 
     /** The fault plan, to arm or clear faults at run time. */
@@ -257,6 +304,7 @@ public final class SimulatedDevice implements MigrationDevice {
     @Override
     public synchronized long stopCopySize() throws VfioException {
         checkOpen("GET MIG_DATA_SIZE");
+        calls.dataSize.incrementAndGet();
         if (faults.dataSizeErrno() != null) {
             throw error("GET MIG_DATA_SIZE", faults.dataSizeErrno(), "injected fault");
         }
@@ -265,7 +313,10 @@ public final class SimulatedDevice implements MigrationDevice {
     }
 
     private long stopCopySizeLocked() {
-        return session instanceof SaveSession save ? save.remaining() : fullStreamSize();
+        if (session instanceof SaveSession save) {
+            return save.remaining();
+        }
+        return reportedDataSize >= 0 ? reportedDataSize : fullStreamSize();
     }
 
     @Override
