@@ -57,7 +57,7 @@ public final class DeviceFactory {
                 identity = new DeviceIdentity("native", config.getString("model", "unknown"),
                         config.getString("driver", "unknown"), 0);
             }
-            return VfioOpen.adopt(name, fd.fd(), identity);
+            return VfioOpen.adopt(name, fd.fds(), fd.label(), identity);
         }
         String device = config.getString("device");
         if (device == null) {
@@ -77,7 +77,8 @@ public final class DeviceFactory {
             throw new IllegalArgumentException("device " + name + ": drainedPrecopyRead must be ENOMSG or ZERO");
         }
         long dirtyRate = ByteSize.parse(config.getValue("dirtyRate", "0").toString());
-        return SimulatedDevice.builder(name, size).pageSize(pageSize).flags(flags).seed(seed)
+        DeviceKind kind = DeviceKind.parse(config.getString("kind", DeviceKind.MDEV.wireName()));
+        return SimulatedDevice.builder(name, size).pageSize(pageSize).flags(flags).seed(seed).kind(kind)
                 .faults(FaultPlan.fromJson(config.getJsonObject("faults"))).zeroReadWhenDrained(drained.equals("ZERO"))
                 .dirtyRate(dirtyRate).build();
     }

@@ -17,12 +17,64 @@ public final class DeviceHandle {
     private final DeviceController controller;
     private final WorkerExecutor executor;
     private final DeviceIdentity identity;
+    private final DevicePolicy policy;
     private final AtomicReference<String> owner = new AtomicReference<>();
+    private volatile String handedOverTo;
+    private volatile String heldFor;
 
-    DeviceHandle(DeviceController controller, WorkerExecutor executor, DeviceIdentity identity) {
+    DeviceHandle(DeviceController controller, WorkerExecutor executor, DeviceIdentity identity, DevicePolicy policy) {
         this.controller = controller;
         this.executor = executor;
         this.identity = identity;
+        this.policy = policy;
+    }
+
+    /** What a destination does with this device after loading it. */
+    public DevicePolicy policy() {
+        return policy;
+    }
+
+    /**
+     * Notes that the device holds the state migration {@code migration} loaded, in STOP, for its consumer: closing
+     * it now would lose that state on a PCI function.
+     */
+    public void holdFor(String migration) {
+        heldFor = migration;
+    }
+
+    /** The migration whose loaded state the device holds for its consumer, or null. */
+    public String heldFor() {
+        return heldFor;
+    }
+
+    /** Where the device was handed over to, or null while the agent has it. */
+    public String handedOverTo() {
+        return handedOverTo;
+    }
+
+    /**
+     * Hands the device to its consumer listening at {@code socketPath} (its fds over SCM_RIGHTS); the agent no longer
+     * has it afterwards.
+     */
+    public Future<Void> handOver(String socketPath) {
+        return submit(c -> {
+            c.closeChannel();
+            c.device().handOver(socketPath);
+            handedOverTo = socketPath;
+            heldFor = null;
+            return null;
+        });
+    }
+
+    /**
+     * Gives up the state the device holds for its consumer: VFIO_DEVICE_RESET, and the device is the agent's again.
+     */
+    public Future<Void> discardHeld(String cause) {
+        return submit(c -> {
+            c.reset(cause);
+            heldFor = null;
+            return null;
+        });
     }
 
     public String name() {
@@ -72,12 +124,16 @@ public final class DeviceHandle {
     }
 
     /**
-     * Reserves the device for one migration.
+     * Reserves the device for one migration; a device handed over belongs to its consumer and cannot be.
      *
-     * @return false when another migration holds it
+     * @return false when another migration holds it, or it was handed over
      */
     public boolean claim(String migration) {
-        return owner.compareAndSet(null, migration);
+        if (handedOverTo != null || !owner.compareAndSet(null, migration)) {
+            return false;
+        }
+        heldFor = null;
+        return true;
     }
 
     /** Releases a reservation made by {@code migration}. */

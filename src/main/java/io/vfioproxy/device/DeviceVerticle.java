@@ -13,6 +13,8 @@ import java.util.concurrent.TimeUnit;
  */
 public final class DeviceVerticle extends VerticleBase {
 
+    private static final System.Logger LOG = System.getLogger("io.vfioproxy.device");
+
     /** Kernel calls such as STOP_COPY -&gt; STOP may take long; warn only past this. */
     private static final long MAX_CALL_SECONDS = 300;
 
@@ -45,7 +47,7 @@ public final class DeviceVerticle extends VerticleBase {
                 DeviceController controller = new DeviceController(device, listener);
                 listener.onOpened(device.name(), controller.state());
                 return new DeviceHandle(controller, executor, device.identity().with(controller.flags().toString(),
-                        deviceConfig.getString("compatibilityTag", "")));
+                        deviceConfig.getString("compatibilityTag", "")), DevicePolicy.of(device.kind(), deviceConfig));
             } catch (Exception | Error e) {
                 device.close();
                 throw e;
@@ -60,6 +62,11 @@ public final class DeviceVerticle extends VerticleBase {
     public Future<?> stop() {
         if (handle == null) {
             return Future.succeededFuture();
+        }
+        if (handle.heldFor() != null && handle.policy().kind() == DeviceKind.PCI_FUNCTION) {
+            LOG.log(System.Logger.Level.WARNING, "agent " + agent + ": device " + handle.name() + " holds the state "
+                    + "of migration " + handle.heldFor() + " for its consumer; closing it, vfio-pci resets it and "
+                    + "that state is lost");
         }
         // A migration still holding the device ends first, so the device is left safe.
         return registry.closing(handle).eventually(() -> handle.close()).eventually(() -> handle.executor().close());

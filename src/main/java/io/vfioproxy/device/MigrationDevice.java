@@ -14,6 +14,9 @@ public interface MigrationDevice extends AutoCloseable {
     /** The name the agent knows the device by (a cdev path, PCI address, mdev UUID or a configured name). */
     String name();
 
+    /** A PCI function or a mediated device: what a destination may do with it once loaded. */
+    DeviceKind kind();
+
     /** Vendor, model and driver facts the destination checks for compatibility. */
     DeviceIdentity identity() throws VfioException;
 
@@ -36,6 +39,18 @@ public interface MigrationDevice extends AutoCloseable {
 
     /** VFIO_DEVICE_RESET: back to RUNNING; any open data session ends. */
     void reset() throws VfioException;
+
+    /**
+     * Hands the device to the consumer that will run it: its fds go over SCM_RIGHTS to the unix socket at
+     * {@code socketPath} ({@code device.linux.FdHandoff}), and this side closes its own. The consumer's fds keep the
+     * device open, so nothing resets it. The device is closed here afterwards.
+     *
+     * @throws VfioException EOPNOTSUPP where the backend has no fd to hand over
+     */
+    default void handOver(String socketPath) throws VfioException {
+        throw new VfioException(name(), "hand over to " + socketPath, state(), io.vfioproxy.uapi.Errno.EOPNOTSUPP,
+                "this backend has no fd to hand over");
+    }
 
     /** Closes every fd the backend opened. */
     @Override

@@ -7,6 +7,7 @@ import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.device.DevicePolicy;
 import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.migration.MigrationEvents.Lifecycle;
 import io.vfioproxy.migration.MigrationRequest.Mode;
@@ -252,17 +253,23 @@ public final class DestinationSession {
         }
     }
 
-    /** Every device to RUNNING_P2P before any runs, so none sends P2P DMA to a peer that is not ready. */
+    /**
+     * Runs the devices whose policy says so, every one to RUNNING_P2P before any runs, so none sends P2P DMA to a
+     * peer that is not ready. The others (PCI functions, by default) stay in STOP with the loaded state: only their
+     * consumer can set up their DMA mappings and interrupts.
+     */
     private Future<Void> startInOrder() {
+        List<DeviceHandle> run = loader.devices().stream()
+                .filter(d -> d.policy().endState() == DeviceState.RUNNING).toList();
         List<Future<Void>> quiesced = new ArrayList<>();
-        for (DeviceHandle d : loader.devices()) {
+        for (DeviceHandle d : run) {
             if (d.flags().p2p()) {
                 quiesced.add(d.setState(DeviceState.RUNNING_P2P, DeviceState.ERROR, cause("start: P2P quiesced")));
             }
         }
         return Future.all(quiesced).compose(v -> {
             List<Future<Void>> running = new ArrayList<>();
-            for (DeviceHandle d : loader.devices()) {
+            for (DeviceHandle d : run) {
                 running.add(d.setState(DeviceState.RUNNING, DeviceState.ERROR, cause("start after migration")));
             }
             return Future.all(running);
@@ -279,17 +286,50 @@ public final class DestinationSession {
                 fail(new MigrationException(Phase.STARTING, "a device failed to start: " + ar.cause().getMessage()));
                 return;
             }
+            JsonObject ends = new JsonObject();
+            loader.devices().forEach(d -> ends.put(d.name(), d.policy().endState().name()));
             // The source reads STARTED before it sees the connection end.
             writer.control(FrameType.STARTED, 0, new JsonObject().put("devices",
-                    new JsonArray(loader.devices().stream().map(DeviceHandle::name).toList())))
+                    new JsonArray(loader.devices().stream().map(DeviceHandle::name).toList())).put("endStates", ends))
                     .onComplete(v -> connection.close());
             stop();
             release();
             refreshTransfer();
+            // Completed from here: the connection's end is no failure any more; the record ends once handed back.
             phase = phase.to(Phase.COMPLETED);
-            events.publish(record.update(s -> s.end(Outcome.COMPLETED, null, null, DeviceState.RUNNING.name(), null,
-                    null)), Lifecycle.COMPLETED);
-            settled.tryComplete();
+            handBack().onComplete(handed -> {
+                String states = String.join(",", loader.devices().stream()
+                        .map(d -> d.policy().endState().name()).toList());
+                events.publish(record.update(s -> s.end(Outcome.COMPLETED, null, null, states, null,
+                        handed.result())), Lifecycle.COMPLETED);
+                settled.tryComplete();
+            });
+        });
+    }
+
+    /**
+     * The devices left in STOP are held for their consumer: handed to it at once where their policy names its
+     * socket, else kept open (closing a PCI function would reset it) until released through the API.
+     *
+     * @return never fails: null, or a warning naming each device whose hand-back failed (it is held instead)
+     */
+    private Future<String> handBack() {
+        List<Future<String>> failures = new ArrayList<>();
+        for (DeviceHandle d : loader.devices()) {
+            DevicePolicy policy = d.policy();
+            if (policy.endState() == DeviceState.RUNNING) {
+                continue;
+            }
+            d.holdFor(record.id());
+            if (policy.handback() != null) {
+                failures.add(d.handOver(policy.handback()).map(v -> (String) null).recover(e -> Future.succeededFuture(
+                        "device " + d.name() + " could not be handed to " + policy.handback() + " (" + e.getMessage()
+                                + "); it holds the migrated state in STOP until released")));
+            }
+        }
+        return Future.join(failures).map(v -> {
+            List<String> warnings = failures.stream().map(Future::result).filter(w -> w != null).toList();
+            return warnings.isEmpty() ? null : String.join("; ", warnings);
         });
     }
 

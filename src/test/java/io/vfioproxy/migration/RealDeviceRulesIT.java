@@ -235,4 +235,68 @@ class RealDeviceRulesIT {
         assertThat(frames).containsExactly("HELLO", "DEV_SETUP_STATE", "END_OF_STATE", "DEV_INIT_DATA_SENT",
                 "END_OF_STATE", "END_OF_STATE", "DEV_CONFIG_STATE 0", "END_OF_STATE", "SECTION_END", "START");
     }
+
+    @Test
+    void aPciFunctionIsLeftInStopWithItsStateAndHeldForItsConsumerAnMdevRuns() {
+        AgentVerticle dst = agent("dst", LoopbackAgent.simulated("gpu0", 16 * MIB, 10).put("kind", "pci"),
+                LoopbackAgent.simulated("vgpu0", 16 * MIB, 11));
+        AgentVerticle src = agent("src", LoopbackAgent.simulated("gpu0", 16 * MIB, 1),
+                LoopbackAgent.simulated("vgpu0", 16 * MIB, 2));
+        MigrationStatus done = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0",
+                "vgpu0")).completion().await();
+        assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
+        assertThat(done.ending().destinationStarted()).isTrue();
+
+        DeviceHandle gpu = dst.devices().find("gpu0");
+        DeviceHandle vgpu = dst.devices().find("vgpu0");
+        // Its DMA mappings, MSI-X and bus mastering are the VMM's to set up: the agent does not run it.
+        assertThat(gpu.state().await()).isEqualTo(DeviceState.STOP);
+        assertThat(arcs("dst", "gpu0")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP", "STOP>RESUMING",
+                "RESUMING>STOP");
+        assertThat(vgpu.state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(arcs("dst", "vgpu0")).endsWith("STOP>RUNNING_P2P", "RUNNING_P2P>RUNNING");
+        MigrationStatus atDestination = ended(dst, done.id());
+        assertThat(atDestination.ending().deviceState()).isEqualTo("STOP,RUNNING");
+        assertThat(gpu.heldFor()).isEqualTo(done.id());
+        assertThat(vgpu.heldFor()).isNull();
+        assertThat(Sim.digest(gpu)).as("the migrated state, kept while the agent holds the device open")
+                .isEqualTo(Sim.digest(src.devices().find("gpu0")));
+        assertThat(io.vfioproxy.api.AgentCommands.describe(gpu).await().getString("destination"))
+                .isEqualTo("holds it in STOP, open, until it is released to its consumer");
+
+        // Closed by the agent, vfio-pci resets the function and the state is gone: a warning says so.
+        SimulatedDevice held = Sim.device(gpu);
+        long migrated = held.stateDigest();
+        vertx.undeploy(dst.deploymentID()).await();
+        assertThat(held.stateDigest()).isNotEqualTo(migrated);
+    }
+
+    @Test
+    void anMdevConfiguredToStopIsHeldAndAHandBackTheBackendCannotDoLeavesItHeldWithTheReason() {
+        AgentVerticle dst = agent("dst", LoopbackAgent.simulated("gpu0", 8 * MIB, 10).put("afterMigration", "stop")
+                .put("handback", "/run/vmm/gpu0.sock"));
+        AgentVerticle src = agent("src", LoopbackAgent.simulated("gpu0", 8 * MIB, 1));
+        MigrationStatus done = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0"))
+                .completion().await();
+        assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
+        MigrationStatus atDestination = ended(dst, done.id());
+        DeviceHandle gpu = dst.devices().find("gpu0");
+        assertThat(gpu.state().await()).isEqualTo(DeviceState.STOP);
+        assertThat(gpu.heldFor()).isEqualTo(done.id());
+        assertThat(gpu.handedOverTo()).isNull();
+        assertThat(atDestination.ending().warning())
+                .isEqualTo("device gpu0 could not be handed to /run/vmm/gpu0.sock (gpu0: hand over to "
+                        + "/run/vmm/gpu0.sock failed in state STOP: EOPNOTSUPP (operation not supported): this backend has no fd "
+                        + "to hand over); it holds the migrated state in STOP until released");
+        // The next migration into it takes it over: a claim clears the hold.
+        assertThat(gpu.claim("next")).isTrue();
+        assertThat(gpu.heldFor()).isNull();
+        gpu.release("next");
+    }
+
+    /** The destination's record of {@code id} once it ended: the source may finish first. */
+    private static MigrationStatus ended(AgentVerticle agent, String id) {
+        return await("destination record of " + id + " ended").atMost(Duration.ofSeconds(30))
+                .until(() -> agent.migrations().find(id).status(), s -> s.ending() != null);
+    }
 }

@@ -130,30 +130,52 @@ public final class Discovery {
     }
 
     /**
-     * Opens the device briefly and asks GET VFIO_DEVICE_FEATURE_MIGRATION: its flags ("STOP_COPY,P2P,PRE_COPY"),
-     * or why it cannot tell ("no: ENOTTY (not supported)", "no: EBUSY (in use)").
+     * What a brief open tells of a device's migration.
+     *
+     * @param migration its flags ("STOP_COPY,P2P,PRE_COPY"), or why it cannot migrate or tell ("no: ENOTTY (not
+     *        supported)", "no: EBUSY (in use)")
+     * @param dataSize MIG_DATA_SIZE in bytes, or -1 where the device cannot tell
+     * @param dataSizeError why not (the errno: kernels before 6.2 answer ENOTTY), or null
      */
-    public String probeMigration(VfioDeviceInfo info) {
+    public record MigrationProbe(String migration, long dataSize, String dataSizeError) {
+        /** Whether the device can migrate. */
+        public boolean migratable() {
+            return !migration.startsWith("no:");
+        }
+    }
+
+    /**
+     * Opens the device briefly and asks GET VFIO_DEVICE_FEATURE_MIGRATION and GET VFIO_DEVICE_FEATURE_MIG_DATA_SIZE.
+     * Opening a PCI function nobody has open resets it (vfio-pci does so on first open and last close); a device in
+     * use answers EBUSY and is left alone.
+     */
+    public MigrationProbe probeMigration(VfioDeviceInfo info) {
         try (NativeDevice device = open(info.name(), info)) {
             if (!device.probe(VfioUapi.VFIO_DEVICE_FEATURE_MIGRATION, VfioUapi.VFIO_DEVICE_FEATURE_GET)) {
-                return "no: ENOTTY (not supported)";
+                return new MigrationProbe("no: ENOTTY (not supported)", -1, null);
             }
             if (!device.probe(VfioUapi.VFIO_DEVICE_FEATURE_MIG_DEVICE_STATE,
                     VfioUapi.VFIO_DEVICE_FEATURE_GET | VfioUapi.VFIO_DEVICE_FEATURE_SET)) {
-                return "no: the device cannot get and set its migration state";
+                return new MigrationProbe("no: the device cannot get and set its migration state", -1, null);
             }
-            return device.migrationFlags().toString();
+            String flags = device.migrationFlags().toString();
+            try {
+                return new MigrationProbe(flags, device.stopCopySize(), null);
+            } catch (VfioException e) {
+                // QEMU falls back to its own estimate; so does the agent (DeviceAtStart).
+                return new MigrationProbe(flags, -1, io.vfioproxy.uapi.Errno.nameOf(e.errno()));
+            }
         } catch (VfioException e) {
             String why = e.is(io.vfioproxy.uapi.Errno.ENOTTY) ? "not supported"
                     : e.is(io.vfioproxy.uapi.Errno.EBUSY) ? "in use" : e.call();
-            return "no: " + io.vfioproxy.uapi.Errno.nameOf(e.errno()) + " (" + why + ")";
+            return new MigrationProbe("no: " + io.vfioproxy.uapi.Errno.nameOf(e.errno()) + " (" + why + ")", -1, null);
         }
     }
 
     /** Opens the device, through its cdev where there is one, else its group. */
     public NativeDevice open(String agentName, VfioDeviceInfo info) throws VfioException {
         if (!info.cdev().isEmpty() && Files.exists(dev.resolve("vfio/devices").resolve(info.cdev()))) {
-            return VfioOpen.cdev(agentName, dev.resolve("vfio/devices").resolve(info.cdev()).toString(),
+            return VfioOpen.cdev(agentName, dev.resolve("vfio/devices").resolve(info.cdev()).toString(), info.name(),
                     info.identity(0));
         }
         if (info.iommuGroup() < 0) {

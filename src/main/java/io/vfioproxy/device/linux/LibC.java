@@ -11,7 +11,7 @@ import com.sun.jna.Pointer;
  * than interface mapping; no varargs, so {@code ioctl} has one fixed signature). Every call throws
  * {@link LastErrorException} with the errno when it fails.
  *
- * <p>Constants from the x86_64/arm64 Linux headers: fcntl.h, sys/socket.h, bits/socket.h.
+ * <p>Constants from the x86_64/arm64 Linux headers: fcntl.h, sys/socket.h, bits/socket.h, sys/stat.h.
  */
 final class LibC {
 
@@ -56,4 +56,12 @@ final class LibC {
     static native NativeLong recvmsg(int fd, Pointer message, int flags) throws LastErrorException;
 
     static native NativeLong sendmsg(int fd, Pointer message, int flags) throws LastErrorException;
+
+    static native int bind(int fd, Pointer address, int length) throws LastErrorException;
+
+    static native int listen(int fd, int backlog) throws LastErrorException;
+
+    static native int accept(int fd, Pointer address, Pointer length) throws LastErrorException;
+
+    static native int chmod(String path, int mode) throws LastErrorException;
 }

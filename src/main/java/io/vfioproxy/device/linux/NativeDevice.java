@@ -15,6 +15,7 @@ import com.sun.jna.NativeLong;
 import com.sun.jna.Pointer;
 import io.vfioproxy.device.DataChannel;
 import io.vfioproxy.device.DeviceIdentity;
+import io.vfioproxy.device.DeviceKind;
 import io.vfioproxy.device.MigrationDevice;
 import io.vfioproxy.device.VfioException;
 import io.vfioproxy.uapi.DeviceState;
@@ -37,6 +38,7 @@ public final class NativeDevice implements MigrationDevice {
     private static final int FEATURE_ARGSZ = VFIO_DEVICE_FEATURE_HEADER_SIZE + 8;
 
     private final String name;
+    private final String address;
     private final int deviceFd;
     private final List<Integer> ownedFds;
     private final DeviceIdentity baseIdentity;
@@ -45,10 +47,12 @@ public final class NativeDevice implements MigrationDevice {
     private boolean closed;
 
     /**
+     * @param address the PCI address or mdev UUID, or "" where not known
      * @param ownedFds other fds opened for this device (iommufd, container, group), closed after the device fd
      */
-    NativeDevice(String name, int deviceFd, List<Integer> ownedFds, DeviceIdentity baseIdentity) {
+    NativeDevice(String name, String address, int deviceFd, List<Integer> ownedFds, DeviceIdentity baseIdentity) {
         this.name = name;
+        this.address = address;
         this.deviceFd = deviceFd;
         this.ownedFds = List.copyOf(ownedFds);
         this.baseIdentity = baseIdentity;
@@ -68,9 +72,44 @@ public final class NativeDevice implements MigrationDevice {
         return deviceFd;
     }
 
+    /** An mdev by its sysfs identity; anything else (a PCI function, or an fd of unknown origin) is treated as PCI. */
     @Override
-    public DeviceIdentity identity() throws VfioException {
-        return new DeviceIdentity(baseIdentity.backend(), baseIdentity.model(), baseIdentity.driver(), stopCopySize());
+    public DeviceKind kind() {
+        return baseIdentity.model().startsWith("mdev:") ? DeviceKind.MDEV : DeviceKind.PCI_FUNCTION;
+    }
+
+    /** The identity, with MIG_DATA_SIZE as it is now, or -1 where the kernel (before 6.2) or driver cannot tell. */
+    @Override
+    public DeviceIdentity identity() {
+        long size;
+        try {
+            size = stopCopySize();
+        } catch (VfioException e) {
+            size = -1;
+        }
+        return new DeviceIdentity(baseIdentity.backend(), baseIdentity.model(), baseIdentity.driver(), size);
+    }
+
+    /**
+     * Sends the device fd and the fds it needs (its iommufd, or its container and group) to the consumer at
+     * {@code socketPath}, labelled with the device's address, then closes this side's copies: the consumer's keep the
+     * device open, so vfio-pci does not reset it.
+     */
+    @Override
+    public synchronized void handOver(String socketPath) throws VfioException {
+        checkOpen("hand over to " + socketPath);
+        int[] fds = new int[1 + ownedFds.size()];
+        fds[0] = deviceFd;
+        for (int i = 0; i < ownedFds.size(); i++) {
+            fds[1 + i] = ownedFds.get(i);
+        }
+        try {
+            FdHandoff.sendTo(socketPath, fds, address.isEmpty() ? name : address);
+        } catch (java.io.IOException e) {
+            int errno = e.getCause() instanceof com.sun.jna.LastErrorException l ? l.getErrorCode() : Errno.EIO.value();
+            throw new VfioException(name, "hand over to " + socketPath, lastKnown, errno, e.getMessage());
+        }
+        close();
     }
 
     private static Memory feature(int flags) {

@@ -2,6 +2,7 @@ package io.vfioproxy.device.linux;
 
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceIdentity;
+import io.vfioproxy.device.DeviceKind;
 
 /**
  * A VFIO device of this node as sysfs shows it.
@@ -19,6 +20,11 @@ import io.vfioproxy.device.DeviceIdentity;
  */
 public record VfioDeviceInfo(String name, String bus, String vendor, String device, String subsystemVendor,
         String subsystemDevice, String driver, String mdevType, int iommuGroup, String cdev) {
+
+    /** A mediated device, or a PCI function. */
+    public DeviceKind kind() {
+        return bus.equals("mdev") ? DeviceKind.MDEV : DeviceKind.PCI_FUNCTION;
+    }
 
     /** What a destination compares: the kind of device and its driver. */
     public DeviceIdentity identity(long stateSize) {

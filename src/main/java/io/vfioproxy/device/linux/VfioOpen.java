@@ -51,6 +51,12 @@ public final class VfioOpen {
 
     /** cdev path: open /dev/vfio/devices/vfioN and /dev/iommu, bind, allocate an IOAS, attach. */
     public static NativeDevice cdev(String name, String cdevPath, DeviceIdentity identity) throws VfioException {
+        return cdev(name, cdevPath, "", identity);
+    }
+
+    /** The same, for the device whose PCI address or mdev UUID is {@code address}. */
+    public static NativeDevice cdev(String name, String cdevPath, String address, DeviceIdentity identity)
+            throws VfioException {
         List<Integer> fds = new ArrayList<>();
         int device = -1;
         try {
@@ -71,7 +77,7 @@ public final class VfioOpen {
             attach.setInt(0, ATTACH_PT_SIZE);
             attach.setInt(8, ioas.getInt(8));
             ioctl(name, "VFIO_DEVICE_ATTACH_IOMMUFD_PT", device, VFIO_DEVICE_ATTACH_IOMMUFD_PT, attach);
-            return new NativeDevice(name, device, fds, identity);
+            return new NativeDevice(name, address, device, fds, identity);
         } catch (VfioException | RuntimeException e) {
             Syscall.closeQuietly(device);
             fds.forEach(Syscall::closeQuietly);
@@ -117,7 +123,7 @@ public final class VfioOpen {
             devName.setString(0, deviceName);
             int device = ioctl(name, "VFIO_GROUP_GET_DEVICE_FD " + deviceName, groupFd, VFIO_GROUP_GET_DEVICE_FD,
                     devName);
-            return new NativeDevice(name, device, fds, identity);
+            return new NativeDevice(name, deviceName, device, fds, identity);
         } catch (VfioException | RuntimeException e) {
             fds.forEach(Syscall::closeQuietly);
             throw e;
@@ -126,6 +132,18 @@ public final class VfioOpen {
 
     /** An fd handed over by its owner (see {@link FdHandoff}); the device is closed with it. */
     public static NativeDevice adopt(String name, int deviceFd, DeviceIdentity identity) {
-        return new NativeDevice(name, deviceFd, List.of(), identity);
+        return adopt(name, new int[] {deviceFd}, "", identity);
+    }
+
+    /**
+     * Fds handed over by their owner, the device's first (then its iommufd, or its container and group, where the
+     * owner sends them), for the device at {@code address}; all are closed with the device.
+     */
+    public static NativeDevice adopt(String name, int[] fds, String address, DeviceIdentity identity) {
+        List<Integer> owned = new ArrayList<>();
+        for (int i = 1; i < fds.length; i++) {
+            owned.add(fds[i]);
+        }
+        return new NativeDevice(name, address, fds[0], owned, identity);
     }
 }

@@ -2,6 +2,7 @@ package io.vfioproxy.device.sim;
 
 import io.vfioproxy.device.DataChannel;
 import io.vfioproxy.device.DeviceIdentity;
+import io.vfioproxy.device.DeviceKind;
 import io.vfioproxy.device.MigrationDevice;
 import io.vfioproxy.device.VfioException;
 import io.vfioproxy.uapi.DeviceState;
@@ -38,6 +39,7 @@ public final class SimulatedDevice implements MigrationDevice {
         private FaultPlan faults = new FaultPlan();
         private boolean zeroReadWhenDrained;
         private long dirtyBytesPerSecond;
+        private DeviceKind kind = DeviceKind.MDEV;
 
         private Builder(String name, long sizeBytes) {
             this.name = name;
@@ -79,6 +81,15 @@ public final class SimulatedDevice implements MigrationDevice {
             return this;
         }
 
+        /**
+         * MDEV (the default) keeps its state across close, as mtty does; PCI_FUNCTION behaves as vfio-pci makes a
+         * function behave: reset, its state lost, when its last user closes it.
+         */
+        public Builder kind(DeviceKind k) {
+            this.kind = k;
+            return this;
+        }
+
         public SimulatedDevice build() {
             if (pageSize < 64 || pageSize > PageImage.PATTERN_SPAN || Integer.bitCount(pageSize) != 1) {
                 throw new IllegalArgumentException(name + ": page size must be a power of two from 64 to 65536, got "
@@ -93,6 +104,8 @@ public final class SimulatedDevice implements MigrationDevice {
     }
 
     private final String name;
+    private final DeviceKind kind;
+    private final long seed;
     private final MigrationFlags flags;
     private final FaultPlan faults;
     private final boolean zeroReadWhenDrained;
@@ -137,6 +150,8 @@ public final class SimulatedDevice implements MigrationDevice {
 
     private SimulatedDevice(Builder b) {
         this.name = b.name;
+        this.kind = b.kind;
+        this.seed = b.seed;
         this.flags = b.flags;
         this.faults = b.faults;
         this.zeroReadWhenDrained = b.zeroReadWhenDrained;
@@ -245,6 +260,11 @@ public final class SimulatedDevice implements MigrationDevice {
     }
 
     @Override
+    public DeviceKind kind() {
+        return kind;
+    }
+
+    @Override
     public synchronized DeviceIdentity identity() {
         // Like the native device: a MIG_DATA_SIZE that fails leaves the size unknown (-1), not the device unopened.
         return new DeviceIdentity("simulated", "sim-" + image.pageSize() + "x" + image.pageCount(), "simulated",
@@ -329,10 +349,18 @@ public final class SimulatedDevice implements MigrationDevice {
         state = DeviceState.RUNNING;
     }
 
+    /**
+     * Closes the device. A PCI function is reset as vfio-pci resets it on its last close: whatever state it held,
+     * migrated or not, is gone, and it is RUNNING at its next open.
+     */
     @Override
     public synchronized void close() {
         endSession();
         closed = true;
+        if (kind == DeviceKind.PCI_FUNCTION) {
+            image = PageImage.fresh(image.pageSize(), image.pageCount(), seed);
+            state = DeviceState.RUNNING;
+        }
     }
 
     private void checkOpen(String call) throws VfioException {
