@@ -7,9 +7,11 @@ import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceRegistry;
+import io.vfioproxy.device.VfioException;
 import io.vfioproxy.migration.MigrationRecord;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
+import io.vfioproxy.uapi.Errno;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Function;
@@ -22,6 +24,8 @@ import java.util.function.Function;
  *   <li>{@code migrate}: the body of {@code POST /v1/migrations}; replies with the migration</li>
  *   <li>{@code cancel}, {@code switchover}: {@code {"migration": id}}; replies with the migration</li>
  *   <li>{@code device}: {@code {"device": name}}; replies with the device and its state</li>
+ *   <li>{@code release}: {@code {"device": name, "handback": path}} or {@code {"device": name, "discard": true}}:
+ *   the body of {@code POST /v1/devices/{name}/release} with the device's name; replies with the device</li>
  *   <li>{@code ping}: replies {@code {"agent": name}}</li>
  * </ul>
  *
@@ -62,6 +66,12 @@ public final class AgentCommands {
             }
             return describe(d);
         });
+        handle("release", body -> {
+            JsonObject request = body.copy();
+            String name = String.valueOf(request.remove("device"));
+            contract.validate("DeviceRelease", request);
+            return release(agent, devices, name, request);
+        });
         handle("ping", body -> Future.succeededFuture(new JsonObject().put("agent", agent)));
         List<Future<Void>> registered = new ArrayList<>();
         consumers.forEach(c -> registered.add(c.completion()));
@@ -81,14 +91,68 @@ public final class AgentCommands {
         return id;
     }
 
-    /** The device's name, flags, identity, state and the migration holding it, if one does. */
+    /**
+     * Releases a device to the consumer that will run it ({@code "handback"}: the unix socket it listens on; the
+     * device's fds go there over SCM_RIGHTS), or gives up the state it holds for one ({@code "discard": true}: the
+     * device is reset). A device a migration holds is refused (409), as is a discard with nothing held.
+     *
+     * @return the device as {@link #describe} gives it, afterwards
+     */
+    public static Future<JsonObject> release(String agent, DeviceRegistry devices, String name, JsonObject request) {
+        DeviceHandle d = devices.find(name);
+        if (d == null) {
+            return Future.failedFuture(new MigrationService.Rejected(404, "agent " + agent + " has no device named '"
+                    + name + "'"));
+        }
+        if (d.owner() != null) {
+            return Future.failedFuture(new MigrationService.Rejected(409, "device " + name + " is busy with migration "
+                    + d.owner()));
+        }
+        if (d.handedOverTo() != null) {
+            return Future.failedFuture(new MigrationService.Rejected(409, "device " + name + " was already handed to "
+                    + d.handedOverTo()));
+        }
+        String handback = request.getString("handback");
+        if (handback != null) {
+            return d.handOver(handback).<JsonObject>transform(ar -> {
+                if (ar.failed()) {
+                    int status = ar.cause() instanceof VfioException v && v.errno() == Errno.EOPNOTSUPP.value() ? 409 : 502;
+                    return Future.failedFuture(new MigrationService.Rejected(status, ar.cause().getMessage()));
+                }
+                return describe(d);
+            });
+        }
+        if (!request.getBoolean("discard", false)) {
+            return Future.failedFuture(new IllegalArgumentException("release device " + name
+                    + ": say where its consumer takes it ('handback': a unix socket path) or 'discard': true"));
+        }
+        if (d.heldFor() == null) {
+            return Future.failedFuture(new MigrationService.Rejected(409, "device " + name
+                    + " holds no migrated state to discard"));
+        }
+        return d.discardHeld("release " + name + ": state of migration " + d.heldFor() + " discarded")
+                .compose(v -> describe(d));
+    }
+
+    /**
+     * The device's name, kind, what a destination does with it, flags, identity, state and the migration holding
+     * it, if one does; where the agent holds a migrated state for the device's consumer, or handed it over.
+     */
     public static Future<JsonObject> describe(DeviceHandle d) {
         JsonObject json = new JsonObject()
                 .put("name", d.name())
                 .put("flags", d.flags().toString())
-                .put("identity", d.identity().toJson());
+                .put("identity", d.identity().toJson())
+                .mergeIn(d.policy().toJson());
         if (d.owner() != null) {
             json.put("migration", d.owner());
+        }
+        if (d.heldFor() != null) {
+            json.put("heldFor", d.heldFor());
+        }
+        if (d.handedOverTo() != null) {
+            // The consumer has it now: the agent cannot ask its state.
+            return Future.succeededFuture(json.put("handedOverTo", d.handedOverTo()));
         }
         return d.state().map(s -> json.put("state", s.name()))
                 .recover(e -> Future.succeededFuture(json.put("state", "unknown").put("error", e.getMessage())));

@@ -92,6 +92,8 @@ public final class ApiVerticle extends VerticleBase {
                 .end(contract.document()));
         router.get("/v1/devices").handler(this::listDevices);
         router.get("/v1/devices/:name").handler(this::getDevice);
+        router.post("/v1/devices/:name/release").handler(BodyHandler.create().setBodyLimit(4096))
+                .handler(this::releaseDevice);
         router.post("/v1/migrations").handler(BodyHandler.create().setBodyLimit(64 * 1024)).handler(this::startMigration);
         router.get("/v1/migrations").handler(rc -> json(rc, 200, new JsonObject().put("migrations",
                 new JsonArray(migrations.all().stream().map(MigrationRecord::toJson).toList()))));
@@ -140,6 +142,22 @@ public final class ApiVerticle extends VerticleBase {
             return;
         }
         AgentCommands.describe(d).onSuccess(json -> json(rc, 200, json));
+    }
+
+    private void releaseDevice(RoutingContext rc) {
+        contract.validate(rc, "releaseDevice")
+                .compose(body -> AgentCommands.release(agent, devices, rc.pathParam("name"), body))
+                .onComplete(ar -> {
+                    if (ar.succeeded()) {
+                        json(rc, 200, ar.result());
+                    } else if (ar.cause() instanceof MigrationService.Rejected e) {
+                        error(rc, e.status(), e.getMessage());
+                    } else if (ar.cause() instanceof IllegalArgumentException || ar.cause() instanceof DecodeException) {
+                        error(rc, 400, ar.cause().getMessage());
+                    } else {
+                        error(rc, 500, String.valueOf(ar.cause().getMessage()));
+                    }
+                });
     }
 
     private void startMigration(RoutingContext rc) {

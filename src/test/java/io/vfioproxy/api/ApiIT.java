@@ -1,6 +1,7 @@
 package io.vfioproxy.api;
 
 import static org.assertj.core.api.Assertions.assertThat;
+import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
 import io.vertx.core.Vertx;
@@ -169,5 +170,54 @@ class ApiIT {
                 .contains("no VFIO device with the PCI address 0000:99:00.0");
         assertThat(c.get("/healthz").send().await().statusCode()).isEqualTo(200);
         assertThat(c.get("/v1/devices/sim0").send().await().bodyAsJsonObject().getString("state")).isEqualTo("RUNNING");
+    }
+
+    @Test
+    void aPciFunctionHeldAfterAMigrationIsReleasedThroughTheApi() {
+        AgentVerticle pci = LoopbackAgent.named("dst-pci")
+                .device(LoopbackAgent.simulated("gpu0", 64 << 20, 2).put("kind", "pci")).start(vertx);
+        WebClient api = WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
+                .setDefaultPort(pci.apiPort()));
+        JsonObject before = api.get("/v1/devices/gpu0").send().await().bodyAsJsonObject();
+        assertThat(before.getString("kind")).isEqualTo("pci");
+        assertThat(before.getString("afterMigration")).isEqualTo("STOP");
+        assertThat(before.getString("destination")).isEqualTo("holds it in STOP, open, until it is released to its "
+                + "consumer");
+        HttpResponse<Buffer> nothingHeld = api.post("/v1/devices/gpu0/release")
+                .sendJsonObject(new JsonObject().put("discard", true)).await();
+        assertThat(nothingHeld.statusCode()).isEqualTo(409);
+        assertThat(errorMessage(nothingHeld)).isEqualTo("device gpu0 holds no migrated state to discard");
+
+        String id = client.post("/v1/migrations").sendJsonObject(new JsonObject().put("device", "gpu0")
+                .put("destination", "127.0.0.1:" + pci.streamPort())).await().bodyAsJsonObject().getString("id");
+        await("held for its consumer").atMost(Duration.ofSeconds(20)).until(() -> id.equals(
+                api.get("/v1/devices/gpu0").send().await().bodyAsJsonObject().getString("heldFor")));
+        JsonObject held = api.get("/v1/devices/gpu0").send().await().bodyAsJsonObject();
+        assertThat(held.getString("state")).isEqualTo("STOP");
+
+        HttpResponse<Buffer> empty = api.post("/v1/devices/gpu0/release").sendJsonObject(new JsonObject()).await();
+        assertThat(empty.statusCode()).isEqualTo(400);
+        HttpResponse<Buffer> relative = api.post("/v1/devices/gpu0/release")
+                .sendJsonObject(new JsonObject().put("handback", "vmm.sock")).await();
+        assertThat(relative.statusCode()).isEqualTo(400);
+        assertThat(errorMessage(relative)).contains("handback");
+        HttpResponse<Buffer> noFd = api.post("/v1/devices/gpu0/release")
+                .sendJsonObject(new JsonObject().put("handback", "/run/vmm/gpu0.sock")).await();
+        assertThat(noFd.statusCode()).isEqualTo(409);
+        assertThat(errorMessage(noFd)).contains("EOPNOTSUPP").contains("no fd to hand over");
+        HttpResponse<Buffer> unknown = api.post("/v1/devices/nope/release")
+                .sendJsonObject(new JsonObject().put("discard", true)).await();
+        assertThat(unknown.statusCode()).isEqualTo(404);
+
+        HttpResponse<Buffer> discarded = api.post("/v1/devices/gpu0/release")
+                .sendJsonObject(new JsonObject().put("discard", true)).await();
+        assertThat(discarded.statusCode()).isEqualTo(200);
+        assertThat(discarded.bodyAsJsonObject().getString("state")).isEqualTo("RUNNING");
+        assertThat(discarded.bodyAsJsonObject().containsKey("heldFor")).isFalse();
+        // The same through the event bus.
+        assertThatThrownBy(() -> vertx.eventBus().request(Events.command("dst-pci", "release"),
+                new JsonObject().put("device", "gpu0").put("discard", true)).await())
+                .isInstanceOfSatisfying(io.vertx.core.eventbus.ReplyException.class,
+                        e -> assertThat(e.failureCode()).isEqualTo(409));
     }
 }

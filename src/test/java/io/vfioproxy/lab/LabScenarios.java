@@ -63,6 +63,7 @@ public final class LabScenarios {
         run("save-restore", LabScenarios::saveRestore);
         run("migration", () -> migration(MigrationRequest.Mode.STOP_COPY, 0xC3));
         run("precopy-migration", () -> migration(MigrationRequest.Mode.PRECOPY, 0x3C));
+        run("stopped-source-handback", LabScenarios::stoppedSourceHandback);
         run("truncated-stream", LabScenarios::truncatedStream);
         run("commands", LabScenarios::commands);
         System.out.println("LAB-DONE failures=" + failures);
@@ -98,8 +99,10 @@ public final class LabScenarios {
             check(info.bus().equals("mdev") && info.mdevType().equals("mtty-2"), "mdev of type mtty-2: " + info);
             check(info.cdev().equals(System.getenv(uuid.equals(MDEV0) ? "KLAB_MDEV0_CDEV" : "KLAB_MDEV1_CDEV")),
                     "cdev of " + uuid + ": " + info.cdev());
-            String flags = DISCOVERY.probeMigration(info);
+            Discovery.MigrationProbe probe = DISCOVERY.probeMigration(info);
+            String flags = probe.migration();
             check(flags.equals("STOP_COPY,P2P,PRE_COPY"), "flags of " + uuid + ": " + flags);
+            check(probe.dataSize() > 0 && probe.dataSizeError() == null, "MIG_DATA_SIZE of " + uuid + ": " + probe);
             seen.add(info.name() + " group=" + info.iommuGroup() + " cdev=" + info.cdev() + " flags=" + flags);
         }
         check(DISCOVERY.list().size() >= 2, "both mdevs listed");
@@ -272,12 +275,78 @@ public final class LabScenarios {
                 check(record.switchoverReason().startsWith("converged") && record.switchoverReason().contains("even at"),
                         "switchover: " + record.switchoverReason());
             }
+            String migrated = arcs.toString();
             from.reset("lab cleanup").await();
             return "migrated " + record.transfer().dataBytes() + " bytes agent to agent over loopback (" + record.mode().wireName()
                     + "), downtime " + Math.round(record.downtimeMillis()) + " ms, scratch register 0x"
-                    + Integer.toHexString(value) + " arrived; source arcs " + arcs
+                    + Integer.toHexString(value) + " arrived; source arcs " + migrated
                     + (record.switchoverReason() == null ? "" : "; " + record.switchoverReason());
         } finally {
+            vertx.close().await();
+        }
+    }
+
+    /**
+     * A VM paused on the source (mtty in STOP) asked to pre-copy: it stop-copies and is never restarted. The
+     * destination holds the loaded device in STOP and hands its fds to a consumer listening on a unix socket, as a
+     * VMM would take back a PCI function; the consumer runs the device and finds the migrated scratch register.
+     */
+    private static String stoppedSourceHandback() throws Exception {
+        Vertx vertx = Vertx.vertx();
+        Path socket = Files.createTempDirectory("vmm").resolve("mtty.sock");
+        int listening = FdHandoff.listen(socket.toString());
+        try {
+            AgentVerticle dst = LoopbackAgent.named("dst").withoutApi().device(nativeEntry("mtty", MDEV1)
+                    .put("afterMigration", "stop").put("handback", socket.toString())).start(vertx);
+            AgentVerticle src = LoopbackAgent.named("src").withoutApi().device(nativeEntry("mtty", MDEV0)).start(vertx);
+            DeviceHandle from = src.devices().find("mtty");
+            scratch(from, 0xA5);
+            scratch(dst.devices().find("mtty"), 0x11);
+            from.setState(DeviceState.STOP, DeviceState.RUNNING, "the VM paused").await();
+            List<String> arcs = new java.util.concurrent.CopyOnWriteArrayList<>();
+            vertx.eventBus().<JsonObject>consumer(io.vfioproxy.api.Events.DEVICE_STATE, m -> {
+                if (m.body().getString("agent").equals("src")) {
+                    arcs.add(m.body().getString("from") + ">" + m.body().getString("to"));
+                }
+            }).completion().await();
+            java.util.concurrent.CompletableFuture<FdHandoff.Received> consumer =
+                    java.util.concurrent.CompletableFuture.supplyAsync(() -> {
+                        try {
+                            return FdHandoff.accept(listening);
+                        } catch (java.io.IOException e) {
+                            throw new java.io.UncheckedIOException(e);
+                        }
+                    });
+            MigrationStatus record = onContext(vertx, () -> Future.succeededFuture(src.migrations().migrate(
+                    new MigrationRequest("mtty", LoopbackAgent.endpoint(dst), "mtty", 0)
+                            .withMode(MigrationRequest.Mode.PRECOPY)))).completion().await();
+            check(record.outcome() == MigrationStatus.Outcome.COMPLETED, "completed: " + record.toJson());
+            check(record.mode() == MigrationRequest.Mode.STOP_COPY, "a stopped source stop-copies: " + record.mode());
+            check(arcs.containsAll(List.of("STOP>STOP_COPY", "STOP_COPY>STOP"))
+                    && arcs.stream().noneMatch(a -> a.endsWith(">RUNNING") || a.contains("PRE_COPY")),
+                    "source arcs: " + arcs);
+            FdHandoff.Received got = consumer.get(120, java.util.concurrent.TimeUnit.SECONDS);
+            check(got.label().equals(MDEV1) && got.fds().length == 2, "handed back: " + got.label() + ", "
+                    + got.fds().length + " fds");
+            // The consumer's device: the agent closed its copies, and the device kept its loaded state.
+            NativeDevice taken = VfioOpen.adopt("vmm", got.fds(), got.label(),
+                    DISCOVERY.resolve(MDEV1).identity(0));
+            try {
+                check(taken.state() == DeviceState.STOP, "handed back in STOP: " + taken.state());
+                taken.setState(DeviceState.RUNNING);
+                int marker = MttyRegisters.readScratch(taken);
+                check(marker == 0xA5, "scratch register in the handed-back device: 0x" + Integer.toHexString(marker));
+            } finally {
+                taken.close();
+            }
+            check(socket.toString().equals(dst.devices().find("mtty").handedOverTo()), "the agent says where it went");
+            String migrated = arcs.toString();
+            from.reset("lab cleanup").await();
+            return "stopped source stop-copied " + record.transfer().dataBytes() + " bytes, arcs " + migrated
+                    + "; destination handed " + got.fds().length + " fds to " + socket.getFileName()
+                    + ", the consumer ran it and read 0xa5";
+        } finally {
+            FdHandoff.close(listening);
             vertx.close().await();
         }
     }
@@ -346,7 +415,9 @@ public final class LabScenarios {
         JsonArray devices = new JsonObject(listed[1]).getJsonArray("devices");
         check(devices.stream().map(JsonObject.class::cast).filter(d -> d.getString("name").equals(MDEV0)
                 || d.getString("name").equals(MDEV1)).allMatch(d -> d.getString("migration")
-                .equals("STOP_COPY,P2P,PRE_COPY") && d.getString("bus").equals("mdev")), "devices --json: " + listed[1]);
+                .equals("STOP_COPY,P2P,PRE_COPY") && d.getString("bus").equals("mdev") && d.getString("kind").equals("mdev")
+                && d.getString("destination").equals("runs it") && d.getLong("migrationDataSize", 0L) > 0),
+                "devices --json: " + listed[1]);
         Path file = Files.createTempFile("cli", ".vmp");
         try (NativeDevice d = openCdev(MDEV0)) {
             MttyRegisters.writeScratch(d, 0x77);

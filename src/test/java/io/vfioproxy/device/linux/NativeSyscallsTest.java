@@ -18,6 +18,9 @@ import org.junit.jupiter.api.io.TempDir;
 /** Real syscalls without VFIO: the native data path on pipes and files, errno mapping, fd passing. */
 class NativeSyscallsTest {
 
+    /** fcntl.h */
+    private static final int O_NONBLOCK = 0x800;
+
     private static final DeviceIdentity ID = new DeviceIdentity("native", "test", "none", 0);
 
     private static int[] pipe() {
@@ -168,6 +171,75 @@ class NativeSyscallsTest {
         assertThatThrownBy(() -> FdHandoff.receive("/nonexistent/vmp.sock")).hasMessageContaining("ENOENT");
         Syscall.closeQuietly(pair[0]);
         Syscall.closeQuietly(pair[1]);
+    }
+
+    @Test
+    void handsADeviceWithItsIommufdToAConsumerListeningOnAUnixSocket(@TempDir Path dir) throws Exception {
+        // Pipes stand in for the device fd and its iommufd: what matters is that the consumer gets the same open
+        // files, in order, with the device's address, and that the agent's copies are closed afterwards.
+        int[] device = new int[2];
+        LibC.pipe2(device, LibC.O_CLOEXEC | O_NONBLOCK);
+        int[] iommu = pipe();
+        NativeDevice held = VfioOpen.adopt("gpu0", new int[] {device[1], iommu[1]}, "0000:3b:00.1", ID);
+        String path = dir.resolve("vmm.sock").toString();
+        int listening = FdHandoff.listen(path);
+        assertThat(Files.getPosixFilePermissions(Path.of(path))).containsExactlyInAnyOrder(
+                java.nio.file.attribute.PosixFilePermission.OWNER_READ,
+                java.nio.file.attribute.PosixFilePermission.OWNER_WRITE);
+        java.util.concurrent.CompletableFuture<FdHandoff.Received> consumer = java.util.concurrent.CompletableFuture
+                .supplyAsync(() -> {
+                    try {
+                        return FdHandoff.accept(listening);
+                    } catch (java.io.IOException e) {
+                        throw new java.io.UncheckedIOException(e);
+                    }
+                });
+        held.handOver(path);
+        FdHandoff.Received got = consumer.get(30, java.util.concurrent.TimeUnit.SECONDS);
+        assertThat(got.label()).isEqualTo("0000:3b:00.1");
+        assertThat(got.fds()).hasSize(2);
+        assertThat(writeThenRead(got.fds()[0], device[0], "dev")).isEqualTo("dev");
+        assertThat(writeThenRead(got.fds()[1], iommu[0], "iommu")).isEqualTo("iommu");
+        assertErrnoOf(() -> held.state(), Errno.EBADF);
+        for (int fd : got.fds()) {
+            FdHandoff.close(fd);
+        }
+        // The agent's copy is closed too: with the consumer's gone, no writer is left, and the pipe reads EOF
+        // (were one open, this non-blocking read would fail with EAGAIN).
+        assertThat(LibC.read(device[0], new com.sun.jna.Memory(1), new com.sun.jna.NativeLong(1)).longValue())
+                .isZero();
+        FdHandoff.close(listening);
+        FdHandoff.close(device[0]);
+        FdHandoff.close(iommu[0]);
+    }
+
+    @Test
+    void aHandOverToNobodyFailsWithTheReasonAndKeepsTheDevice(@TempDir Path dir) throws Exception {
+        int[] device = pipe();
+        NativeDevice held = VfioOpen.adopt("gpu0", new int[] {device[1]}, "0000:3b:00.1", ID);
+        assertThatThrownBy(() -> held.handOver(dir.resolve("nobody.sock").toString()))
+                .isInstanceOf(VfioException.class).hasMessageContaining("gpu0").hasMessageContaining("ENOENT");
+        // Still the agent's: its fd is open.
+        assertThat(writeThenRead(device[1], device[0], "kept")).isEqualTo("kept");
+        held.close();
+        FdHandoff.close(device[0]);
+    }
+
+    private static String writeThenRead(int writeFd, int readFd, String text) throws Exception {
+        NativeDevice owner = VfioOpen.adopt("x", LibC.open("/dev/null", LibC.O_RDWR | LibC.O_CLOEXEC), ID);
+        byte[] bytes = text.getBytes(StandardCharsets.US_ASCII);
+        com.sun.jna.Memory m = new com.sun.jna.Memory(bytes.length);
+        m.write(0, bytes, 0, bytes.length);
+        LibC.write(writeFd, m, new com.sun.jna.NativeLong(bytes.length));
+        ByteBuffer in = ByteBuffer.allocateDirect(bytes.length);
+        new NativeDataChannel(owner, readFd).read(in);
+        owner.close();
+        return StandardCharsets.US_ASCII.decode(in.flip()).toString();
+    }
+
+    private static void assertErrnoOf(org.assertj.core.api.ThrowableAssert.ThrowingCallable call, Errno errno) {
+        assertThatThrownBy(call).isInstanceOfSatisfying(VfioException.class,
+                e -> assertThat(e.errno()).as(e.getMessage()).isEqualTo(errno.value()));
     }
 
     @Test
