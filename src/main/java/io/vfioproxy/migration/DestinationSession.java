@@ -387,6 +387,10 @@ public final class DestinationSession {
         boolean keepLoaded = (failedIn == Phase.LOADED || failedIn == Phase.STARTING) && !(cause instanceof SourceAbort);
         List<Future<DeviceState>> safe = new ArrayList<>();
         for (DeviceHandle d : moved) {
+            if (keepLoaded && record != null) {
+                // Kept for whoever decides: its consumer takes it (release with a handback) or it is discarded.
+                d.holdFor(record.id());
+            }
             safe.add(keepLoaded ? d.state() : DeviceSafety.reset(d, cause("abort after failure: " + reason)));
         }
         Future.join(safe).onComplete(ar -> {

@@ -271,6 +271,23 @@ class DestinationProtocolIT {
     }
 
     @Test
+    void aConnectionLostAfterLoadedKeepsTheStateHeldInStopUntilReleased() {
+        handshake();
+        byte[] stream = deviceStream();
+        endSection(stream.length, sendAll(stream));
+        peer.await(FrameType.LOADED);
+        // The source may have committed: its verdict is unknown, so the loaded state is kept, and not run.
+        peer.close();
+        await("held, and the session ended").atMost(Duration.ofSeconds(30))
+                .until(() -> "m-test".equals(device.heldFor()) && device.owner() == null);
+        assertThat(device.state().await()).isEqualTo(DeviceState.STOP);
+        JsonObject released = io.vfioproxy.api.AgentCommands.release("dst", agent.devices(), "gpu0",
+                new JsonObject().put("discard", true)).await();
+        assertThat(released.getString("state")).isEqualTo("RUNNING");
+        assertThat(device.heldFor()).isNull();
+    }
+
+    @Test
     void anIncompatibleDeviceIsRefusedAndNeverTouched() {
         peer.send(Frames.control(FrameType.HELLO, 0, hello("gpu0", "sim-4096x1"), seq++));
         JsonObject refuse = peer.await(FrameType.REFUSE);
