@@ -271,7 +271,7 @@ class DestinationProtocolIT {
     }
 
     @Test
-    void aConnectionLostAfterLoadedKeepsTheStateHeldInStopUntilReleased() {
+    void aConnectionLostAfterLoadedKeepsTheStateHeldInStopUntilReleased() throws Exception {
         handshake();
         byte[] stream = deviceStream();
         endSection(stream.length, sendAll(stream));
