@@ -18,7 +18,7 @@ import org.junit.jupiter.api.Test;
  * bench
  * agent
  * api
- * migration   transport
+ * migration   relay   transport
  * device      stream
  * uapi
  * (vertx, the adapter over Vert.x internals, and util below everything: util depends on nothing of the project,
@@ -43,6 +43,7 @@ class ArchitectureTest {
                 .layer("agent").definedBy("io.vfioproxy.agent..")
                 .layer("api").definedBy("io.vfioproxy.api..")
                 .layer("migration").definedBy("io.vfioproxy.migration..")
+                .layer("relay").definedBy("io.vfioproxy.relay..")
                 .layer("transport").definedBy("io.vfioproxy.transport..")
                 .layer("device").definedBy("io.vfioproxy.device..")
                 .layer("stream").definedBy("io.vfioproxy.stream..")
@@ -50,11 +51,13 @@ class ArchitectureTest {
                 .layer("util").definedBy("io.vfioproxy.util..")
                 .layer("vertx").definedBy("io.vfioproxy.vertx..")
                 .whereLayer("cli").mayNotBeAccessedByAnyLayer()
-                .whereLayer("bench").mayOnlyAccessLayers("agent", "api", "migration", "transport", "device", "stream",
+                .whereLayer("bench").mayOnlyAccessLayers("agent", "api", "migration", "relay", "transport", "device",
+                        "stream", "uapi", "util", "vertx")
+                .whereLayer("agent").mayOnlyAccessLayers("api", "migration", "relay", "transport", "device", "stream",
                         "uapi", "util", "vertx")
-                .whereLayer("agent").mayOnlyAccessLayers("api", "migration", "transport", "device", "stream", "uapi",
-                        "util", "vertx")
-                .whereLayer("api").mayOnlyAccessLayers("migration", "device", "stream", "uapi", "util", "vertx")
+                .whereLayer("api").mayOnlyAccessLayers("migration", "relay", "device", "stream", "uapi", "util",
+                        "vertx")
+                .whereLayer("relay").mayOnlyAccessLayers("stream", "util", "vertx")
                 .whereLayer("migration").mayOnlyAccessLayers("device", "stream", "uapi", "util", "vertx")
                 .whereLayer("transport").mayOnlyAccessLayers("stream", "util", "vertx")
                 .whereLayer("device").mayOnlyAccessLayers("uapi", "util")

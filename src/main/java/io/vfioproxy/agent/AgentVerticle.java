@@ -19,6 +19,8 @@ import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.device.DeviceVerticle;
 import io.vfioproxy.migration.MigrationOptions;
 import io.vfioproxy.migration.MigrationService;
+import io.vfioproxy.relay.RelayOptions;
+import io.vfioproxy.relay.RelayService;
 import io.vfioproxy.transport.StreamClient;
 import io.vfioproxy.transport.StreamServerVerticle;
 import io.vfioproxy.transport.TransportOptions;
@@ -41,6 +43,7 @@ public final class AgentVerticle extends VerticleBase {
     private int configuredDevices;
     private DeviceRegistry devices;
     private MigrationService migrations;
+    private RelayService relays;
     private StreamClient connector;
     private final List<StreamServerVerticle> streamServers = new java.util.concurrent.CopyOnWriteArrayList<>();
     private ApiVerticle api;
@@ -80,6 +83,11 @@ public final class AgentVerticle extends VerticleBase {
         migrations = new MigrationService(vertx, name, devices, connector, options, metrics,
                 event -> vertx.eventBus().publish(Events.MIGRATION, event),
                 event -> vertx.eventBus().publish(Events.PROGRESS, event));
+        relays = new RelayService(vertx, name, connector, RelayOptions.fromJson(config.getJsonObject("relay")),
+                options.limits(), metrics, event -> vertx.eventBus().publish(Events.RELAY, event));
+        // What a connection opens, a migration or a relay channel, its first frame says.
+        ConnectionRouter connections = new ConnectionRouter(vertx, migrations::accept, relays::accept,
+                options.progressTimeoutMillis());
         DeviceController.TransitionListener deviceEvents = metrics.deviceListener((device, from, to, cause, nanos) ->
                 vertx.eventBus().publish(Events.DEVICE_STATE, Events.deviceState(name, device, from, to, cause, nanos)));
 
@@ -106,19 +114,19 @@ public final class AgentVerticle extends VerticleBase {
             return Future.all(opened);
         })
                 .compose(v -> vertx.deployVerticle(() -> {
-                    StreamServerVerticle server = new StreamServerVerticle(transport, migrations::accept,
-                            migrations::shutdown);
+                    StreamServerVerticle server = new StreamServerVerticle(transport, connections::accept,
+                            () -> Future.join(migrations.shutdown(), relays.shutdown()));
                     streamServers.add(server);
                     return server;
                 }, new DeploymentOptions().setInstances(acceptors)))
                 .compose(v -> commands.register());
         if (apiOptions.enabled()) {
             // The migration stream over WebSocket rides on the API's HTTP server.
-            WebSocketStreamEndpoint ws = new WebSocketStreamEndpoint(transport, migrations::accept);
+            WebSocketStreamEndpoint ws = new WebSocketStreamEndpoint(transport, connections::accept);
             up = up.compose(v -> {
                 api = new ApiVerticle(name, apiOptions, WebSocketStreamEndpoint.configure(new HttpServerOptions()),
                         router -> router.get(WebSocketStreamEndpoint.PATH).handler(rc -> ws.handle(rc.request())),
-                        contract, devices, migrations, registry, this::readiness);
+                        contract, devices, migrations, relays, registry, this::readiness);
                 return vertx.deployVerticle(api);
             });
         }
@@ -141,7 +149,7 @@ public final class AgentVerticle extends VerticleBase {
     @Override
     public Future<?> stop() {
         migrations.close();
-        return connector.close();
+        return Future.join(relays.shutdown(), relays.close()).eventually(connector::close);
     }
 
     public String name() {
@@ -159,6 +167,10 @@ public final class AgentVerticle extends VerticleBase {
 
     public MigrationService migrations() {
         return migrations;
+    }
+
+    public RelayService relays() {
+        return relays;
     }
 
     public PrometheusMeterRegistry registry() {

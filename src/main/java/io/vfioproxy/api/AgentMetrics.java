@@ -7,6 +7,7 @@ import io.micrometer.core.instrument.Timer;
 import io.vfioproxy.device.DeviceController;
 import io.vfioproxy.migration.MigrationMetrics;
 import io.vfioproxy.migration.MigrationStatus;
+import io.vfioproxy.relay.RelayMetrics;
 import io.vfioproxy.uapi.DeviceState;
 import java.time.Duration;
 import java.util.Map;
@@ -20,13 +21,18 @@ import java.util.concurrent.atomic.AtomicInteger;
  * {@code vmp_migration_duration_seconds}, {@code vmp_migration_downtime_seconds} (histograms),
  * {@code vmp_device_transition_seconds{agent,device,from,to}} (histogram), {@code vmp_migrations_active{agent,role}}
  * and {@code vmp_device_state{agent,device}} (the uAPI value: 1 STOP, 2 RUNNING, 3 STOP_COPY, 4 RESUMING, ...).
+ * Relays: {@code vmp_relay_bytes_total{agent,direction,channel}}, {@code vmp_relay_section_bytes_total{agent,kind}},
+ * {@code vmp_relay_pages_total{agent,kind}}, {@code vmp_relays_total{agent,role,outcome}},
+ * {@code vmp_relays_active{agent,role}}, {@code vmp_relay_duration_seconds} and
+ * {@code vmp_relay_wire_downtime_seconds} (histograms).
  */
-public final class AgentMetrics implements MigrationMetrics {
+public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
 
     private final MeterRegistry registry;
     private final String agent;
     private final Map<String, AtomicInteger> deviceStates = new ConcurrentHashMap<>();
     private final Map<String, AtomicInteger> active = new ConcurrentHashMap<>();
+    private final Map<String, AtomicInteger> activeRelays = new ConcurrentHashMap<>();
 
     public AgentMetrics(MeterRegistry registry, String agent) {
         this.registry = registry;
@@ -36,6 +42,10 @@ public final class AgentMetrics implements MigrationMetrics {
             active.put(role, count);
             Gauge.builder("vmp.migrations.active", count, AtomicInteger::get)
                     .description("Migrations in progress").tags("agent", agent, "role", role).register(registry);
+            AtomicInteger relays = new AtomicInteger();
+            activeRelays.put(role, relays);
+            Gauge.builder("vmp.relays.active", relays, AtomicInteger::get)
+                    .description("Relays in progress").tags("agent", agent, "role", role).register(registry);
         }
     }
 
@@ -123,5 +133,47 @@ public final class AgentMetrics implements MigrationMetrics {
                 deviceState(device, state);
             }
         };
+    }
+
+    @Override
+    public void relayStarted(String role) {
+        activeRelays.get(role).incrementAndGet();
+    }
+
+    @Override
+    public void relayEnded(String role, String outcome, long durationNanos, long wireDowntimeNanos) {
+        activeRelays.get(role).decrementAndGet();
+        Counter.builder("vmp.relays").description("Relays by outcome")
+                .tags("agent", agent, "role", role, "outcome", outcome).register(registry).increment();
+        if (durationNanos >= 0) {
+            Timer.builder("vmp.relay.duration").description("Relay duration, start to end")
+                    .tags("agent", agent, "role", role).publishPercentileHistogram()
+                    .register(registry).record(durationNanos, TimeUnit.NANOSECONDS);
+        }
+        if (wireDowntimeNanos >= 0) {
+            Timer.builder("vmp.relay.wire.downtime")
+                    .description("From the first SECTION_END of the hypervisor's stream (its VM stopped) to its EOF")
+                    .tags("agent", agent).publishPercentileHistogram()
+                    .register(registry).record(wireDowntimeNanos, TimeUnit.NANOSECONDS);
+        }
+    }
+
+    @Override
+    public void relayBytes(String direction, String channel, long n) {
+        Counter.builder("vmp.relay.bytes").baseUnit("bytes").description("Bytes relayed between hypervisors")
+                .tags("agent", agent, "direction", direction, "channel", channel).register(registry).increment(n);
+    }
+
+    @Override
+    public void relaySectionBytes(String kind, long n) {
+        Counter.builder("vmp.relay.section.bytes").baseUnit("bytes")
+                .description("Bytes of the hypervisor's main channel by kind of section (ram, vfio, device, other)")
+                .tags("agent", agent, "kind", kind).register(registry).increment(n);
+    }
+
+    @Override
+    public void relayPages(String kind, long n) {
+        Counter.builder("vmp.relay.pages").description("RAM pages relayed, whole (normal) or as zero pages")
+                .tags("agent", agent, "kind", kind).register(registry).increment(n);
     }
 }

@@ -23,6 +23,9 @@ import io.vfioproxy.migration.MigrationRecord;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
 import io.vfioproxy.migration.MigrationStatus;
+import io.vfioproxy.relay.RelayRecord;
+import io.vfioproxy.relay.RelayRequest;
+import io.vfioproxy.relay.RelayService;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
@@ -42,7 +45,8 @@ public final class ApiVerticle extends VerticleBase {
     private static final List<String[]> FEEDS = List.of(
             new String[] {Events.DEVICE_STATE, "device-state"},
             new String[] {Events.MIGRATION, "migration"},
-            new String[] {Events.PROGRESS, "progress"});
+            new String[] {Events.PROGRESS, "progress"},
+            new String[] {Events.RELAY, "relay"});
 
     private final String agent;
     private final ApiOptions options;
@@ -50,6 +54,7 @@ public final class ApiVerticle extends VerticleBase {
     private final Consumer<Router> mounts;
     private final DeviceRegistry devices;
     private final MigrationService migrations;
+    private final RelayService relays;
     private final PrometheusMeterRegistry registry;
     private final Supplier<Future<JsonObject>> readiness;
     private final ApiContract contract;
@@ -60,8 +65,9 @@ public final class ApiVerticle extends VerticleBase {
      * @param mounts adds the agent's own routes to the router, before the catch-all 404
      */
     public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions, Consumer<Router> mounts,
-            ApiContract contract, DeviceRegistry devices, MigrationService migrations, PrometheusMeterRegistry registry,
-            Supplier<Future<JsonObject>> readiness) {
+            ApiContract contract, DeviceRegistry devices, MigrationService migrations, RelayService relays,
+            PrometheusMeterRegistry registry, Supplier<Future<JsonObject>> readiness) {
+        this.relays = relays;
         this.agent = agent;
         this.contract = contract;
         this.options = options;
@@ -79,7 +85,7 @@ public final class ApiVerticle extends VerticleBase {
      */
     @Override
     public Future<?> stop() {
-        return migrations.shutdown();
+        return Future.join(migrations.shutdown(), relays.shutdown());
     }
 
     @Override
@@ -100,8 +106,20 @@ public final class ApiVerticle extends VerticleBase {
         router.get("/v1/migrations/:id").handler(this::getMigration);
         router.post("/v1/migrations/:id/cancel").handler(rc -> control(rc, migrations::cancel));
         router.post("/v1/migrations/:id/switchover").handler(rc -> control(rc, migrations::release));
-        router.get("/v1/events").handler(rc -> feed(rc, e -> agent.equals(e.getString("agent")), null));
+        router.post("/v1/relays").handler(BodyHandler.create().setBodyLimit(16 * 1024)).handler(this::startRelay);
+        router.get("/v1/relays").handler(rc -> json(rc, 200, new JsonObject().put("relays",
+                new JsonArray(relays.all().stream().map(RelayRecord::toJson).toList()))));
+        router.get("/v1/relays/:id").handler(this::getRelay);
+        router.post("/v1/relays/:id/cancel").handler(rc -> relays.cancel(rc.pathParam("id")).onComplete(ar -> {
+            if (ar.succeeded()) {
+                json(rc, 202, ar.result().toJson());
+            } else {
+                failed(rc, ar.cause());
+            }
+        }));
+        router.get("/v1/events").handler(rc -> feed(rc, e -> agent.equals(e.getString("agent")), null, null, null));
         router.get("/v1/migrations/:id/events").handler(this::migrationFeed);
+        router.get("/v1/relays/:id/events").handler(this::relayFeed);
         mounts.accept(router);
         SockJSBridgeOptions bridge = new SockJSBridgeOptions();
         FEEDS.forEach(f -> bridge.addOutboundPermitted(new PermittedOptions().setAddress(f[0])));
@@ -179,6 +197,56 @@ public final class ApiVerticle extends VerticleBase {
         });
     }
 
+    private void startRelay(RoutingContext rc) {
+        contract.validate(rc, "startRelay").compose(body -> relays.start(RelayRequest.fromJson(body)))
+                .onComplete(ar -> {
+                    if (ar.succeeded()) {
+                        rc.response().putHeader("Location", "/v1/relays/" + ar.result().id());
+                        json(rc, 201, ar.result().toJson());
+                    } else {
+                        failed(rc, ar.cause());
+                    }
+                });
+    }
+
+    private void getRelay(RoutingContext rc) {
+        RelayRecord r = relays.find(rc.pathParam("id"));
+        if (r == null) {
+            error(rc, 404, "no relay '" + rc.pathParam("id") + "' on agent " + agent);
+            return;
+        }
+        json(rc, 200, r.toJson());
+    }
+
+    /** A refused or failed request: 400, 404, 409 as the service says, 500 for anything unforeseen. */
+    private static void failed(RoutingContext rc, Throwable cause) {
+        if (cause instanceof RelayService.Rejected e) {
+            error(rc, e.status(), e.getMessage());
+        } else if (cause instanceof MigrationService.Rejected e) {
+            error(rc, e.status(), e.getMessage());
+        } else if (cause instanceof IllegalArgumentException || cause instanceof DecodeException) {
+            error(rc, 400, cause.getMessage());
+        } else {
+            error(rc, 500, String.valueOf(cause.getMessage()));
+        }
+    }
+
+    private void relayFeed(RoutingContext rc) {
+        String id = rc.pathParam("id");
+        RelayRecord r = relays.find(id);
+        if (r == null) {
+            error(rc, 404, "no relay '" + id + "' on agent " + agent);
+            return;
+        }
+        feed(rc, e -> agent.equals(e.getString("agent")) && id.equals(e.getString("relay")),
+                new String[] {"relay", "relay"},
+                r.toJson().put("agent", agent).put("event", "status").put("relay", id).put("terminal",
+                        r.status().phase().isTerminal()),
+                (type, e) -> "relay".equals(type) && RELAY_ENDS.contains(e.getString("event")));
+    }
+
+    private static final java.util.Set<String> RELAY_ENDS = java.util.Set.of("completed", "failed", "cancelled");
+
     private void getMigration(RoutingContext rc) {
         MigrationRecord r = migrations.find(rc.pathParam("id"));
         if (r == null) {
@@ -210,20 +278,29 @@ public final class ApiVerticle extends VerticleBase {
         }
         // Device events name their migration in their cause; lifecycle and progress events carry its id.
         feed(rc, e -> agent.equals(e.getString("agent")) && (id.equals(e.getString("migration"))
-                || String.valueOf(e.getString("cause")).contains(id)), r);
+                || String.valueOf(e.getString("cause")).contains(id)), new String[] {"migration"},
+                r.toJson().put("agent", agent).put("event", "status").put("migration", r.id())
+                        .put("terminal", r.status().outcome() != MigrationStatus.Outcome.ACTIVE),
+                (type, e) -> {
+                    Lifecycle event = Lifecycle.of(e.getString("event"));
+                    return "migration".equals(type) && event != null && event.isEnd()
+                            && e.getString("role").equals(r.role().name().toLowerCase());
+                });
     }
 
     /**
      * A WebSocket that receives the agent's events as JSON text messages {@code {"type", "event"}}. Progress
-     * events are skipped while the client lags; state and lifecycle events are always sent. A migration's feed
-     * starts with the migration's current status and closes after its last event.
+     * events are skipped while the client lags; state and lifecycle events are always sent. A migration's or a
+     * relay's feed starts with its current status ({@code initial}, of type {@code initialType[0]}) and closes after
+     * its last event ({@code last}).
      */
-    private void feed(RoutingContext rc, Predicate<JsonObject> filter, MigrationRecord migration) {
+    private void feed(RoutingContext rc, Predicate<JsonObject> filter, String[] initialType, JsonObject initial,
+            java.util.function.BiPredicate<String, JsonObject> last) {
         rc.request().toWebSocket().onSuccess(ws -> {
-            if (migration != null) {
-                send(ws, "migration", migration.toJson().put("agent", agent).put("event", "status")
-                        .put("migration", migration.id()));
-                if (migration.status().outcome() != MigrationStatus.Outcome.ACTIVE) {
+            if (initial != null) {
+                boolean ended = Boolean.TRUE.equals(initial.remove("terminal"));
+                send(ws, initialType[0], initial);
+                if (ended) {
                     ws.close();
                     return;
                 }
@@ -232,13 +309,12 @@ public final class ApiVerticle extends VerticleBase {
             for (String[] f : FEEDS) {
                 consumers.add(vertx.eventBus().<JsonObject>consumer(f[0], m -> {
                     JsonObject e = m.body();
-                    if (!filter.test(e) || ("progress".equals(f[1]) && ws.writeQueueFull())) {
+                    boolean progress = "progress".equals(f[1]) || "progress".equals(e.getString("event"));
+                    if (!filter.test(e) || (progress && ws.writeQueueFull())) {
                         return;
                     }
                     send(ws, f[1], e);
-                    Lifecycle event = Lifecycle.of(e.getString("event"));
-                    if (migration != null && "migration".equals(f[1]) && event != null && event.isEnd()
-                            && e.getString("role").equals(migration.role().name().toLowerCase())) {
+                    if (last != null && last.test(f[1], e)) {
                         ws.close();
                     }
                 }));

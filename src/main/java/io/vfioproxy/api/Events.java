@@ -20,6 +20,12 @@ public final class Events {
      */
     public static final String PROGRESS = "vmp.migration.progress";
 
+    /**
+     * Relays: {@code {agent, relay, role, event, phase, toDestination, toSource, channels, qemu, ...}}; {@code event}
+     * is started, phase, progress (twice a second while bytes move), completed, failed or cancelled.
+     */
+    public static final String RELAY = "vmp.relay";
+
     /** The request/reply command addresses of one agent: {@code vmp.agent.<name>.<command>}. */
     public static String command(String agent, String command) {
         return "vmp.agent." + agent + "." + command;

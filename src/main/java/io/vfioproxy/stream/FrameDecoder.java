@@ -34,6 +34,19 @@ public final class FrameDecoder {
 
         /** The data record ended and its CRC32C matched. */
         void onDataEnd(int channel);
+
+        /**
+         * The next bytes of a RELAY_DATA frame: a slice of the input, not a copy, not yet checked. A listener that
+         * forwards them waits for {@link #onRelayDataEnd}.
+         */
+        default void onRelayData(int channel, Buffer piece) {
+            throw new ProtocolException("unexpected RELAY_DATA frame");
+        }
+
+        /** The RELAY_DATA frame ended and its CRC32C matched: the pieces since the last end are good. */
+        default void onRelayDataEnd(int channel) {
+            throw new ProtocolException("unexpected RELAY_DATA frame");
+        }
     }
 
     /** Control frames: HELLO, ACCEPT, LOADED, ABORT, ... */
@@ -81,7 +94,7 @@ public final class FrameDecoder {
         };
     }
 
-    private enum Phase { HEADER, COLLECT, RECORD }
+    private enum Phase { HEADER, COLLECT, RECORD, RAW }
 
     private final Limits limits;
     private final Listener listener;
@@ -161,9 +174,26 @@ public final class FrameDecoder {
                     remaining -= pos - before;
                     record(input, pos);
                 }
+                case RAW -> {
+                    int n = Math.min(remaining, end - pos);
+                    checksum(input, pos, n);
+                    listener.onRelayData(channel, input.slice(pos, pos + n));
+                    pos += n;
+                    remaining -= n;
+                    if (remaining == 0) {
+                        endRaw();
+                    }
+                }
                 default -> throw new IllegalStateException(phase.name());
             }
         }
+    }
+
+    private void endRaw() {
+        verifyCrc();
+        int ch = channel;
+        nextFrame();
+        listener.onRelayDataEnd(ch);
     }
 
     private static int fill(ByteBuffer into, Buffer input, int pos, int end) {
@@ -199,13 +229,24 @@ public final class FrameDecoder {
         if (type == null) {
             throw new ProtocolException(String.format("frame %d: unknown frame type 0x%02x", seq, code));
         }
-        int max = type.isControl() ? limits.maxControlPayload() : limits.maxSectionPayload();
+        int max = switch (type.payload()) {
+            case JSON -> limits.maxControlPayload();
+            case SECTION -> limits.maxSectionPayload();
+            case RAW -> limits.maxChunk();
+        };
         if (length < 0 || length > max) {
             throw new ProtocolException("frame " + seq + ": " + type + " payload length "
                     + Integer.toUnsignedString(length) + " exceeds the limit of " + max + " bytes");
         }
         crc.reset();
         remaining = length;
+        if (type.payload() == FrameType.Payload.RAW) {
+            if (length == 0) {
+                throw new ProtocolException("frame " + seq + ": empty RELAY_DATA");
+            }
+            phase = Phase.RAW;
+            return;
+        }
         if (type.isControl()) {
             beginCollect(length);
         } else if (length < 8) {

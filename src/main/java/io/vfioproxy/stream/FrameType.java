@@ -32,24 +32,54 @@ public enum FrameType {
     START(0x21, true),
     /** Destination to source: the devices run. */
     STARTED(0x22, true),
+    /**
+     * Source to destination, first frame of a relay channel: {@code {"relay", "channel", "target",
+     * "sourceAgent"}}. The destination connects the channel to the target (if it is allowed) and answers
+     * RELAY_OPENED, or REFUSE.
+     */
+    RELAY_OPEN(0x30, true),
+    /** Destination to source: the channel is connected to its target; relayed bytes may flow both ways. */
+    RELAY_OPENED(0x31, true),
+    /** Either way: the next bytes of the channel's stream in this direction, as the hypervisor wrote them. */
+    RELAY_DATA(0x32, Payload.RAW),
+    /** Either way: this direction of the channel ended cleanly, {@code {"bytes": N}} in all. */
+    RELAY_END(0x33, true),
     /** Either way: the migration failed; the reason is in the payload. The connection closes. */
     ABORT(0x7f, true);
 
+    /** What a frame's payload is. */
+    public enum Payload {
+        /** A UTF-8 JSON object. */
+        JSON,
+        /** One record of a device's VFIO section. */
+        SECTION,
+        /** Opaque bytes, handed on once their CRC32C matched. */
+        RAW
+    }
+
     private final int code;
-    private final boolean control;
+    private final Payload payload;
 
     FrameType(int code, boolean control) {
+        this(code, control ? Payload.JSON : Payload.SECTION);
+    }
+
+    FrameType(int code, Payload payload) {
         this.code = code;
-        this.control = control;
+        this.payload = payload;
     }
 
     public int code() {
         return code;
     }
 
+    public Payload payload() {
+        return payload;
+    }
+
     /** True when the payload is a JSON object. */
     public boolean isControl() {
-        return control;
+        return payload == Payload.JSON;
     }
 
     /** The type with this code, or null. */

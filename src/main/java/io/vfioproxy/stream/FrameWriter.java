@@ -1,10 +1,13 @@
 package io.vfioproxy.stream;
 
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
 import io.vertx.core.Future;
 import io.vertx.core.Handler;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
 import io.vertx.core.streams.WriteStream;
+import io.vfioproxy.vertx.VertxInternals;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -70,6 +73,41 @@ public final class FrameWriter {
                 dataBytesWritten += frame.chunkLength();
             }
         });
+    }
+
+    /**
+     * Sends {@code bytes} as one RELAY_DATA frame without copying them: the frame header and the bytes go out
+     * together, and the bytes' memory is held until the connection wrote them (a retained slice, so the caller may
+     * release its buffer at once).
+     */
+    public Future<Void> relayData(int channel, Buffer bytes) {
+        int n = bytes.length();
+        ByteBuf payload = VertxInternals.retainedSlice(bytes);
+        java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
+        crc.update(payload.nioBuffer());
+        ByteBuf header = Unpooled.buffer(Frames.HEADER_SIZE, Frames.HEADER_SIZE);
+        Frames.putHeader(header.nioBuffer(0, Frames.HEADER_SIZE), 0, FrameType.RELAY_DATA, channel, n,
+                (int) crc.getValue(), seq++);
+        header.writerIndex(Frames.HEADER_SIZE);
+        ByteBuf frame = Unpooled.wrappedBuffer(header, payload);
+        bytesQueued += Frames.HEADER_SIZE + n;
+        return out.write(Frames.wrap(frame)).andThen(ar -> {
+            frame.release();
+            if (ar.succeeded()) {
+                bytesWritten += Frames.HEADER_SIZE + n;
+                dataBytesWritten += n;
+            }
+        });
+    }
+
+    /** Whether the connection's queue is full: a writer waits for {@link #drainHandler} then. */
+    public boolean writeQueueFull() {
+        return out.writeQueueFull();
+    }
+
+    /** Calls {@code handler} once the connection's queue drained. */
+    public void drainHandler(Handler<Void> handler) {
+        out.drainHandler(handler);
     }
 
     /**

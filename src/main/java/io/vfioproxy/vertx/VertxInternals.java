@@ -1,9 +1,11 @@
 package io.vfioproxy.vertx;
 
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
 import io.vertx.core.Context;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
+import io.vertx.core.buffer.impl.BufferImpl;
 import io.vertx.core.internal.VertxInternal;
 import io.vertx.core.internal.buffer.BufferInternal;
 import io.vertx.core.internal.net.NetSocketInternal;
@@ -36,6 +38,18 @@ public final class VertxInternals {
     /** The Netty buffer under a Vert.x buffer: no copy. */
     public static ByteBuf unwrap(Buffer buf) {
         return ((BufferInternal) buf).getByteBuf();
+    }
+
+    /**
+     * A slice of the memory under {@code buf} that keeps it alive until released, whoever releases theirs: for
+     * holding input past its handler, or writing it on without a copy. {@link #unwrap} cannot do this: Vert.x hands
+     * out its buffers' memory as unreleasable views, whose retain does nothing.
+     */
+    public static ByteBuf retainedSlice(Buffer buf) {
+        if (buf instanceof BufferImpl impl) {
+            return impl.byteBuf().retainedSlice();
+        }
+        return Unpooled.copiedBuffer(unwrap(buf));
     }
 
     /** A NIO view of {@code length} bytes of {@code buf} from {@code from}, without copying. */

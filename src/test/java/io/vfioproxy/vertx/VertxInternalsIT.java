@@ -65,6 +65,26 @@ class VertxInternalsIT {
     }
 
     @Test
+    void aRetainedSliceOfASliceKeepsThePooledMemoryAfterItsOwnerReleasedIt() {
+        ByteBuf buf = PooledByteBufAllocator.DEFAULT.directBuffer(64);
+        buf.writeZero(64);
+        buf.setByte(20, 99);
+        Buffer slice = VertxInternals.wrap(buf).slice(16, 32);
+        // What Vert.x itself hands out cannot be retained: its retain does nothing.
+        ByteBuf view = VertxInternals.unwrap(slice);
+        view.retain();
+        assertThat(buf.refCnt()).isEqualTo(1);
+        ByteBuf held = VertxInternals.retainedSlice(slice);
+        assertThat(buf.refCnt()).isEqualTo(2);
+        assertThat(held.readableBytes()).isEqualTo(16);
+        buf.release();
+        assertThat(held.refCnt()).isPositive();
+        assertThat(held.getByte(4)).isEqualTo((byte) 99);
+        held.release();
+        assertThat(buf.refCnt()).isZero();
+    }
+
+    @Test
     void eachNewEventLoopContextIsNewAndTheyShareTheEventLoops() {
         Context a = VertxInternals.newEventLoopContext(vertx);
         Context b = VertxInternals.newEventLoopContext(vertx);

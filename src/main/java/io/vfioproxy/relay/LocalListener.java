@@ -1,0 +1,125 @@
+package io.vfioproxy.relay;
+
+import io.vertx.core.Future;
+import io.vertx.core.Handler;
+import io.vertx.core.Vertx;
+import io.vertx.core.net.NetServer;
+import io.vertx.core.net.NetServerOptions;
+import io.vertx.core.net.NetSocket;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.nio.file.attribute.GroupPrincipal;
+import java.nio.file.attribute.PosixFileAttributeView;
+import java.nio.file.attribute.PosixFilePermission;
+import java.nio.file.attribute.PosixFilePermissions;
+import java.nio.file.attribute.UserPrincipal;
+import java.nio.file.attribute.UserPrincipalLookupService;
+import java.util.EnumSet;
+import java.util.Set;
+
+/**
+ * The address a relay listens on for its hypervisor: a unix socket, or TCP on loopback. A unix socket gets its
+ * mode and owner before anyone can connect to it: it is bound in a directory only the agent can enter, given its
+ * mode and owner there, then moved into place.
+ */
+final class LocalListener {
+
+    private final NetServer server;
+    private final RelayAddress address;
+    private final Path created;
+
+    private LocalListener(NetServer server, RelayAddress address, Path created) {
+        this.server = server;
+        this.address = address;
+        this.created = created;
+    }
+
+    /** The address as the hypervisor's migrate URI names it ({@code unix:/path}, {@code tcp:127.0.0.1:41234}). */
+    RelayAddress address() {
+        return address;
+    }
+
+    /**
+     * Listens on {@code address}; runs on a worker (it touches the file system), then listens on the caller's
+     * context.
+     */
+    static Future<LocalListener> open(Vertx vertx, RelayAddress address, int mode, String owner,
+            Handler<NetSocket> onConnection) {
+        NetServer server = vertx.createNetServer(new NetServerOptions().setTcpNoDelay(true));
+        server.connectHandler(onConnection);
+        if (!address.isUnix()) {
+            return server.listen(address.socketAddress())
+                    .map(s -> new LocalListener(server, address.withPort(s.actualPort()), null));
+        }
+        Path target = Path.of(address.path());
+        return vertx.executeBlocking(() -> {
+            if (Files.exists(target, java.nio.file.LinkOption.NOFOLLOW_LINKS)) {
+                throw new IllegalArgumentException("listen " + address + ": the path exists already");
+            }
+            Files.createDirectories(target.getParent());
+            return Files.createTempDirectory(target.getParent(), ".vmp-", PosixFilePermissions.asFileAttribute(
+                    EnumSet.of(PosixFilePermission.OWNER_READ, PosixFilePermission.OWNER_WRITE,
+                            PosixFilePermission.OWNER_EXECUTE)));
+        }).compose(dir -> {
+            Path bound = dir.resolve("s");
+            return server.listen(io.vertx.core.net.SocketAddress.domainSocketAddress(bound.toString()))
+                    .compose(s -> vertx.executeBlocking(() -> {
+                        Files.setPosixFilePermissions(bound, permissions(mode));
+                        if (owner != null) {
+                            chown(bound, owner);
+                        }
+                        Files.move(bound, target, StandardCopyOption.ATOMIC_MOVE);
+                        Files.delete(dir);
+                        return new LocalListener(server, address, target);
+                    }))
+                    .recover(e -> server.close().eventually(() -> vertx.executeBlocking(() -> {
+                        Files.deleteIfExists(bound);
+                        Files.deleteIfExists(dir);
+                        return null;
+                    })).transform(ignored -> Future.failedFuture(new IllegalArgumentException("listen " + address
+                            + ": " + e.getMessage(), e))));
+        });
+    }
+
+    static Set<PosixFilePermission> permissions(int mode) {
+        Set<PosixFilePermission> p = EnumSet.noneOf(PosixFilePermission.class);
+        PosixFilePermission[] bits = {PosixFilePermission.OTHERS_EXECUTE, PosixFilePermission.OTHERS_WRITE,
+            PosixFilePermission.OTHERS_READ, PosixFilePermission.GROUP_EXECUTE, PosixFilePermission.GROUP_WRITE,
+            PosixFilePermission.GROUP_READ, PosixFilePermission.OWNER_EXECUTE, PosixFilePermission.OWNER_WRITE,
+            PosixFilePermission.OWNER_READ};
+        for (int i = 0; i < bits.length; i++) {
+            if ((mode & (1 << i)) != 0) {
+                p.add(bits[i]);
+            }
+        }
+        return p;
+    }
+
+    /** {@code owner}: "uid", "uid:gid", "user" or "user:group". */
+    private static void chown(Path path, String owner) throws IOException {
+        String[] parts = owner.split(":", 2);
+        if (parts[0].chars().allMatch(Character::isDigit) && !parts[0].isEmpty()) {
+            Files.setAttribute(path, "unix:uid", Integer.parseInt(parts[0]));
+            if (parts.length == 2) {
+                Files.setAttribute(path, "unix:gid", Integer.parseInt(parts[1]));
+            }
+            return;
+        }
+        UserPrincipalLookupService lookup = path.getFileSystem().getUserPrincipalLookupService();
+        UserPrincipal user = lookup.lookupPrincipalByName(parts[0]);
+        PosixFileAttributeView view = Files.getFileAttributeView(path, PosixFileAttributeView.class);
+        view.setOwner(user);
+        if (parts.length == 2) {
+            GroupPrincipal group = lookup.lookupPrincipalByGroupName(parts[1]);
+            view.setGroup(group);
+        }
+    }
+
+    /** Stops listening and removes the socket file. Connections already accepted stay. */
+    Future<Void> close(Vertx vertx) {
+        return server.close().eventually(() -> created == null ? Future.succeededFuture()
+                : vertx.executeBlocking(() -> Files.deleteIfExists(created)).mapEmpty());
+    }
+}
