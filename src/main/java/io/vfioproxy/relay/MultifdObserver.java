@@ -1,11 +1,13 @@
 package io.vfioproxy.relay;
 
+import static io.vfioproxy.relay.QemuFormat.MULTIFD_FLAG_COMPRESSION_MASK;
 import static io.vfioproxy.relay.QemuFormat.MULTIFD_FLAG_DEVICE_STATE;
 import static io.vfioproxy.relay.QemuFormat.MULTIFD_FLAG_SYNC;
 import static io.vfioproxy.relay.QemuFormat.MULTIFD_INIT_SIZE;
 import static io.vfioproxy.relay.QemuFormat.MULTIFD_MAGIC;
 import static io.vfioproxy.relay.QemuFormat.MULTIFD_PACKET_HEADER;
 import static io.vfioproxy.relay.QemuFormat.MULTIFD_VERSION;
+import static io.vfioproxy.relay.QemuFormat.TARGET_PAGE_SIZE;
 
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
@@ -137,6 +139,13 @@ public final class MultifdObserver {
         normalPages += packetNormal;
         // QEMU 9 counts zero pages in what 7.2 leaves unused (and zero).
         zeroPages += field.getInt(40) & 0xffffffffL;
+        // Uncompressed, the pages are whole target pages; next_packet_size is stale in a packet without pages (a
+        // sync), and QEMU's receiver reads normal_pages pages whatever it says. Compressed, it is their size.
+        if (packetNormal == 0) {
+            next = 0;
+        } else if ((flags & MULTIFD_FLAG_COMPRESSION_MASK) == 0) {
+            next = (long) packetNormal * TARGET_PAGE_SIZE;
+        }
         pageBytes += next;
         if ((flags & MULTIFD_FLAG_SYNC) != 0) {
             syncPackets++;

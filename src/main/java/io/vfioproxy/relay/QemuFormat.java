@@ -52,6 +52,10 @@ final class QemuFormat {
      */
     static final int MULTIFD_PACKET_HEADER = 320;
     static final int MULTIFD_FLAG_SYNC = 1;
+    /** MULTIFD_FLAG_NOCOMP (0), ZLIB (1 << 1), ZSTD (2 << 1). */
+    static final int MULTIFD_FLAG_COMPRESSION_MASK = 7 << 1;
+    /** x86's target page, which multifd channels carry whole when uncompressed. */
+    static final int TARGET_PAGE_SIZE = 1 << DEFAULT_TARGET_PAGE_BITS;
     /** QEMU 10: a packet of device state instead of RAM pages. */
     static final int MULTIFD_FLAG_DEVICE_STATE = 1 << 6;
 

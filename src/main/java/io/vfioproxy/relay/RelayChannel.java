@@ -126,13 +126,15 @@ final class RelayChannel {
     void start() {
         remote.closeHandler(v -> {
             if (!done) {
-                fail("the connection to " + remote.peer() + " closed " + decoder.position(), true);
+                fail("the connection to " + remote.peer() + " was lost before the channel ended ("
+                        + decoder.position() + " from it)", true);
             }
         });
         remote.input().pipe().endOnSuccess(false).endOnFailure(false).to(new RemoteSink()).onComplete(ar -> {
             if (!done) {
                 fail(ar.failed() ? "reading from " + remote.peer() + " failed: " + ar.cause().getMessage()
-                        : "the connection to " + remote.peer() + " ended " + decoder.position(), true);
+                        : "the connection to " + remote.peer() + " was lost before the channel ended ("
+                                + decoder.position() + " from it)", true);
             }
         });
     }

@@ -185,6 +185,12 @@ public final class RelayService {
             channel.refuse("agent " + agent + ": " + refusal);
             return;
         }
+        if (body.getBoolean("probe", false)) {
+            // The source asks before it listens: the answer, and nothing connected.
+            channel.send(FrameType.RELAY_OPENED, new JsonObject().put("probe", true))
+                    .onComplete(v -> channel.fail("probe answered", true));
+            return;
+        }
         TargetRelay relay;
         boolean created = false;
         synchronized (this) {

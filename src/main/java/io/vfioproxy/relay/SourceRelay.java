@@ -77,9 +77,57 @@ final class SourceRelay {
         return done.future();
     }
 
-    /** Listens; completes with the address the hypervisor connects to. */
+    /**
+     * Asks the destination whether it takes this relay (its protocol, and the target against its
+     * relay.allowedTargets) before anything listens: a relay it would refuse is refused before the hypervisor is
+     * told where to migrate.
+     */
+    private Future<Void> probe() {
+        return connector.connect(request.destination()).compose(connection -> {
+            Promise<Void> answer = Promise.promise();
+            RelayChannel probe = new RelayChannel(vertx, 0, connection, limits, (type, body) -> {
+                if (type == FrameType.RELAY_OPENED) {
+                    answer.tryComplete();
+                } else if (type == FrameType.REFUSE) {
+                    answer.tryFail(new RelayService.Rejected(409, "the destination " + request.destination()
+                            + " refused the relay: " + body.getString("reason", "no reason given")));
+                }
+                connection.close();
+            }, new RelayChannel.Listener() {
+                @Override
+                public void ended(RelayChannel channel) {
+                }
+
+                @Override
+                public void failed(RelayChannel channel, String reason, boolean fromPeer) {
+                    answer.tryFail(new RelayService.Rejected(409, "the destination " + request.destination()
+                            + " did not answer: " + reason));
+                }
+            });
+            probe.start();
+            probe.send(FrameType.RELAY_OPEN, openBody(0).put("probe", true));
+            long timer = vertx.setTimer(options.openTimeoutMillis(), id -> {
+                answer.tryFail(new RelayService.Rejected(409, "the destination " + request.destination()
+                        + " did not answer within " + options.openTimeoutMillis() + " ms"));
+                connection.close();
+            });
+            return answer.future().andThen(ar -> vertx.cancelTimer(timer));
+        }, e -> Future.failedFuture(new RelayService.Rejected(409, "the destination " + request.destination()
+                + " cannot be reached: " + e.getMessage())));
+    }
+
+    private JsonObject openBody(int index) {
+        return new JsonObject().put("protocol", Frames.PROTOCOL_VERSION).put("relay", record.id())
+                .put("channel", index).put("target", request.target().toString()).put("sourceAgent", agent);
+    }
+
+    /** Listens, once the destination said it takes the relay; completes with the address for the hypervisor. */
     Future<RelayAddress> start() {
         context = vertx.getOrCreateContext();
+        return probe().compose(v -> listen());
+    }
+
+    private Future<RelayAddress> listen() {
         RelayAddress where = request.listen() != null ? request.listen()
                 : RelayAddress.parse("unix:" + options.listenDir() + "/" + record.id() + ".sock", "listen");
         int mode = request.socketMode() >= 0 ? request.socketMode() : options.socketMode();
@@ -154,9 +202,7 @@ final class SourceRelay {
                 return;
             }
             channel.start();
-            channel.send(FrameType.RELAY_OPEN, new JsonObject().put("protocol", Frames.PROTOCOL_VERSION)
-                    .put("relay", record.id()).put("channel", slot.index).put("target", request.target().toString())
-                    .put("sourceAgent", agent));
+            channel.send(FrameType.RELAY_OPEN, openBody(slot.index));
         });
     }
 

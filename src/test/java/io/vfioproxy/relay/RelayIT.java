@@ -10,6 +10,7 @@ import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.testing.NoBufferLeaks;
+import io.vfioproxy.testing.RawPeer;
 import java.io.IOException;
 import java.net.StandardProtocolFamily;
 import java.net.UnixDomainSocketAddress;
@@ -185,28 +186,33 @@ class RelayIT {
     }
 
     @Test
-    void aTargetTheDestinationDoesNotAllowIsRefusedBeforeItConnectsAnything() throws Exception {
+    void aTargetTheDestinationDoesNotAllowIsRefusedBeforeAnythingListensOrConnects() throws Exception {
         Path elsewhere = Files.createTempDirectory("not-allowed");
         Path target = elsewhere.resolve("incoming.sock");
         ServerSocketChannel hypervisorB = listen(target);
         hypervisorB.configureBlocking(false);
-        RelayRecord relay = relay(new JsonObject().put("target", "unix:" + target));
-        SocketChannel hypervisorA = connect(relay.status().listen());
-        hypervisorA.write(ByteBuffer.wrap(new byte[] {1, 2, 3}));
-        RelayStatus failed = ended(relay);
-        assertThat(failed.phase()).isEqualTo(RelayPhase.FAILED);
-        assertThat(failed.error()).contains("the destination refused channel 0")
-                .contains("target unix:" + target + " is not under any of relay.allowedTargets");
-        // The hypervisor's connection is closed: its migration fails, its VM keeps running.
-        assertThat(closedByPeer(hypervisorA)).isTrue();
-        assertThat(hypervisorB.accept()).as("nobody connected to the target").isNull();
+        // The source asks the destination first: the hypervisor is never told where to migrate.
+        assertThatThrownBy(() -> relay(new JsonObject().put("target", "unix:" + target)))
+                .isInstanceOfSatisfying(RelayService.Rejected.class, e -> {
+                    assertThat(e.status()).isEqualTo(409);
+                    assertThat(e.getMessage()).contains("refused the relay: agent dst: target unix:" + target
+                            + " is not under any of relay.allowedTargets");
+                });
+        assertThat(source.relays().all()).isEmpty();
         // A link inside the allowed tree that points out of it is refused too.
         Path link = dir.resolve("link");
         Files.createSymbolicLink(link, elsewhere);
-        RelayRecord viaLink = relay(new JsonObject().put("target", "unix:" + link + "/incoming.sock"));
-        connect(viaLink.status().listen()).write(ByteBuffer.wrap(new byte[] {1}));
-        assertThat(ended(viaLink).error()).contains("is not under any of relay.allowedTargets");
-        assertThat(hypervisorB.accept()).isNull();
+        assertThatThrownBy(() -> relay(new JsonObject().put("target", "unix:" + link + "/incoming.sock")))
+                .hasMessageContaining("is not under any of relay.allowedTargets");
+        // A source that does not ask is refused channel by channel, before the destination connects anything.
+        RawPeer peer = RawPeer.connect(vertx, destination.streamPort());
+        peer.send(io.vfioproxy.stream.Frames.control(io.vfioproxy.stream.FrameType.RELAY_OPEN, 0, new JsonObject()
+                .put("protocol", io.vfioproxy.stream.Frames.PROTOCOL_VERSION).put("relay", "r-raw").put("channel", 0)
+                .put("target", "unix:" + target), 0));
+        assertThat(peer.await(io.vfioproxy.stream.FrameType.REFUSE).getString("reason"))
+                .contains("is not under any of relay.allowedTargets");
+        peer.awaitClosed();
+        assertThat(hypervisorB.accept()).as("nobody connected to the target").isNull();
     }
 
     @Test
