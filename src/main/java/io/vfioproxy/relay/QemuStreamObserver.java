@@ -130,7 +130,6 @@ public final class QemuStreamObserver {
 
     // What it counted.
     private long totalBytes;
-    private long otherBytes;
     private long normalPages;
     private long zeroPages;
     private long xbzrlePages;
@@ -279,7 +278,6 @@ public final class QemuStreamObserver {
                 if (b == QEMU_VM_SUBSECTION) {
                     need(1, Step.SUB_NAME_LEN);
                 } else {
-                    otherBytes += offset - sectionStartOffset - 1;
                     sectionType(b);
                 }
             }
@@ -327,7 +325,6 @@ public final class QemuStreamObserver {
             case QEMU_VM_CONFIGURATION -> need(4, Step.CONFIG_LEN);
             case QEMU_VM_COMMAND -> need(4, Step.COMMAND_HEADER);
             case QEMU_VM_EOF -> {
-                otherBytes++;
                 eofNanos = clock.getAsLong();
                 eofOffset = sectionStartOffset;
                 step = Step.AFTER_EOF;
@@ -351,7 +348,6 @@ public final class QemuStreamObserver {
                     lose("savevm format version " + be32() + ", this observer reads " + QEMU_VM_FILE_VERSION);
                     return;
                 }
-                otherBytes += 8;
                 step = Step.SECTION_TYPE;
             }
             case CONFIG_LEN -> {
@@ -481,12 +477,10 @@ public final class QemuStreamObserver {
                     lose("a packaged stream (postcopy), which this observer does not read");
                     return;
                 }
-                otherBytes += 5 + len;
                 skip(len, Step.SECTION_TYPE);
             }
             case VMDESC_LEN -> {
                 long len = be32() & 0xffffffffL;
-                otherBytes += 5 + len;
                 skip(len, Step.DONE);
             }
             default -> throw new IllegalStateException(step.name());
@@ -616,7 +610,8 @@ public final class QemuStreamObserver {
                 }
                 section.vfioRecords++;
                 switch (tag) {
-                    case END_OF_STATE -> {
+                    // QEMU's iterate closes its block with one or the other.
+                    case END_OF_STATE, DEV_INIT_DATA_SENT -> {
                         if (sectionType == QEMU_VM_SECTION_PART) {
                             section.vfioIterations++;
                         }
@@ -660,6 +655,9 @@ public final class QemuStreamObserver {
         if (step == Step.DONE || step == Step.AFTER_EOF) {
             return trailingBytes == 0 ? null : trailingBytes + " bytes after the end of the stream";
         }
+        if (eofOffset >= 0) {
+            return "the stream ended at offset " + offset + " inside the VM description that follows QEMU's EOF";
+        }
         return "the stream ended at offset " + offset + " before QEMU's EOF, " + where();
     }
 
@@ -681,16 +679,16 @@ public final class QemuStreamObserver {
         for (Kind k : Kind.values()) {
             kinds.put(k.wireName(), 0L);
         }
-        kinds.merge(Kind.OTHER.wireName(), otherBytes, Long::sum);
+        long inSections = 0;
         for (Section s : sections.values()) {
             kinds.merge(s.kind.wireName(), s.bytes, Long::sum);
+            inSections += s.bytes;
             devices.put(s.idstr, new QemuStreamReport.Device(s.kind.wireName(), s.bytes, s.sections,
                     s.vfioDataBytes, s.vfioIterations));
         }
-        long unparsed = totalBytes - offset;
-        if (unparsed > 0) {
-            kinds.merge(Kind.OTHER.wireName(), unparsed, Long::sum);
-        }
+        // Everything outside a finished section: the header, the configuration, commands, EOF, the VM description,
+        // a section under way, and whatever could not be parsed.
+        kinds.put(Kind.OTHER.wireName(), totalBytes - inSections);
         return new QemuStreamReport(totalBytes, kinds, devices, normalPages, zeroPages, xbzrlePages, compressedPages,
                 passes, ramIterations, firstSectionEndNanos, eofNanos, firstSectionEndOffset, eofOffset,
                 step == Step.DONE || step == Step.AFTER_EOF, note);

@@ -91,6 +91,11 @@ public final class QemuVm implements AutoCloseable {
 
     private static QemuVm start(Path dir, String name, int memoryMiB, int fillMiB, boolean incoming)
             throws IOException, InterruptedException {
+        return start(dir, name, memoryMiB, fillMiB, incoming, List.of());
+    }
+
+    private static QemuVm start(Path dir, String name, int memoryMiB, int fillMiB, boolean incoming,
+            List<String> extra) throws IOException, InterruptedException {
         Path qmpPath = dir.resolve(name + "-qmp.sock");
         Path log = dir.resolve(name + "-serial.log");
         List<String> cmd = new ArrayList<>(List.of("qemu-system-x86_64", "-machine", "pc", "-accel", "tcg",
@@ -104,6 +109,7 @@ public final class QemuVm implements AutoCloseable {
             // QEMU's own count of what each multifd channel sent, written as each channel's thread ends.
             cmd.addAll(List.of("-trace", "multifd_send_thread_end", "-D", dir.resolve(name + "-trace.log").toString()));
         }
+        cmd.addAll(extra);
         Process process = new ProcessBuilder(cmd).redirectErrorStream(true)
                 .redirectOutput(dir.resolve(name + "-qemu.log").toFile()).start();
         await(name + "'s QMP socket").atMost(Duration.ofSeconds(60))
@@ -121,6 +127,14 @@ public final class QemuVm implements AutoCloseable {
         await(name + " filled its memory").atMost(Duration.ofSeconds(240))
                 .until(() -> Files.exists(vm.log) && Files.readString(vm.log).contains("GUEST-FILLED"));
         return vm;
+    }
+
+    /**
+     * A guest that never ran ({@code -S}): its memory is the firmware's and zeroes, so its migration stream is
+     * small (about a megabyte) and has every kind of section.
+     */
+    public static QemuVm paused(Path dir, String name, int memoryMiB) throws IOException, InterruptedException {
+        return start(dir, name, memoryMiB, 0, false, List.of("-S"));
     }
 
     /** A guest of the same machine that waits for an incoming migration ({@code migrate-incoming}). */
