@@ -6,7 +6,7 @@ import picocli.CommandLine;
 /** {@code java -jar vfio-migration-proxy.jar <command>}. */
 @Command(name = "vfio-migration-proxy", mixinStandardHelpOptions = true, version = "vfio-migration-proxy 0.1.0",
         description = "Live-migrates VFIO device state (migration protocol v2) between node agents.",
-        subcommands = {DemoCommand.class, AgentCommand.class, MigrateCommand.class, WatchCommand.class, BenchCommand.class,
+        subcommands = {DemoCommand.class, AgentCommand.class, MigrateCommand.class, RelayCommand.class, WatchCommand.class, BenchCommand.class,
             StatusCommand.class, DevicesCommand.class,
             SaveCommand.class, RestoreCommand.class, FsmCommand.class,
             CommandLine.HelpCommand.class})

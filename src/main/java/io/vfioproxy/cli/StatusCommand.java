@@ -9,7 +9,7 @@ import picocli.CommandLine.Mixin;
 
 /** Shows an agent's devices and migrations. */
 @Command(name = "status", mixinStandardHelpOptions = true,
-        description = "Show an agent's devices (state, flags, migration holding them) and its migrations.")
+        description = "Show an agent's devices (state, flags, migration holding them), its migrations and its relays.")
 public final class StatusCommand implements Callable<Integer> {
 
     @Mixin
@@ -35,6 +35,16 @@ public final class StatusCommand implements Callable<Integer> {
                 System.out.printf("%-40s %-12s %-10s %-22s %-12s %s%n", m.getString("id"), m.getString("role"),
                         m.getString("outcome"), m.getString("phase"), ByteSize.format(m.getLong("dataBytes", 0L)),
                         m.containsKey("downtimeMillis") ? Math.round(m.getDouble("downtimeMillis")) + " ms" : "-");
+            }
+            JsonArray relays = client.getJson("/v1/relays").getJsonArray("relays");
+            System.out.printf("%n%-40s %-12s %-10s %-9s %-12s %s%n", "RELAY", "ROLE", "PHASE", "CHANNELS", "BYTES",
+                    "LISTEN / TARGET");
+            for (Object o : relays) {
+                JsonObject r = (JsonObject) o;
+                System.out.printf("%-40s %-12s %-10s %-9d %-12s %s%n", r.getString("id"), r.getString("role"),
+                        r.getString("phase"), r.getJsonArray("channels").size(),
+                        ByteSize.format(r.getLong("toDestination", 0L)),
+                        (r.getString("listen") == null ? "" : r.getString("listen") + " -> ") + r.getString("target"));
             }
             return 0;
         } catch (RuntimeException e) {

@@ -13,9 +13,9 @@ import picocli.CommandLine.Option;
 
 /** Follows an agent's events live, or one migration's to its end. */
 @Command(name = "watch", mixinStandardHelpOptions = true,
-        description = "Follow an agent's events live (device state changes, migration lifecycle, progress) over its "
-                + "WebSocket feed. With --migration, follow that migration to its end; the exit code is 0 when it "
-                + "completed, 1 otherwise.")
+        description = "Follow an agent's events live (device state changes, migration lifecycle, progress, relays) "
+                + "over its WebSocket feed. With --migration (or --relay), follow that migration (relay) to its end; "
+                + "the exit code is 0 when it completed, 1 otherwise.")
 public final class WatchCommand implements Callable<Integer> {
 
     @Mixin
@@ -23,6 +23,9 @@ public final class WatchCommand implements Callable<Integer> {
 
     @Option(names = "--migration", description = "follow one migration")
     String migration;
+
+    @Option(names = "--relay", description = "follow one relay")
+    String relay;
 
     /** One line per event. */
     static String line(JsonObject message) {
@@ -35,6 +38,11 @@ public final class WatchCommand implements Callable<Integer> {
                     e.getString("agent"), e.getString("migration"), e.getString("phase"),
                     ByteSize.format(e.getLong("dataBytes", 0L)), ByteSize.format(e.getLong("stateSize", 0L)),
                     e.getLong("rateBytesPerSecond", 0L) / 1e9);
+            case "relay" -> String.format(Locale.ROOT, "%s %s relay %s %s: %s, %s to the destination over %d "
+                    + "channel(s)%s", time, e.getString("agent"), e.getString("relay"), e.getString("event"),
+                    e.getString("phase"), ByteSize.format(e.getLong("toDestination", 0L)),
+                    e.getJsonArray("channels", new io.vertx.core.json.JsonArray()).size(),
+                    e.containsKey("error") ? " (" + e.getString("error") + ")" : "");
             default -> String.format("%s %s migration %s %s: %s%s", time, e.getString("agent"),
                     e.getString("migration"), e.getString("event"), e.getString("phase"),
                     e.containsKey("error") ? " (" + e.getString("error") + ")" : "");
@@ -44,7 +52,8 @@ public final class WatchCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         try (AgentClient client = api.open()) {
-            String path = migration == null ? "/v1/events" : "/v1/migrations/" + migration + "/events";
+            String path = migration != null ? "/v1/migrations/" + migration + "/events"
+                    : relay != null ? "/v1/relays/" + relay + "/events" : "/v1/events";
             Promise<String> end = Promise.promise();
             String[] outcome = {null};
             // Handlers are set before any message: the migration's status is the first one.
@@ -55,12 +64,14 @@ public final class WatchCommand implements Callable<Integer> {
                     JsonObject e = message.getJsonObject("event", new JsonObject());
                     if ("migration".equals(message.getString("type"))) {
                         outcome[0] = e.getString("outcome", outcome[0]);
+                    } else if ("relay".equals(message.getString("type")) && e.containsKey("phase")) {
+                        outcome[0] = e.getString("phase").toLowerCase(Locale.ROOT);
                     }
                 });
                 ws.closeHandler(v -> end.tryComplete(outcome[0]));
             });
             String last = end.future().await();
-            return migration == null || "completed".equals(last) ? 0 : 1;
+            return migration == null && relay == null || "completed".equals(last) ? 0 : 1;
         } catch (RuntimeException e) {
             System.err.println("cannot follow " + api.agent() + ": " + e.getMessage());
             return 2;

@@ -336,4 +336,36 @@ class RelayIT {
         source.relays().cancel(tcp.id()).await();
         assertThat(ended(tcp).phase()).isEqualTo(RelayPhase.CANCELLED);
     }
+
+    @Test
+    void theRelayCommandStartsOneSaysWhereToMigrateAndFollowsItToItsEnd() throws Exception {
+        AgentVerticle withApi = LoopbackAgent.named("src-api").start(vertx);
+        Path target = dir.resolve("cli.sock");
+        ServerSocketChannel hypervisorB = listen(target);
+        java.io.PrintStream saved = System.out;
+        java.io.ByteArrayOutputStream printed = new java.io.ByteArrayOutputStream();
+        System.setOut(new java.io.PrintStream(printed, true, java.nio.charset.StandardCharsets.UTF_8));
+        try {
+            CompletableFuture<Integer> exit = CompletableFuture.supplyAsync(() -> io.vfioproxy.cli.Main.run("relay",
+                    "--agent", "http://127.0.0.1:" + withApi.apiPort(), "--to", "127.0.0.1:" + destination.streamPort(),
+                    "--target", "unix:" + target));
+            String listen = await("the listen address is printed").atMost(Duration.ofSeconds(30)).until(() -> {
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("listens on (unix:\\S+):")
+                        .matcher(printed.toString(java.nio.charset.StandardCharsets.UTF_8));
+                return m.find() ? m.group(1) : null;
+            }, l -> l != null);
+            SocketChannel hypervisorA = connect(listen);
+            hypervisorA.write(ByteBuffer.wrap(new byte[] {'Q', 'E', 'V', 'M', 0, 0, 0, 3}));
+            hypervisorA.close();
+            try (SocketChannel in = hypervisorB.accept()) {
+                assertThat(drain(in, new AtomicLong())).isNotEmpty();
+            }
+            assertThat(exit.get(60, TimeUnit.SECONDS)).isEqualTo(1);
+        } finally {
+            System.setOut(saved);
+        }
+        // QEMU's stream began and stopped: the relay says the source hypervisor's migration did not complete.
+        assertThat(printed.toString(java.nio.charset.StandardCharsets.UTF_8)).contains(" failed: 8 B to the destination")
+                .contains("closed its main channel before the end of its stream");
+    }
 }
