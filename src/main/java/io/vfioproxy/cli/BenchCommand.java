@@ -3,6 +3,7 @@ package io.vfioproxy.cli;
 import io.vfioproxy.bench.AgentBench;
 import io.vfioproxy.bench.MemorySampler;
 import io.vfioproxy.bench.RawBaseline;
+import io.vfioproxy.bench.RelayBench;
 import io.vfioproxy.migration.MigrationRequest.Mode;
 import io.vfioproxy.util.ByteSize;
 import java.io.PrintStream;
@@ -46,6 +47,10 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--full", description = "every scenario: sizes, modes, TLS, concurrency, latency, memory")
     boolean full;
 
+    @Option(names = "--relay", description = "relay mode: bytes from a unix socket through both agents to a unix "
+            + "socket, against the same bytes through two socat processes (unix to TCP, TCP to unix)")
+    boolean relay;
+
     @Option(names = "--out", description = "with --full, also write the Markdown tables to this file")
     Path out;
 
@@ -87,6 +92,9 @@ public final class BenchCommand implements Callable<Integer> {
         if (full) {
             return fullReport();
         }
+        if (relay) {
+            return relayReport(ByteSize.parse(size));
+        }
         long bytes = ByteSize.parse(size);
         Mode mode = precopy ? Mode.PRECOPY : Mode.STOP_COPY;
         console.printf("bench: %s of simulated device state, %s, %s, median of %d runs%n", ByteSize.format(bytes),
@@ -95,6 +103,43 @@ public final class BenchCommand implements Callable<Integer> {
         console.printf(Locale.ROOT, "agents: %.2f GB/s%n", c.agents());
         console.printf(Locale.ROOT, "baseline: %.2f GB/s%n", c.baseline());
         console.printf(Locale.ROOT, "ratio to raw baseline: %.2f%n", c.ratio());
+        return 0;
+    }
+
+    /** {@code bench --relay}: the agents' relay against a chain of two socat processes, same bytes, same run. */
+    private int relayReport(long bytes) throws Exception {
+        Path socat = RawBaseline.socat();
+        if (socat == null) {
+            System.err.println("bench --relay compares with socat, which is not installed (apt-get install socat)");
+            return 2;
+        }
+        console.printf("bench --relay: %s from a unix socket to a unix socket, median of %d runs%n",
+                ByteSize.format(bytes), runs);
+        try (RelayBench bench = new RelayBench()) {
+            // Warm up: the JIT compiles the relay's path over the first gigabytes; socat needs nothing.
+            for (long warmed = 0; warmed < 4L << 30; warmed += bytes) {
+                bench.relay(bytes);
+            }
+            bench.socatChain(socat, bytes);
+            double[] relays = new double[runs];
+            double[] chains = new double[runs];
+            long peakDirect = 0;
+            long peakHeap = 0;
+            for (int i = 0; i < runs; i++) {
+                chains[i] = bytes / bench.socatChain(socat, bytes) / 1e9;
+                RelayBench.Run run = bench.relay(bytes);
+                relays[i] = bytes / run.seconds() / 1e9;
+                peakDirect = Math.max(peakDirect, run.peakDirect());
+                peakHeap = Math.max(peakHeap, run.peakHeap());
+            }
+            double r = median(relays);
+            double c = median(chains);
+            console.printf(Locale.ROOT, "relay: %.2f GB/s%n", r);
+            console.printf(Locale.ROOT, "socat chain: %.2f GB/s%n", c);
+            console.printf(Locale.ROOT, "ratio to socat chain: %.2f%n", r / c);
+            console.printf("memory of both agents while relaying: peak direct %s, peak heap %s%n",
+                    ByteSize.format(peakDirect), ByteSize.format(peakHeap));
+        }
         return 0;
     }
 

@@ -47,7 +47,7 @@ final class LocalListener {
      */
     static Future<LocalListener> open(Vertx vertx, RelayAddress address, int mode, String owner,
             Handler<NetSocket> onConnection) {
-        NetServer server = vertx.createNetServer(new NetServerOptions().setTcpNoDelay(true));
+        NetServer server = vertx.createNetServer(new NetServerOptions().setTcpNoDelay(true).setReceiveBufferSize(4 << 20).setSendBufferSize(4 << 20));
         server.connectHandler(onConnection);
         if (!address.isUnix()) {
             return server.listen(address.socketAddress())

@@ -82,7 +82,7 @@ public final class RelayService {
         this.limits = limits;
         this.metrics = metrics;
         this.sink = sink;
-        this.targets = vertx.createNetClient(new NetClientOptions().setTcpNoDelay(true)
+        this.targets = vertx.createNetClient(new NetClientOptions().setTcpNoDelay(true).setReceiveBufferSize(4 << 20).setSendBufferSize(4 << 20)
                 .setConnectTimeout((int) Math.min(Integer.MAX_VALUE, options.openTimeoutMillis())));
         this.progressTimer = vertx.setPeriodic(PROGRESS_MILLIS, id -> progress());
     }

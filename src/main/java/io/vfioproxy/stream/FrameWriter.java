@@ -1,6 +1,7 @@
 package io.vfioproxy.stream;
 
 import io.netty.buffer.ByteBuf;
+import io.netty.buffer.ByteBufAllocator;
 import io.netty.buffer.Unpooled;
 import io.vertx.core.Future;
 import io.vertx.core.Handler;
@@ -85,7 +86,9 @@ public final class FrameWriter {
         ByteBuf payload = VertxInternals.retainedSlice(bytes);
         java.util.zip.CRC32C crc = new java.util.zip.CRC32C();
         crc.update(payload.nioBuffer());
-        ByteBuf header = Unpooled.buffer(Frames.HEADER_SIZE, Frames.HEADER_SIZE);
+        // Direct, as the bytes are: a composite with one heap part is not direct, and Netty would copy it all into
+        // a direct buffer to write it.
+        ByteBuf header = ByteBufAllocator.DEFAULT.directBuffer(Frames.HEADER_SIZE, Frames.HEADER_SIZE);
         Frames.putHeader(header.nioBuffer(0, Frames.HEADER_SIZE), 0, FrameType.RELAY_DATA, channel, n,
                 (int) crc.getValue(), seq++);
         header.writerIndex(Frames.HEADER_SIZE);
