@@ -6,6 +6,7 @@ import io.vertx.core.Vertx;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
 import io.vertx.core.net.NetSocket;
+import io.vfioproxy.vertx.VertxInternals;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -16,7 +17,9 @@ import java.nio.file.attribute.PosixFilePermission;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.nio.file.attribute.UserPrincipal;
 import java.nio.file.attribute.UserPrincipalLookupService;
+import java.util.ArrayList;
 import java.util.EnumSet;
+import java.util.List;
 import java.util.Set;
 
 /**
@@ -26,12 +29,12 @@ import java.util.Set;
  */
 final class LocalListener {
 
-    private final NetServer server;
+    private final List<NetServer> servers;
     private final RelayAddress address;
     private final Path created;
 
-    private LocalListener(NetServer server, RelayAddress address, Path created) {
-        this.server = server;
+    private LocalListener(List<NetServer> servers, RelayAddress address, Path created) {
+        this.servers = servers;
         this.address = address;
         this.created = created;
     }
@@ -42,16 +45,19 @@ final class LocalListener {
     }
 
     /**
-     * Listens on {@code address}; runs on a worker (it touches the file system), then listens on the caller's
-     * context.
+     * Listens on {@code address} with {@code instances} servers, each on an event loop of its own: Vert.x hands
+     * the connections to them in turn, so a hypervisor's channels (QEMU's multifd) are relayed in parallel. The
+     * file system work runs on a worker.
      */
-    static Future<LocalListener> open(Vertx vertx, RelayAddress address, int mode, String owner,
+    static Future<LocalListener> open(Vertx vertx, RelayAddress address, int mode, String owner, int instances,
             Handler<NetSocket> onConnection) {
-        NetServer server = vertx.createNetServer(new NetServerOptions().setTcpNoDelay(true).setReceiveBufferSize(4 << 20).setSendBufferSize(4 << 20));
-        server.connectHandler(onConnection);
         if (!address.isUnix()) {
-            return server.listen(address.socketAddress())
-                    .map(s -> new LocalListener(server, address.withPort(s.actualPort()), null));
+            // Servers on one Vert.x listening on port 0 share the port the first one got.
+            return listenFirst(vertx, onConnection, address.socketAddress()).compose(first -> {
+                int port = first.get(0).actualPort();
+                return listenMore(vertx, instances, onConnection, address.socketAddress(), first)
+                        .map(all -> new LocalListener(all, address.withPort(port), null));
+            });
         }
         Path target = Path.of(address.path());
         return vertx.executeBlocking(() -> {
@@ -64,23 +70,67 @@ final class LocalListener {
                             PosixFilePermission.OWNER_EXECUTE)));
         }).compose(dir -> {
             Path bound = dir.resolve("s");
-            return server.listen(io.vertx.core.net.SocketAddress.domainSocketAddress(bound.toString()))
-                    .compose(s -> vertx.executeBlocking(() -> {
-                        Files.setPosixFilePermissions(bound, permissions(mode));
-                        if (owner != null) {
-                            chown(bound, owner);
-                        }
-                        Files.move(bound, target, StandardCopyOption.ATOMIC_MOVE);
-                        Files.delete(dir);
-                        return new LocalListener(server, address, target);
-                    }))
-                    .recover(e -> server.close().eventually(() -> vertx.executeBlocking(() -> {
+            io.vertx.core.net.SocketAddress at = io.vertx.core.net.SocketAddress.domainSocketAddress(bound.toString());
+            List<NetServer> opened = new ArrayList<>();
+            return listenFirst(vertx, onConnection, at).compose(first -> {
+                opened.addAll(first);
+                return listenMore(vertx, instances, onConnection, at, first);
+            }).compose(all -> vertx.executeBlocking(() -> {
+                Files.setPosixFilePermissions(bound, permissions(mode));
+                if (owner != null) {
+                    chown(bound, owner);
+                }
+                Files.move(bound, target, StandardCopyOption.ATOMIC_MOVE);
+                Files.delete(dir);
+                return new LocalListener(all, address, target);
+            })).recover(e -> Future.join(opened.stream().map(NetServer::close).toList())
+                    .eventually(() -> vertx.executeBlocking(() -> {
                         Files.deleteIfExists(bound);
                         Files.deleteIfExists(dir);
                         return null;
                     })).transform(ignored -> Future.failedFuture(new IllegalArgumentException("listen " + address
                             + ": " + e.getMessage(), e))));
         });
+    }
+
+    /** The first server listening at {@code at}, from a new event-loop context. */
+    private static Future<List<NetServer>> listenFirst(Vertx vertx, Handler<NetSocket> onConnection,
+            io.vertx.core.net.SocketAddress at) {
+        return listenOne(vertx, onConnection, at).map(s -> new ArrayList<>(List.of(s)));
+    }
+
+    /** The rest of {@code instances} servers sharing {@code at} with {@code first}, each on its own event loop. */
+    private static Future<List<NetServer>> listenMore(Vertx vertx, int instances, Handler<NetSocket> onConnection,
+            io.vertx.core.net.SocketAddress at, List<NetServer> first) {
+        List<Future<NetServer>> more = new ArrayList<>();
+        for (int i = first.size(); i < instances; i++) {
+            more.add(listenOne(vertx, onConnection, at));
+        }
+        return Future.all(more).map(v -> {
+            List<NetServer> all = new ArrayList<>(first);
+            more.forEach(f -> all.add(f.result()));
+            return all;
+        }).recover(e -> {
+            first.forEach(NetServer::close);
+            more.forEach(f -> {
+                if (f.succeeded()) {
+                    f.result().close();
+                }
+            });
+            return Future.failedFuture(e);
+        });
+    }
+
+    private static Future<NetServer> listenOne(Vertx vertx, Handler<NetSocket> onConnection,
+            io.vertx.core.net.SocketAddress at) {
+        io.vertx.core.Promise<NetServer> listening = io.vertx.core.Promise.promise();
+        VertxInternals.newEventLoopContext(vertx).runOnContext(v -> {
+            NetServer server = vertx.createNetServer(new NetServerOptions().setTcpNoDelay(true)
+                    .setReceiveBufferSize(4 << 20).setSendBufferSize(4 << 20));
+            server.connectHandler(onConnection);
+            server.listen(at).map(server).onComplete(listening);
+        });
+        return listening.future();
     }
 
     static Set<PosixFilePermission> permissions(int mode) {
@@ -119,7 +169,10 @@ final class LocalListener {
 
     /** Stops listening and removes the socket file. Connections already accepted stay. */
     Future<Void> close(Vertx vertx) {
-        return server.close().eventually(() -> created == null ? Future.succeededFuture()
-                : vertx.executeBlocking(() -> Files.deleteIfExists(created)).mapEmpty());
+        Future<Void> closed = Future.join(servers.stream().map(NetServer::close).toList()).mapEmpty();
+        if (created == null) {
+            return closed;
+        }
+        return closed.eventually(() -> vertx.executeBlocking(() -> Files.deleteIfExists(created))).mapEmpty();
     }
 }

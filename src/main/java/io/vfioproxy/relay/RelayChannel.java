@@ -8,6 +8,7 @@ import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
 import io.vertx.core.net.NetSocket;
+import io.vertx.core.streams.ReadStream;
 import io.vertx.core.streams.WriteStream;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
@@ -16,7 +17,6 @@ import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.Limits;
 import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.StreamConnection;
-import io.vfioproxy.vertx.DirectInput;
 import io.vfioproxy.vertx.VertxInternals;
 import java.util.ArrayList;
 import java.util.List;
@@ -125,13 +125,14 @@ final class RelayChannel {
     /** Starts reading the remote connection. */
     void start() {
         remote.closeHandler(v -> {
-            if (!done) {
+            // Both ends said they ended: the peer may close before this side finished ending its socket.
+            if (!done && !(localEnded && remoteEnded)) {
                 fail("the connection to " + remote.peer() + " was lost before the channel ended ("
                         + decoder.position() + " from it)", true);
             }
         });
         remote.input().pipe().endOnSuccess(false).endOnFailure(false).to(new RemoteSink()).onComplete(ar -> {
-            if (!done) {
+            if (!done && !(ar.succeeded() && localEnded && remoteEnded)) {
                 fail(ar.failed() ? "reading from " + remote.peer() + " failed: " + ar.cause().getMessage()
                         : "the connection to " + remote.peer() + " was lost before the channel ended ("
                                 + decoder.position() + " from it)", true);
@@ -148,7 +149,7 @@ final class RelayChannel {
      * input, made when it was accepted or connected (and paused until now); {@code observer}, where given, sees
      * every buffer read from the socket before it is sent on.
      */
-    void attach(NetSocket socket, DirectInput input, int writeQueueMaxSize, Consumer<Buffer> observer) {
+    void attach(NetSocket socket, ReadStream<Buffer> input, int writeQueueMaxSize, Consumer<Buffer> observer) {
         if (done) {
             socket.close();
             return;

@@ -4,11 +4,14 @@ import io.vertx.core.Context;
 import io.vertx.core.Future;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
 import io.vertx.core.net.NetSocket;
+import io.vertx.core.streams.ReadStream;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.Limits;
+import io.vfioproxy.stream.PrefixedReadStream;
 import io.vfioproxy.stream.StreamConnector;
 import io.vfioproxy.vertx.DirectInput;
 import io.vfioproxy.vertx.VertxInternals;
@@ -26,6 +29,9 @@ import java.util.List;
  */
 final class SourceRelay {
 
+    /** How long a new connection may take to show its first four bytes before it is taken as it came. */
+    private static final long PEEK_MILLIS = 500;
+
     private final Vertx vertx;
     private final String agent;
     private final RelayRequest request;
@@ -40,19 +46,22 @@ final class SourceRelay {
     private LocalListener listener;
     private long idleTimer = -1;
     private boolean ended;
+    private boolean mainTaken;
+    private int nextIndex = 1;
+    /** Completes once the main channel reached the destination: the others open after it. */
+    private final Promise<Void> mainOpened = Promise.promise();
 
     /** One accepted connection of the hypervisor and its channel. */
     private static final class Slot {
-        final int index;
         final NetSocket socket;
-        final DirectInput input;
         final ChannelTap tap;
+        /** The connection's input, its first bytes replayed once they were looked at. */
+        ReadStream<Buffer> input;
+        int index = -1;
         RelayChannel channel;
 
-        Slot(int index, NetSocket socket, DirectInput input, ChannelTap tap) {
-            this.index = index;
+        Slot(NetSocket socket, ChannelTap tap) {
             this.socket = socket;
-            this.input = input;
             this.tap = tap;
         }
     }
@@ -132,7 +141,10 @@ final class SourceRelay {
                 : RelayAddress.parse("unix:" + options.listenDir() + "/" + record.id() + ".sock", "listen");
         int mode = request.socketMode() >= 0 ? request.socketMode() : options.socketMode();
         String owner = request.socketOwner() != null ? request.socketOwner() : options.socketOwner();
-        return LocalListener.open(vertx, where, mode, owner, this::accepted).map(l -> {
+        // One server per event loop, up to the channels the hypervisor opens.
+        int loops = Math.max(1, Math.min(request.channels() > 0 ? request.channels() : options.maxChannels(),
+                2 * Runtime.getRuntime().availableProcessors()));
+        return LocalListener.open(vertx, where, mode, owner, loops, this::accepted).map(l -> {
             listener = l;
             record.update(s -> s.withListen(l.address().toString()));
             idleTimer = vertx.setTimer(options.idleTimeoutMillis(), id -> {
@@ -145,10 +157,14 @@ final class SourceRelay {
         });
     }
 
-    /** A connection of the hypervisor: paused until its channel reaches the destination. */
+    /**
+     * A connection of the hypervisor: its first bytes say what it is, then it is paused until its channel reaches
+     * the destination. The main channel (QEVM) opens first and gets index 0, then the others in the order they
+     * came: QEMU 7.2's destination takes the first connection it accepts for its main channel, and connections
+     * handed to several event loops reach this code in any order.
+     */
     private void accepted(NetSocket socket) {
         DirectInput input = VertxInternals.directInput(socket, options.receiveBufferMax());
-        input.pause();
         Slot slot;
         synchronized (slots) {
             int limit = request.channels() > 0 ? request.channels() : options.maxChannels();
@@ -156,7 +172,7 @@ final class SourceRelay {
                 socket.close();
                 return;
             }
-            slot = new Slot(slots.size(), socket, input, new ChannelTap(System::nanoTime));
+            slot = new Slot(socket, new ChannelTap(System::nanoTime));
             slots.add(slot);
         }
         context.runOnContext(v -> {
@@ -164,6 +180,84 @@ final class SourceRelay {
                 enter(RelayPhase.RELAYING);
             }
         });
+        Context own = vertx.getOrCreateContext();
+        Buffer first = Buffer.buffer(16);
+        boolean[] seen = {false};
+        input.endHandler(v -> {
+            if (!seen[0]) {
+                seen[0] = true;
+                input.handler(null);
+                slot.input = new PrefixedReadStream(first, input, own);
+                ordered(slot, "unknown");
+            }
+        });
+        // QEMU writes its first bytes as it connects; a peer that waits to be spoken to is taken as it came.
+        long peek = vertx.setTimer(PEEK_MILLIS, id -> {
+            if (!seen[0]) {
+                seen[0] = true;
+                input.pause();
+                input.handler(null);
+                input.endHandler(null);
+                slot.input = new PrefixedReadStream(first, input, own);
+                ordered(slot, "unknown");
+            }
+        });
+        input.handler(bytes -> {
+            first.appendBuffer(bytes);
+            if (first.length() < 4 || seen[0]) {
+                return;
+            }
+            seen[0] = true;
+            vertx.cancelTimer(peek);
+            input.pause();
+            input.handler(null);
+            input.endHandler(null);
+            slot.input = new PrefixedReadStream(first, input, own);
+            int magic = first.getInt(0);
+            ordered(slot, magic == QemuFormat.QEMU_VM_FILE_MAGIC ? "main"
+                    : magic == QemuFormat.MULTIFD_MAGIC ? "multifd" : "unknown");
+        });
+    }
+
+    /** Gives the channel its index (the main channel 0) and opens it; multifd channels wait for the main one. */
+    private void ordered(Slot slot, String kind) {
+        switch (kind) {
+            case "main" -> {
+                synchronized (slots) {
+                    if (mainTaken) {
+                        slot.socket.close();
+                        failFromChannel("the hypervisor opened a second main channel (QEVM)");
+                        return;
+                    }
+                    mainTaken = true;
+                    slot.index = 0;
+                }
+                open(slot, mainOpened);
+            }
+            case "multifd" -> mainOpened.future().onSuccess(v -> {
+                synchronized (slots) {
+                    slot.index = nextIndex++;
+                }
+                open(slot, null);
+            });
+            default -> {
+                // Not QEMU's format (its own TLS, another hypervisor): the order they came in.
+                synchronized (slots) {
+                    if (!mainTaken) {
+                        mainTaken = true;
+                        slot.index = 0;
+                    } else {
+                        slot.index = nextIndex++;
+                    }
+                }
+                open(slot, slot.index == 0 ? mainOpened : null);
+            }
+        }
+    }
+
+    /** Opens the channel to the destination; {@code opened} completes once it did. */
+    private void open(Slot slot, Promise<Void> opened) {
+        NetSocket socket = slot.socket;
         record.update(s -> s.withChannel(new RelayStatus.Channel(slot.index, "pending", "opening", 0, 0, null, null)));
         long openTimer = vertx.setTimer(options.openTimeoutMillis(), id -> {
             if (slot.channel == null || slot.channel.state().equals("opening")) {
@@ -183,7 +277,10 @@ final class SourceRelay {
             RelayChannel channel = new RelayChannel(vertx, slot.index, ar.result(), limits, (type, body) -> {
                 vertx.cancelTimer(openTimer);
                 if (type == FrameType.RELAY_OPENED) {
-                    slot.channel.attach(socket, input, options.writeQueueMaxSize(), slot.tap);
+                    slot.channel.attach(socket, slot.input, options.writeQueueMaxSize(), slot.tap);
+                    if (opened != null) {
+                        opened.tryComplete();
+                    }
                     refresh();
                 } else if (type == FrameType.REFUSE) {
                     socket.close();
@@ -228,14 +325,15 @@ final class SourceRelay {
             listener.close(vertx);
         }
         boolean all;
+        Slot first;
         synchronized (slots) {
-            all = slots.get(0).channel != null && slots.get(0).channel.state().equals("ended")
-                    && slots.stream().allMatch(s -> s.channel != null && s.channel.state().equals("ended"));
+            first = slots.stream().filter(s -> s.index == 0).findFirst().orElse(null);
+            all = first != null && slots.stream().allMatch(s -> s.channel != null && s.channel.state().equals("ended"));
         }
         if (!all) {
             return;
         }
-        QemuStreamObserver main = slots.get(0).tap.main();
+        QemuStreamObserver main = first.tap.main();
         String truncated = main == null ? null : main.endNote();
         if (main != null && main.report().note() == null && truncated != null) {
             fail("the source hypervisor closed its main channel before the end of its stream (" + truncated
@@ -317,6 +415,9 @@ final class SourceRelay {
         record.update(s -> {
             RelayStatus next = s;
             for (Slot slot : all) {
+                if (slot.index < 0) {
+                    continue;
+                }
                 RelayChannel c = slot.channel;
                 MultifdObserver.Report multifd = slot.tap.multifd() == null ? null : slot.tap.multifd().report();
                 String note = c != null && c.note() != null ? c.note() : multifd != null ? multifd.note() : null;
@@ -324,7 +425,8 @@ final class SourceRelay {
                         c == null ? "opening" : c.state(), c == null ? 0 : c.toRemote(), c == null ? 0 : c.toLocal(),
                         multifd, note));
             }
-            QemuStreamObserver main = all.isEmpty() ? null : all.get(0).tap.main();
+            QemuStreamObserver main = all.stream().filter(x -> x.index == 0).map(x -> x.tap.main())
+                    .filter(java.util.Objects::nonNull).findFirst().orElse(null);
             return main == null ? next : next.withStream(main.report());
         });
     }
