@@ -110,7 +110,7 @@ public final class AgentVerticle extends VerticleBase {
                 Math.max(1, Runtime.getRuntime().availableProcessors()));
         Future<?> up = ApiContract.load(vertx).compose(c -> {
             contract = c;
-            commands = new AgentCommands(vertx, name, devices, migrations, contract);
+            commands = new AgentCommands(vertx, name, devices, migrations, relays, contract);
             return Future.all(opened);
         })
                 .compose(v -> vertx.deployVerticle(() -> {

@@ -11,6 +11,9 @@ import io.vfioproxy.device.VfioException;
 import io.vfioproxy.migration.MigrationRecord;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
+import io.vfioproxy.relay.RelayRecord;
+import io.vfioproxy.relay.RelayRequest;
+import io.vfioproxy.relay.RelayService;
 import io.vfioproxy.uapi.Errno;
 import java.util.ArrayList;
 import java.util.List;
@@ -26,6 +29,8 @@ import java.util.function.Function;
  *   <li>{@code device}: {@code {"device": name}}; replies with the device and its state</li>
  *   <li>{@code release}: {@code {"device": name, "handback": path}} or {@code {"device": name, "discard": true}}:
  *   the body of {@code POST /v1/devices/{name}/release} with the device's name; replies with the device</li>
+ *   <li>{@code relay}: the body of {@code POST /v1/relays}; replies with the relay, listening</li>
+ *   <li>{@code cancel-relay}: {@code {"relay": id}}; replies with the relay</li>
  *   <li>{@code ping}: replies {@code {"agent": name}}</li>
  * </ul>
  *
@@ -37,12 +42,14 @@ public final class AgentCommands {
     private final String agent;
     private final DeviceRegistry devices;
     private final MigrationService migrations;
+    private final RelayService relays;
     private final ApiContract contract;
     private final List<MessageConsumer<Object>> consumers = new ArrayList<>();
 
     /** @param contract checks command bodies against the API's schemas, as the HTTP API checks its requests */
     public AgentCommands(Vertx vertx, String agent, DeviceRegistry devices, MigrationService migrations,
-            ApiContract contract) {
+            RelayService relays, ApiContract contract) {
+        this.relays = relays;
         this.contract = contract;
         this.vertx = vertx;
         this.agent = agent;
@@ -71,6 +78,17 @@ public final class AgentCommands {
             String name = String.valueOf(request.remove("device"));
             contract.validate("DeviceRelease", request);
             return release(agent, devices, name, request);
+        });
+        handle("relay", body -> {
+            contract.validate("RelayRequest", body);
+            return relays.start(RelayRequest.fromJson(body)).map(RelayRecord::toJson);
+        });
+        handle("cancel-relay", body -> {
+            String id = body.getString("relay");
+            if (id == null) {
+                throw new IllegalArgumentException("'relay' is required: the relay's id");
+            }
+            return relays.cancel(id).map(RelayRecord::toJson);
         });
         handle("ping", body -> Future.succeededFuture(new JsonObject().put("agent", agent)));
         List<Future<Void>> registered = new ArrayList<>();
@@ -173,6 +191,8 @@ public final class AgentCommands {
         if (error == null) {
             message.reply(result);
         } else if (error instanceof MigrationService.Rejected r) {
+            message.fail(r.status(), r.getMessage());
+        } else if (error instanceof RelayService.Rejected r) {
             message.fail(r.status(), r.getMessage());
         } else if (error instanceof IllegalArgumentException || error instanceof ClassCastException) {
             message.fail(400, error.getMessage());

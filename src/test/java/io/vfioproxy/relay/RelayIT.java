@@ -327,6 +327,25 @@ class RelayIT {
     }
 
     @Test
+    void relaysStartAndCancelThroughTheEventBusToo() {
+        AgentVerticle withApi = LoopbackAgent.named("src-bus").start(vertx);
+        io.vertx.core.json.JsonObject started = vertx.eventBus().<JsonObject>request(
+                io.vfioproxy.api.Events.command("src-bus", "relay"), new JsonObject()
+                        .put("destination", "127.0.0.1:" + destination.streamPort())
+                        .put("target", "unix:" + dir + "/bus.sock")).await().body();
+        assertThat(started.getString("phase")).isEqualTo("LISTENING");
+        assertThat(started.getString("listen")).startsWith("unix:");
+        JsonObject cancelled = vertx.eventBus().<JsonObject>request(io.vfioproxy.api.Events.command("src-bus",
+                "cancel-relay"), new JsonObject().put("relay", started.getString("id"))).await().body();
+        assertThat(cancelled.getString("id")).isEqualTo(started.getString("id"));
+        assertThat(ended(withApi.relays().find(started.getString("id"))).phase()).isEqualTo(RelayPhase.CANCELLED);
+        assertThatThrownBy(() -> vertx.eventBus().request(io.vfioproxy.api.Events.command("src-bus", "relay"),
+                new JsonObject().put("destination", "127.0.0.1:1").put("target", "nope")).await())
+                .isInstanceOfSatisfying(io.vertx.core.eventbus.ReplyException.class,
+                        e -> assertThat(e.failureCode()).isEqualTo(400));
+    }
+
+    @Test
     void aRelayListensOnLoopbackOnly() {
         assertThatThrownBy(() -> relay(new JsonObject().put("target", "unix:" + dir + "/x.sock")
                 .put("listen", "tcp:0.0.0.0:0"))).hasMessageContaining("a relay listens on this host only");
