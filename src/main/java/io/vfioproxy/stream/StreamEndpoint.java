@@ -8,7 +8,7 @@ import java.net.URISyntaxException;
  * destination reachable only through HTTP infrastructure, its WebSocket endpoint ({@code ws://host:8080}, path
  * {@value #DEFAULT_WS_PATH}).
  *
- * @param scheme "tcp" or "ws"
+ * @param scheme "tcp", "ws" or "wss"
  * @param host the host name or address
  * @param port the port
  * @param path the WebSocket path; "" for TCP
@@ -23,16 +23,19 @@ public record StreamEndpoint(String scheme, String host, int port, String path) 
     }
 
     public boolean isWebSocket() {
-        return scheme.equals("ws");
+        return scheme.equals("ws") || scheme.equals("wss");
     }
 
-    /** Parses {@code host:port}, {@code tcp://host:port} or {@code ws://host:port[/path]}. */
+    /** A wss:// endpoint: the WebSocket stream over TLS. */
+    public boolean isTls() {
+        return scheme.equals("wss");
+    }
+
+    /** Parses {@code host:port}, {@code tcp://host:port} or {@code ws[s]://host:port[/path]}. */
     public static StreamEndpoint parse(String text) {
         String t = text.trim();
-        if (t.startsWith("wss://")) {
-            throw new IllegalArgumentException("destination '" + text + "': TLS (wss) is not supported yet; use ws://");
-        }
-        if (t.startsWith("ws://")) {
+        if (t.startsWith("ws://") || t.startsWith("wss://")) {
+            boolean tls = t.startsWith("wss://");
             URI uri;
             try {
                 uri = new URI(t);
@@ -43,7 +46,8 @@ public record StreamEndpoint(String scheme, String host, int port, String path) 
                 throw new IllegalArgumentException("destination '" + text + "' has no host");
             }
             String path = uri.getRawPath() == null || uri.getRawPath().isEmpty() ? DEFAULT_WS_PATH : uri.getRawPath();
-            return new StreamEndpoint("ws", uri.getHost(), uri.getPort() < 0 ? 80 : uri.getPort(), path);
+            return new StreamEndpoint(tls ? "wss" : "ws", uri.getHost(),
+                    uri.getPort() < 0 ? (tls ? 443 : 80) : uri.getPort(), path);
         }
         if (t.startsWith("tcp://")) {
             t = t.substring("tcp://".length());
@@ -71,6 +75,6 @@ public record StreamEndpoint(String scheme, String host, int port, String path) 
     @Override
     public String toString() {
         String h = host.contains(":") ? "[" + host + "]" : host;
-        return isWebSocket() ? "ws://" + h + ":" + port + path : h + ":" + port;
+        return isWebSocket() ? scheme + "://" + h + ":" + port + path : h + ":" + port;
     }
 }

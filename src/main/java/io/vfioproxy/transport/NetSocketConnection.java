@@ -18,11 +18,19 @@ public final class NetSocketConnection implements StreamConnection {
 
     private final NetSocket socket;
     private final DirectInput input;
+    private final Runnable onClose;
 
     public NetSocketConnection(NetSocket socket, int writeQueueMaxSize, int receiveBufferMax) {
+        this(socket, writeQueueMaxSize, receiveBufferMax, () -> { });
+    }
+
+    /** @param onClose runs once the connection closed (a connection permit's release) */
+    public NetSocketConnection(NetSocket socket, int writeQueueMaxSize, int receiveBufferMax, Runnable onClose) {
         this.socket = socket;
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
         this.input = VertxInternals.directInput(socket, receiveBufferMax);
+        this.onClose = onClose;
+        input.closeHandler(v -> onClose.run());
     }
 
     @Override
@@ -43,7 +51,10 @@ public final class NetSocketConnection implements StreamConnection {
 
     @Override
     public void closeHandler(Handler<Void> handler) {
-        input.closeHandler(handler);
+        input.closeHandler(v -> {
+            onClose.run();
+            handler.handle(null);
+        });
     }
 
     @Override

@@ -19,11 +19,19 @@ public final class WebSocketConnection implements StreamConnection {
 
     private final WebSocketBase socket;
     private final String peer;
+    private final Runnable onClose;
 
     public WebSocketConnection(WebSocketBase socket, int writeQueueMaxSize) {
+        this(socket, writeQueueMaxSize, () -> { });
+    }
+
+    /** @param onClose runs once the connection closed (a connection permit's release) */
+    public WebSocketConnection(WebSocketBase socket, int writeQueueMaxSize, Runnable onClose) {
         this.socket = socket;
         this.peer = "ws " + socket.remoteAddress();
+        this.onClose = onClose;
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
+        socket.closeHandler(v -> onClose.run());
     }
 
     @Override
@@ -38,7 +46,10 @@ public final class WebSocketConnection implements StreamConnection {
 
     @Override
     public void closeHandler(Handler<Void> handler) {
-        socket.closeHandler(handler);
+        socket.closeHandler(v -> {
+            onClose.run();
+            handler.handle(null);
+        });
     }
 
     @Override

@@ -1,0 +1,67 @@
+package io.vfioproxy.transport;
+
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.ConcurrentMap;
+import java.util.concurrent.atomic.AtomicInteger;
+
+/**
+ * How many agent connections an endpoint holds, in all and per peer address: a connection over either limit is
+ * closed as it arrives, before it costs a TLS handshake or a buffer. Shared by the TCP endpoint's instances and the
+ * WebSocket endpoint; thread-safe.
+ */
+public final class ConnectionLimits {
+
+    private final int max;
+    private final int maxPerPeer;
+    private final AtomicInteger open = new AtomicInteger();
+    private final ConcurrentMap<String, AtomicInteger> perPeer = new ConcurrentHashMap<>();
+
+    public ConnectionLimits(int max, int maxPerPeer) {
+        this.max = max;
+        this.maxPerPeer = maxPerPeer;
+    }
+
+    /** A held connection; {@link #release()} once it closed (twice is harmless). */
+    public final class Permit {
+        private final String peer;
+        private boolean released;
+
+        private Permit(String peer) {
+            this.peer = peer;
+        }
+
+        public synchronized void release() {
+            if (released) {
+                return;
+            }
+            released = true;
+            open.decrementAndGet();
+            perPeer.computeIfPresent(peer, (k, n) -> n.decrementAndGet() == 0 ? null : n);
+        }
+    }
+
+    /**
+     * A permit for a new connection from {@code peer} (its address, without the port), or null with the limit it
+     * would break in {@code why}[0].
+     */
+    public Permit admit(String peer, String[] why) {
+        if (open.incrementAndGet() > max) {
+            open.decrementAndGet();
+            why[0] = "the endpoint holds " + max + " connections already (stream.maxConnections)";
+            return null;
+        }
+        AtomicInteger mine = perPeer.computeIfAbsent(peer, k -> new AtomicInteger());
+        if (mine.incrementAndGet() > maxPerPeer) {
+            mine.decrementAndGet();
+            open.decrementAndGet();
+            why[0] = peer + " holds " + maxPerPeer + " connections already (stream.maxConnectionsPerPeer)";
+            return null;
+        }
+        return new Permit(peer);
+    }
+
+    /** Connections held now. */
+    public int open() {
+        return open.get();
+    }
+}
