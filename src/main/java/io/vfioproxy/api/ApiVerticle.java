@@ -4,12 +4,14 @@ import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.eventbus.MessageConsumer;
+import io.vertx.core.http.ClientAuth;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.http.ServerWebSocket;
 import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.vertx.ext.bridge.BridgeEventType;
 import io.vertx.ext.bridge.PermittedOptions;
 import io.vertx.ext.web.Router;
 import io.vertx.ext.web.RoutingContext;
@@ -26,6 +28,9 @@ import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.relay.RelayRecord;
 import io.vfioproxy.relay.RelayRequest;
 import io.vfioproxy.relay.RelayService;
+import io.vfioproxy.security.Credentials;
+import io.vfioproxy.security.Refusals;
+import io.vfioproxy.security.Scope;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Consumer;
@@ -55,6 +60,8 @@ public final class ApiVerticle extends VerticleBase {
     private final DeviceRegistry devices;
     private final MigrationService migrations;
     private final RelayService relays;
+    private final Credentials credentials;
+    private final Authenticator auth;
     private final PrometheusMeterRegistry registry;
     private final Supplier<Future<JsonObject>> readiness;
     private final ApiContract contract;
@@ -66,8 +73,11 @@ public final class ApiVerticle extends VerticleBase {
      */
     public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions, Consumer<Router> mounts,
             ApiContract contract, DeviceRegistry devices, MigrationService migrations, RelayService relays,
-            PrometheusMeterRegistry registry, Supplier<Future<JsonObject>> readiness) {
+            Credentials credentials, Refusals refusals, PrometheusMeterRegistry registry,
+            Supplier<Future<JsonObject>> readiness) {
         this.relays = relays;
+        this.credentials = credentials;
+        this.auth = new Authenticator(agent, credentials, refusals);
         this.agent = agent;
         this.contract = contract;
         this.options = options;
@@ -93,7 +103,16 @@ public final class ApiVerticle extends VerticleBase {
         Router router = Router.router(vertx);
         router.get("/healthz").handler(rc -> json(rc, 200, new JsonObject().put("status", "UP").put("agent", agent)));
         router.get("/readyz").handler(this::ready);
-        router.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
+        if (credentials.options().metricsPublic()) {
+            router.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
+        }
+        // The migration stream over WebSocket: agents prove who they are with their certificate, not a token.
+        mounts.accept(router);
+        // Everything below needs a token: read to look, control to act.
+        router.route().handler(auth::handle);
+        if (!credentials.options().metricsPublic()) {
+            router.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
+        }
         router.get("/v1/openapi.json").handler(rc -> rc.response().putHeader("Content-Type", "application/json")
                 .end(contract.document()));
         router.get("/v1/devices").handler(this::listDevices);
@@ -120,17 +139,26 @@ public final class ApiVerticle extends VerticleBase {
         router.get("/v1/events").handler(rc -> feed(rc, e -> agent.equals(e.getString("agent")), null, null, null));
         router.get("/v1/migrations/:id/events").handler(this::migrationFeed);
         router.get("/v1/relays/:id/events").handler(this::relayFeed);
-        mounts.accept(router);
         SockJSBridgeOptions bridge = new SockJSBridgeOptions();
         FEEDS.forEach(f -> bridge.addOutboundPermitted(new PermittedOptions().setAddress(f[0])));
         options.bridgeInbound().forEach(a -> bridge.addInboundPermitted(new PermittedOptions().setAddress(a)));
-        router.route("/eventbus/*").subRouter(SockJSHandler.create(vertx).bridge(bridge));
+        // Receiving needs a read token (checked above, for every SockJS request); sending a command, a control one.
+        router.route("/eventbus/*").subRouter(SockJSHandler.create(vertx).bridge(bridge, event -> {
+            boolean sends = event.type() == BridgeEventType.SEND || event.type() == BridgeEventType.PUBLISH;
+            event.complete(!sends || auth.scope(event.socket()) == Scope.CONTROL);
+        }));
         router.route().last().handler(rc -> error(rc, 404, "no such resource: " + rc.request().method() + " "
                 + rc.request().path()));
         router.route().failureHandler(rc -> error(rc, rc.statusCode() > 0 ? rc.statusCode() : 500,
                 rc.failure() == null ? "request failed" : rc.failure().getMessage()));
-        server = vertx.createHttpServer(new HttpServerOptions(serverOptions).setHost(options.host())
-                .setPort(options.port()));
+        HttpServerOptions http = new HttpServerOptions(serverOptions).setHost(options.host()).setPort(options.port());
+        if (credentials.secure()) {
+            // The API's users prove themselves with tokens; the WebSocket stream's agents with their certificate,
+            // which is asked for (and checked against the CA) on every connection.
+            credentials.tls().apply(http, ClientAuth.REQUEST);
+        }
+        server = vertx.createHttpServer(http);
+        credentials.onTlsChange(tls -> server.updateSSLOptions(tls.server(ClientAuth.REQUEST)));
         return server.requestHandler(router).listen();
     }
 
