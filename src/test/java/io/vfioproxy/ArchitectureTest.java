@@ -19,6 +19,7 @@ import org.junit.jupiter.api.Test;
  * agent
  * api
  * migration   relay   transport
+ * security
  * device      stream
  * uapi
  * (vertx, the adapter over Vert.x internals, and util below everything: util depends on nothing of the project,
@@ -45,21 +46,23 @@ class ArchitectureTest {
                 .layer("migration").definedBy("io.vfioproxy.migration..")
                 .layer("relay").definedBy("io.vfioproxy.relay..")
                 .layer("transport").definedBy("io.vfioproxy.transport..")
+                .layer("security").definedBy("io.vfioproxy.security..")
                 .layer("device").definedBy("io.vfioproxy.device..")
                 .layer("stream").definedBy("io.vfioproxy.stream..")
                 .layer("uapi").definedBy("io.vfioproxy.uapi..")
                 .layer("util").definedBy("io.vfioproxy.util..")
                 .layer("vertx").definedBy("io.vfioproxy.vertx..")
                 .whereLayer("cli").mayNotBeAccessedByAnyLayer()
-                .whereLayer("bench").mayOnlyAccessLayers("agent", "api", "migration", "relay", "transport", "device",
+                .whereLayer("bench").mayOnlyAccessLayers("agent", "api", "migration", "relay", "transport", "security",
+                        "device", "stream", "uapi", "util", "vertx")
+                .whereLayer("agent").mayOnlyAccessLayers("api", "migration", "relay", "transport", "security", "device",
                         "stream", "uapi", "util", "vertx")
-                .whereLayer("agent").mayOnlyAccessLayers("api", "migration", "relay", "transport", "device", "stream",
-                        "uapi", "util", "vertx")
-                .whereLayer("api").mayOnlyAccessLayers("migration", "relay", "device", "stream", "uapi", "util",
-                        "vertx")
+                .whereLayer("api").mayOnlyAccessLayers("migration", "relay", "security", "device", "stream", "uapi",
+                        "util", "vertx")
                 .whereLayer("relay").mayOnlyAccessLayers("stream", "util", "vertx")
                 .whereLayer("migration").mayOnlyAccessLayers("device", "stream", "uapi", "util", "vertx")
-                .whereLayer("transport").mayOnlyAccessLayers("stream", "util", "vertx")
+                .whereLayer("transport").mayOnlyAccessLayers("stream", "security", "util", "vertx")
+                .whereLayer("security").mayOnlyAccessLayers("util")
                 .whereLayer("device").mayOnlyAccessLayers("uapi", "util")
                 .whereLayer("stream").mayOnlyAccessLayers("uapi", "util", "vertx")
                 .whereLayer("uapi").mayNotAccessAnyLayer()

@@ -21,6 +21,10 @@ import io.vfioproxy.migration.MigrationOptions;
 import io.vfioproxy.migration.MigrationService;
 import io.vfioproxy.relay.RelayOptions;
 import io.vfioproxy.relay.RelayService;
+import io.vfioproxy.security.Credentials;
+import io.vfioproxy.security.Refusals;
+import io.vfioproxy.security.SecurityOptions;
+import io.vfioproxy.transport.ConnectionLimits;
 import io.vfioproxy.transport.StreamClient;
 import io.vfioproxy.transport.StreamServerVerticle;
 import io.vfioproxy.transport.TransportOptions;
@@ -50,6 +54,7 @@ public final class AgentVerticle extends VerticleBase {
     private AgentCommands commands;
     private ApiContract contract;
     private volatile boolean started;
+    private Credentials credentials;
     private final java.util.Map<String, String> failedDevices = new java.util.concurrent.ConcurrentHashMap<>();
 
     /**
@@ -74,12 +79,34 @@ public final class AgentVerticle extends VerticleBase {
             return Future.failedFuture(new IllegalArgumentException("agent.name is required: the name this agent "
                     + "goes by (in Kubernetes, the node's: VMP_AGENT_NAME from spec.nodeName)"));
         }
+        SecurityOptions security;
+        try {
+            security = SecurityOptions.fromJson(config.getJsonObject("security"));
+        } catch (IllegalArgumentException e) {
+            return Future.failedFuture(e);
+        }
+        if (security.insecure()) {
+            LOG.log(System.Logger.Level.WARNING, "agent " + name + " runs IN THE CLEAR (security.insecure): anyone "
+                    + "who reaches its ports can write device state, start migrations and read its status");
+        }
+        // Every credential file is read before anything listens: a missing one stops the agent, naming it.
+        return Credentials.load(vertx, security).compose(c -> {
+            credentials = c;
+            credentials.startReloading(vertx);
+            return serve();
+        });
+    }
+
+    private Future<?> serve() {
         TransportOptions transport = TransportOptions.fromJson(config.getJsonObject("stream"));
-        MigrationOptions options = MigrationOptions.fromJson(config.getJsonObject("migration"));
+        MigrationOptions options = MigrationOptions.fromJson(config.getJsonObject("migration"))
+                .withHandshakeTimeout(transport.handshakeTimeoutMillis());
         ApiOptions apiOptions = ApiOptions.fromJson(config.getJsonObject("api"));
         AgentMetrics metrics = new AgentMetrics(registry, name);
+        Refusals refusals = new Refusals(name);
+        ConnectionLimits limits = new ConnectionLimits(transport.maxConnections(), transport.maxConnectionsPerPeer());
         devices = new DeviceRegistry();
-        connector = new StreamClient(vertx, transport);
+        connector = new StreamClient(vertx, transport, credentials);
         migrations = new MigrationService(vertx, name, devices, connector, options, metrics,
                 event -> vertx.eventBus().publish(Events.MIGRATION, event),
                 event -> vertx.eventBus().publish(Events.PROGRESS, event));
@@ -87,7 +114,7 @@ public final class AgentVerticle extends VerticleBase {
                 options.limits(), metrics, event -> vertx.eventBus().publish(Events.RELAY, event));
         // What a connection opens, a migration or a relay channel, its first frame says.
         ConnectionRouter connections = new ConnectionRouter(vertx, migrations::accept, relays::accept,
-                options.progressTimeoutMillis());
+                transport.handshakeTimeoutMillis());
         DeviceController.TransitionListener deviceEvents = metrics.deviceListener((device, from, to, cause, nanos) ->
                 vertx.eventBus().publish(Events.DEVICE_STATE, Events.deviceState(name, device, from, to, cause, nanos)));
 
@@ -114,19 +141,20 @@ public final class AgentVerticle extends VerticleBase {
             return Future.all(opened);
         })
                 .compose(v -> vertx.deployVerticle(() -> {
-                    StreamServerVerticle server = new StreamServerVerticle(transport, connections::accept,
-                            () -> Future.join(migrations.shutdown(), relays.shutdown()));
+                    StreamServerVerticle server = new StreamServerVerticle(transport, credentials, limits, refusals,
+                            connections::accept, () -> Future.join(migrations.shutdown(), relays.shutdown()));
                     streamServers.add(server);
                     return server;
                 }, new DeploymentOptions().setInstances(acceptors)))
                 .compose(v -> commands.register());
         if (apiOptions.enabled()) {
             // The migration stream over WebSocket rides on the API's HTTP server.
-            WebSocketStreamEndpoint ws = new WebSocketStreamEndpoint(transport, connections::accept);
+            WebSocketStreamEndpoint ws = new WebSocketStreamEndpoint(transport, credentials, limits, refusals,
+                    connections::accept);
             up = up.compose(v -> {
                 api = new ApiVerticle(name, apiOptions, WebSocketStreamEndpoint.configure(new HttpServerOptions()),
                         router -> router.get(WebSocketStreamEndpoint.PATH).handler(rc -> ws.handle(rc.request())),
-                        contract, devices, migrations, relays, registry, this::readiness);
+                        contract, devices, migrations, relays, credentials, refusals, registry, this::readiness);
                 return vertx.deployVerticle(api);
             });
         }
@@ -148,6 +176,7 @@ public final class AgentVerticle extends VerticleBase {
 
     @Override
     public Future<?> stop() {
+        credentials.stopReloading(vertx);
         migrations.close();
         return Future.join(relays.shutdown(), relays.close()).eventually(connector::close);
     }

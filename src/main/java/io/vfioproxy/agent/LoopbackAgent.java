@@ -24,6 +24,14 @@ public final class LoopbackAgent {
                 .put("devices", new JsonArray());
         section("stream").put("host", "127.0.0.1").put("port", 0);
         section("api").put("host", "127.0.0.1").put("port", 0);
+        // In the clear on loopback unless a test secures it (secure()): the demo and the bench say so.
+        config.put("security", new JsonObject().put("insecure", true));
+    }
+
+    /** Mutual TLS, HTTPS and tokens from {@code credentials} (made for this agent's name). */
+    public LoopbackAgent secure(io.vfioproxy.security.TrialCredentials credentials) {
+        config.put("security", credentials.security(config.getJsonObject("agent").getString("name")));
+        return this;
     }
 
     /** An agent named {@code name}, with no device yet. */

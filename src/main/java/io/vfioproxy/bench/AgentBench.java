@@ -5,7 +5,6 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.json.JsonObject;
-import io.vertx.core.net.SelfSignedCertificate;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.agent.LoopbackAgent;
@@ -14,6 +13,7 @@ import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.migration.MigrationRequest;
 import io.vfioproxy.migration.MigrationService;
 import io.vfioproxy.migration.MigrationStatus;
+import io.vfioproxy.security.TrialCredentials;
 import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.uapi.DeviceState;
 import java.util.ArrayList;
@@ -39,33 +39,41 @@ public final class AgentBench implements AutoCloseable {
     private final AgentVerticle destination;
     private final int devices;
     private final long size;
-    private final SelfSignedCertificate certificate;
+    private final TrialCredentials credentials;
 
     /**
      * @param devices how many devices each agent has (d0, d1, ...)
      * @param size each device's state size
-     * @param tls mutual TLS between the agents (a self-signed certificate both present and trust)
+     * @param tls security on between the agents: mutual TLS with certificates of a trial CA
      * @param dirtyRate the source workload's dirty rate, for pre-copy ("0" for none)
      */
     public AgentBench(int devices, long size, boolean tls, String dirtyRate) {
         this.devices = devices;
         this.size = size;
         this.runtime = AgentVertx.create();
-        this.certificate = tls ? SelfSignedCertificate.create("vmp-bench") : null;
+        this.credentials = tls ? trial() : null;
         this.destination = start("bench-destination", size, 1000, "0");
         this.source = start("bench-source", size, 0, dirtyRate);
     }
 
     private AgentVerticle start(String name, long size, long seedBase, String dirtyRate) {
         LoopbackAgent agent = LoopbackAgent.named(name).withoutApi();
-        if (certificate != null) {
-            agent.set("stream", "tls", new JsonObject().put("certPath", certificate.certificatePath())
-                    .put("keyPath", certificate.privateKeyPath()).put("trustPath", certificate.certificatePath()));
+        if (credentials != null) {
+            agent.secure(credentials);
         }
         for (int i = 0; i < devices; i++) {
             agent.device(LoopbackAgent.simulated("d" + i, size, seedBase + i).put("dirtyRate", dirtyRate));
         }
         return agent.start(runtime.vertx(), runtime.registry());
+    }
+
+    private static TrialCredentials trial() {
+        try {
+            return TrialCredentials.create(java.nio.file.Files.createTempDirectory("vmp-bench-certs"),
+                    List.of("bench-destination", "bench-source"), 1);
+        } catch (java.io.IOException | java.security.GeneralSecurityException e) {
+            throw new IllegalStateException("cannot make the bench's certificates: " + e.getMessage(), e);
+        }
     }
 
     public Vertx vertx() {
@@ -152,8 +160,13 @@ public final class AgentBench implements AutoCloseable {
     @Override
     public void close() {
         runtime.vertx().close().await();
-        if (certificate != null) {
-            certificate.delete();
+        if (credentials != null) {
+            try (var files = java.nio.file.Files.list(credentials.dir())) {
+                files.forEach(f -> f.toFile().delete());
+            } catch (java.io.IOException e) {
+                // The temporary directory stays; nothing else depends on it.
+            }
+            credentials.dir().toFile().delete();
         }
     }
 }

@@ -4,10 +4,18 @@ import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.http.WebSocket;
 import io.vertx.core.http.WebSocketClient;
+import io.vertx.core.http.WebSocketClientOptions;
+import io.vertx.core.http.WebSocketConnectOptions;
 import io.vertx.core.json.JsonObject;
+import io.vertx.core.net.PemTrustOptions;
+import io.vertx.ext.web.client.HttpRequest;
 import io.vertx.ext.web.client.HttpResponse;
 import io.vertx.ext.web.client.WebClient;
+import io.vertx.ext.web.client.WebClientOptions;
+import java.io.IOException;
 import java.net.URI;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import picocli.CommandLine.Option;
 
 /**
@@ -16,19 +24,49 @@ import picocli.CommandLine.Option;
  */
 final class AgentClient implements AutoCloseable {
 
-    @Option(names = "--agent", defaultValue = "http://localhost:8080", description = "the agent's API (${DEFAULT-VALUE})")
+    @Option(names = "--agent", defaultValue = "${env:VMP_AGENT:-https://localhost:8080}",
+            description = "the agent's API (${DEFAULT-VALUE}; VMP_AGENT)")
     URI agent;
+
+    @Option(names = "--token-file", defaultValue = "${env:VMP_TOKEN_FILE}",
+            description = "a file holding the bearer token (read, or control to act; VMP_TOKEN_FILE)")
+    Path tokenFile;
+
+    @Option(names = "--ca", defaultValue = "${env:VMP_CA}",
+            description = "the CA that signs the agents' certificates, to trust the agent's HTTPS (VMP_CA)")
+    Path ca;
 
     private Vertx vertx;
     private WebClient http;
     private WebSocketClient ws;
+    private String token;
 
     /** Connects the clients; call once the options are parsed. */
     AgentClient open() {
         vertx = Vertx.vertx();
-        http = WebClient.create(vertx);
-        ws = vertx.createWebSocketClient();
+        boolean tls = "https".equals(agent.getScheme());
+        WebClientOptions httpOptions = new WebClientOptions().setSsl(tls);
+        WebSocketClientOptions wsOptions = new WebSocketClientOptions().setSsl(tls);
+        if (tls && ca != null) {
+            // The CA admits the agent: its certificate names the node, not the address it is reached by.
+            httpOptions.setTrustOptions(new PemTrustOptions().addCertPath(ca.toString())).setVerifyHost(false);
+            wsOptions.setTrustOptions(new PemTrustOptions().addCertPath(ca.toString())).setVerifyHost(false);
+        }
+        http = WebClient.create(vertx, httpOptions);
+        ws = vertx.createWebSocketClient(wsOptions);
+        if (tokenFile != null) {
+            try {
+                token = Files.readString(tokenFile).lines().map(String::strip)
+                        .filter(l -> !l.isEmpty() && !l.startsWith("#")).findFirst().orElse(null);
+            } catch (IOException e) {
+                throw new IllegalArgumentException("token file " + tokenFile + " cannot be read: " + e.getMessage());
+            }
+        }
         return this;
+    }
+
+    private <T> HttpRequest<T> authorized(HttpRequest<T> request) {
+        return token == null ? request : request.bearerTokenAuthentication(token);
     }
 
     URI agent() {
@@ -40,7 +78,7 @@ final class AgentClient implements AutoCloseable {
     }
 
     HttpResponse<Buffer> get(String path) {
-        return http.getAbs(url(path)).send().await();
+        return authorized(http.getAbs(url(path))).send().await();
     }
 
     JsonObject getJson(String path) {
@@ -48,13 +86,19 @@ final class AgentClient implements AutoCloseable {
     }
 
     HttpResponse<Buffer> post(String path, JsonObject body) {
-        return http.postAbs(url(path)).sendJsonObject(body).await();
+        return authorized(http.postAbs(url(path))).sendJsonObject(body).await();
     }
 
     /** Opens the WebSocket feed at {@code path}; {@code setup} sets its handlers before any message is delivered. */
     WebSocket webSocket(String path, java.util.function.Consumer<WebSocket> setup) {
-        int port = agent.getPort() < 0 ? 80 : agent.getPort();
-        return ws.connect(port, agent.getHost(), path).onSuccess(setup::accept).await();
+        boolean tls = "https".equals(agent.getScheme());
+        int port = agent.getPort() < 0 ? (tls ? 443 : 80) : agent.getPort();
+        WebSocketConnectOptions options = new WebSocketConnectOptions().setHost(agent.getHost()).setPort(port)
+                .setURI(path).setSsl(tls);
+        if (token != null) {
+            options.addHeader("Authorization", "Bearer " + token);
+        }
+        return ws.connect(options).onSuccess(setup::accept).await();
     }
 
     /** The message of the API's error shape, or the whole body. */

@@ -98,7 +98,8 @@ public final class BenchCommand implements Callable<Integer> {
         long bytes = ByteSize.parse(size);
         Mode mode = precopy ? Mode.PRECOPY : Mode.STOP_COPY;
         console.printf("bench: %s of simulated device state, %s, %s, median of %d runs%n", ByteSize.format(bytes),
-                precopy ? "pre-copy" : "stop-copy", tls ? "mutual TLS" : "plaintext", runs);
+                precopy ? "pre-copy" : "stop-copy", tls ? "mutual TLS" : "in the clear on loopback (security.insecure)",
+                runs);
         Compared c = compare(bytes, mode, tls);
         console.printf(Locale.ROOT, "agents: %.2f GB/s%n", c.agents());
         console.printf(Locale.ROOT, "baseline: %.2f GB/s%n", c.baseline());
@@ -113,7 +114,8 @@ public final class BenchCommand implements Callable<Integer> {
             System.err.println("bench --relay compares with socat, which is not installed (apt-get install socat)");
             return 2;
         }
-        console.printf("bench --relay: %s from a unix socket to a unix socket, median of %d runs%n",
+        console.printf("bench --relay: %s from a unix socket to a unix socket, in the clear on loopback "
+                + "(security.insecure), median of %d runs%n",
                 ByteSize.format(bytes), runs);
         try (RelayBench bench = new RelayBench()) {
             // Warm up: the JIT compiles the relay's path over the first gigabytes; socat needs nothing.

@@ -69,6 +69,8 @@ public final class DemoCommand implements Callable<Integer> {
         long stateSize = ByteSize.parse(size);
         int chunkSize = (int) ByteSize.parse(chunk);
         MigrationRequest.Mode mode = stopCopy ? MigrationRequest.Mode.STOP_COPY : MigrationRequest.Mode.PRECOPY;
+        System.out.println("demo: two agents on loopback, in the clear (security.insecure: no TLS, no tokens; "
+                + "README, \"Security\", for agents that are not)");
         Vertx vertx = Vertx.vertx();
         try {
             AgentVerticle destination = agent("destination", stateSize, 2, chunkSize, "0").start(vertx);

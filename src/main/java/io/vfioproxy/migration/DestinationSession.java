@@ -72,6 +72,7 @@ public final class DestinationSession {
     private MigrationRecord record;
     private Phase phase = Phase.HANDSHAKE;
     private long statusTimer = -1;
+    private long handshakeTimer = -1;
     private Context context;
 
     /**
@@ -98,6 +99,13 @@ public final class DestinationSession {
     /** Starts serving the connection. */
     public void start() {
         context = vertx.getOrCreateContext();
+        // A peer that opens a connection and never completes its HELLO holds an fd and a buffer: not for long.
+        handshakeTimer = vertx.setTimer(options.handshakeTimeoutMillis(), id -> {
+            if (phase == Phase.HANDSHAKE && record == null) {
+                fail(MigrationException.fromPeer(phase, "no HELLO from " + connection.peer() + " within "
+                        + options.handshakeTimeoutMillis() + " ms (stream.handshakeTimeoutMillis)"));
+            }
+        });
         watchdog.start();
         statusTimer = vertx.setPeriodic(STATUS_MILLIS, id -> refreshTransfer());
         connection.closeHandler(v -> connectionEnded());
@@ -155,7 +163,8 @@ public final class DestinationSession {
             return;
         }
         if (!registerRecord(hello.migration(), hello.mode())) {
-            refuse("agent " + agent + " already runs a migration with the id " + hello.migration());
+            refuse("agent " + agent + " cannot take migration " + hello.migration() + ": it runs one with that id, "
+                    + "or " + options.maxConcurrent() + " migrations already (migration.maxConcurrent)");
             return;
         }
         // Of what the source offers, this agent takes what it knows.
@@ -352,6 +361,7 @@ public final class DestinationSession {
     }
 
     private void stop() {
+        vertx.cancelTimer(handshakeTimer);
         watchdog.stop();
         if (statusTimer >= 0) {
             vertx.cancelTimer(statusTimer);

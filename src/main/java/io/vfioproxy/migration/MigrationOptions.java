@@ -12,9 +12,11 @@ import io.vfioproxy.stream.Limits;
  *        is paused
  * @param startDestination after the destination loaded the state, tell it to run the device
  * @param limits what a destination accepts
+ * @param maxConcurrent the most migrations the agent runs at once, as source and destination together
+ * @param handshakeTimeoutMillis destination: how long a connection may take to deliver its whole HELLO
  */
 public record MigrationOptions(int chunkSize, long progressTimeoutMillis, int deviceWriteQueueBytes,
-        boolean startDestination, Limits limits) {
+        boolean startDestination, Limits limits, int maxConcurrent, long handshakeTimeoutMillis) {
 
     public static MigrationOptions fromJson(JsonObject json) {
         JsonObject j = json == null ? new JsonObject() : json;
@@ -26,10 +28,18 @@ public record MigrationOptions(int chunkSize, long progressTimeoutMillis, int de
                     + limits.maxChunk());
         }
         return new MigrationOptions(chunk, j.getLong("progressTimeoutMillis", 30_000L),
-                j.getInteger("deviceWriteQueueBytes", 4 << 20), j.getBoolean("startDestination", true), limits);
+                j.getInteger("deviceWriteQueueBytes", 4 << 20), j.getBoolean("startDestination", true), limits,
+                j.getInteger("maxConcurrent", 16), 10_000L);
     }
 
     public MigrationOptions withChunkSize(int bytes) {
-        return new MigrationOptions(bytes, progressTimeoutMillis, deviceWriteQueueBytes, startDestination, limits);
+        return new MigrationOptions(bytes, progressTimeoutMillis, deviceWriteQueueBytes, startDestination, limits,
+                maxConcurrent, handshakeTimeoutMillis);
+    }
+
+    /** The same, with the stream endpoint's handshake timeout (stream.handshakeTimeoutMillis). */
+    public MigrationOptions withHandshakeTimeout(long millis) {
+        return new MigrationOptions(chunkSize, progressTimeoutMillis, deviceWriteQueueBytes, startDestination, limits,
+                maxConcurrent, millis);
     }
 }

@@ -170,6 +170,10 @@ public final class MigrationService {
                 }
             }
         }
+        if (running.size() + sessions.size() >= options.maxConcurrent()) {
+            throw new Rejected(409, "agent " + agent + " runs " + options.maxConcurrent() + " migrations already "
+                    + "(migration.maxConcurrent)");
+        }
         String id = "m-" + UUID.randomUUID();
         List<DeviceHandle> claimed = new ArrayList<>();
         for (DeviceHandle d : sources) {
@@ -250,6 +254,9 @@ public final class MigrationService {
     public void accept(StreamConnection connection) {
         DestinationSession[] session = new DestinationSession[1];
         session[0] = new DestinationSession(vertx, agent, connection, devices, options, events, initial -> {
+            if (running.size() + sessions.size() >= options.maxConcurrent()) {
+                return null;
+            }
             MigrationRecord record = registry.register(initial);
             if (record != null) {
                 progress.track(record);

@@ -152,6 +152,11 @@ public final class RelayService {
             open(channel[0], body, listener);
         }, listener);
         channel[0].start();
+        vertx.setTimer(options.openTimeoutMillis(), id -> {
+            if (listener.delegate == null && !channel[0].isDone()) {
+                channel[0].fail("no RELAY_OPEN within " + options.openTimeoutMillis() + " ms", false);
+            }
+        });
     }
 
     private void open(RelayChannel channel, JsonObject body, DelegatingListener listener) {

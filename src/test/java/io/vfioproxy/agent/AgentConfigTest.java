@@ -30,8 +30,9 @@ class AgentConfigTest {
     private static JsonObject base() {
         return new JsonObject()
                 .put("agent", new JsonObject().put("name", "a"))
-                .put("stream", new JsonObject().put("port", 7070).put("host", "0.0.0.0")
-                        .put("tls", new JsonObject().put("certPath", "/etc/tls/tls.crt").put("enabled", false)))
+                .put("stream", new JsonObject().put("port", 7070).put("host", "0.0.0.0"))
+                .put("security", new JsonObject().put("insecure", false)
+                        .put("tls", new JsonObject().put("certPath", "/etc/tls/tls.crt")))
                 .put("migration", new JsonObject().put("progressTimeoutMillis", 30000L).put("startDestination", true)
                         .put("chunkSize", 1048576))
                 .put("relay", new JsonObject().put("allowedTargets", new io.vertx.core.json.JsonArray()))
@@ -45,8 +46,8 @@ class AgentConfigTest {
                 "VMP_AGENT_NAME", "node-b",
                 "VMP_MIGRATION_PROGRESS_TIMEOUT_MILLIS", "5000",
                 "VMP_MIGRATION_STARTDESTINATION", "false",
-                "VMP_STREAM_TLS_CERT_PATH", "/tls/tls.crt",
-                "VMP_STREAM_TLS_ENABLED", "true",
+                "VMP_SECURITY_TLS_CERT_PATH", "/tls/tls.crt",
+                "VMP_SECURITY_INSECURE", "true",
                 "VMP_RELAY_ALLOWED_TARGETS", "[\"unix:/var/run/kubevirt/\"]",
                 "VMP_DEVICES", "[{\"name\":\"sim9\"}]",
                 "PATH", "/usr/bin"));
@@ -54,8 +55,8 @@ class AgentConfigTest {
         assertThat(c.getJsonObject("agent").getString("name")).isEqualTo("node-b");
         assertThat(c.getJsonObject("migration").getValue("progressTimeoutMillis")).isEqualTo(5000L);
         assertThat(c.getJsonObject("migration").getBoolean("startDestination")).isFalse();
-        assertThat(c.getJsonObject("stream").getJsonObject("tls").getString("certPath")).isEqualTo("/tls/tls.crt");
-        assertThat(c.getJsonObject("stream").getJsonObject("tls").getBoolean("enabled")).isTrue();
+        assertThat(c.getJsonObject("security").getJsonObject("tls").getString("certPath")).isEqualTo("/tls/tls.crt");
+        assertThat(c.getJsonObject("security").getBoolean("insecure")).isTrue();
         assertThat(c.getJsonObject("relay").getJsonArray("allowedTargets").getString(0))
                 .isEqualTo("unix:/var/run/kubevirt/");
         assertThat(c.getJsonArray("devices").getJsonObject(0).getString("name")).isEqualTo("sim9");
@@ -66,12 +67,12 @@ class AgentConfigTest {
         assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_STREAM_PROT", "1")))
                 .hasMessage("VMP_STREAM_PROT names no configuration key: no stream.prot (or a key of those words) in "
                         + "the configuration");
-        assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_STREAM_TLS_CERT", "x")))
-                .hasMessageStartingWith("VMP_STREAM_TLS_CERT names no configuration key");
+        assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_SECURITY_TLS_CERT", "x")))
+                .hasMessageStartingWith("VMP_SECURITY_TLS_CERT names no configuration key");
         assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_STREAM_PORT", "seventy")))
                 .hasMessage("VMP_STREAM_PORT='seventy' is not a valid integer for stream.port");
-        assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_STREAM_TLS_ENABLED", "yes")))
-                .hasMessage("VMP_STREAM_TLS_ENABLED='yes' is not a valid boolean for stream.tls.enabled");
+        assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_SECURITY_INSECURE", "yes")))
+                .hasMessage("VMP_SECURITY_INSECURE='yes' is not a valid boolean for security.insecure");
         assertThatThrownBy(() -> AgentConfig.applyEnvironment(base(), Map.of("VMP_DEVICES", "{")))
                 .hasMessage("VMP_DEVICES='{' is not a valid JSON array for devices");
     }

@@ -7,7 +7,6 @@ import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
-import io.vertx.core.net.SelfSignedCertificate;
 import io.vertx.ext.web.client.HttpResponse;
 import io.vertx.ext.web.client.WebClient;
 import io.vfioproxy.agent.AgentVerticle;
@@ -209,12 +208,11 @@ class QemuRelayIT {
 
     @Test
     void overMutualTls() throws Exception {
-        SelfSignedCertificate cert = SelfSignedCertificate.create("node");
-        JsonObject tls = new JsonObject().put("certPath", cert.certificatePath()).put("keyPath", cert.privateKeyPath())
-                .put("trustPath", cert.certificatePath());
-        AgentVerticle src = LoopbackAgent.named("src-tls").withoutApi().set("stream", "tls", tls).start(vertx);
-        AgentVerticle dst = LoopbackAgent.named("dst-tls").withoutApi().set("stream", "tls", tls)
-                .merge("relay", allowed()).start(vertx);
+        io.vfioproxy.security.TrialCredentials trial = io.vfioproxy.security.TrialCredentials.create(
+                dir.resolve("certs"), java.util.List.of("src-tls", "dst-tls"), 1);
+        AgentVerticle src = LoopbackAgent.named("src-tls").withoutApi().secure(trial).start(vertx);
+        AgentVerticle dst = LoopbackAgent.named("dst-tls").withoutApi().secure(trial).merge("relay", allowed())
+                .start(vertx);
         String incoming = incoming();
         try (QemuVm dstVm = destination(incoming, false)) {
             RelayRecord relay = relay(src, "127.0.0.1:" + dst.streamPort(), incoming, 1);
@@ -222,7 +220,6 @@ class QemuRelayIT {
         } finally {
             vertx.undeploy(src.deploymentID()).await();
             vertx.undeploy(dst.deploymentID()).await();
-            cert.delete();
         }
     }
 
