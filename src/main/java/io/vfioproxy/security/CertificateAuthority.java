@@ -6,6 +6,7 @@ import java.math.BigInteger;
 import java.net.InetAddress;
 import java.nio.charset.StandardCharsets;
 import java.security.GeneralSecurityException;
+import java.security.KeyFactory;
 import java.security.KeyPair;
 import java.security.KeyPairGenerator;
 import java.security.PrivateKey;
@@ -14,6 +15,7 @@ import java.security.Signature;
 import java.security.cert.CertificateFactory;
 import java.security.cert.X509Certificate;
 import java.security.spec.ECGenParameterSpec;
+import java.security.spec.PKCS8EncodedKeySpec;
 import java.time.Instant;
 import java.time.ZoneOffset;
 import java.time.format.DateTimeFormatter;
@@ -76,6 +78,16 @@ public final class CertificateAuthority {
         X509Certificate cert = ca.sign(name, name, keys, now.minusSeconds(60), now.plusSeconds(86_400L * days),
                 true, List.of());
         return new CertificateAuthority(keys, cert);
+    }
+
+    /** The CA whose certificate and PKCS#8 key are these PEM texts (as {@link #create} wrote them). */
+    public static CertificateAuthority load(String certificatePem, String keyPem) throws GeneralSecurityException {
+        X509Certificate cert = (X509Certificate) CertificateFactory.getInstance("X.509")
+                .generateCertificate(new ByteArrayInputStream(certificatePem.getBytes(StandardCharsets.US_ASCII)));
+        String base64 = keyPem.replaceAll("-----[A-Z ]+-----", "").replaceAll("\\s", "");
+        PrivateKey key = KeyFactory.getInstance("EC")
+                .generatePrivate(new PKCS8EncodedKeySpec(Base64.getDecoder().decode(base64)));
+        return new CertificateAuthority(new KeyPair(cert.getPublicKey(), key), cert);
     }
 
     public X509Certificate certificate() {

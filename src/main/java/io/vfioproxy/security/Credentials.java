@@ -9,9 +9,16 @@ import java.nio.file.AccessDeniedException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
+import java.security.GeneralSecurityException;
+import java.security.KeyFactory;
+import java.security.PrivateKey;
+import java.security.PublicKey;
+import java.security.Signature;
 import java.security.cert.CertificateException;
 import java.security.cert.CertificateFactory;
 import java.security.cert.X509Certificate;
+import java.security.spec.PKCS8EncodedKeySpec;
+import java.util.Base64;
 import java.util.Date;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -133,6 +140,7 @@ public final class Credentials {
         if (!keyText.contains("PRIVATE KEY-----")) {
             throw new IllegalArgumentException("key file " + o.keyPath() + " holds no PEM private key");
         }
+        checkPair(keyText, own.get(0), o);
         try {
             own.get(0).checkValidity(new Date());
         } catch (CertificateException e) {
@@ -140,6 +148,42 @@ public final class Credentials {
                     + e.getMessage() + "): peers will refuse it");
         }
         return new TlsMaterial(cert, key, ca);
+    }
+
+    /**
+     * Fails unless the key belongs to the certificate: files replaced one after the other (not as a Secret swaps
+     * them, all at once) are caught between the two, and the last good pair stays in use until both are new. Only
+     * PKCS#8 keys ("PRIVATE KEY") can be checked with the JDK; PKCS#1 and SEC1 keys are taken as they are.
+     */
+    private static void checkPair(String keyPem, X509Certificate certificate, SecurityOptions o) {
+        if (!keyPem.contains("-----BEGIN PRIVATE KEY-----")) {
+            return;
+        }
+        boolean matches;
+        try {
+            String base64 = keyPem.replaceAll("-----[A-Z ]+-----", "").replaceAll("\\s", "");
+            PublicKey publicKey = certificate.getPublicKey();
+            PrivateKey key = KeyFactory.getInstance(publicKey.getAlgorithm())
+                    .generatePrivate(new PKCS8EncodedKeySpec(Base64.getDecoder().decode(base64)));
+            String algorithm = publicKey.getAlgorithm().equals("EC") ? "SHA256withECDSA" : "SHA256with"
+                    + publicKey.getAlgorithm();
+            byte[] challenge = "vfio-migration-proxy key check".getBytes(StandardCharsets.US_ASCII);
+            Signature signer = Signature.getInstance(algorithm);
+            signer.initSign(key);
+            signer.update(challenge);
+            byte[] signature = signer.sign();
+            Signature verifier = Signature.getInstance(algorithm);
+            verifier.initVerify(publicKey);
+            verifier.update(challenge);
+            matches = verifier.verify(signature);
+        } catch (GeneralSecurityException | IllegalArgumentException e) {
+            throw new IllegalArgumentException("the key in " + o.keyPath() + " cannot be checked against the "
+                    + "certificate in " + o.certPath() + ": " + e.getMessage());
+        }
+        if (!matches) {
+            throw new IllegalArgumentException("the key in " + o.keyPath() + " does not belong to the certificate in "
+                    + o.certPath());
+        }
     }
 
     private static List<X509Certificate> certificates(byte[] pem, String path) {

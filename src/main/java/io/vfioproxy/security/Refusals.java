@@ -24,6 +24,11 @@ public final class Refusals {
         this.agent = agent;
     }
 
+    /** Logs a problem with the agent's own credentials (not a peer's). */
+    public void problem(String message) {
+        LOG.log(System.Logger.Level.WARNING, "agent " + agent + ": security: " + message);
+    }
+
     /** Logs that {@code what} from {@code peer} was refused because {@code why}, unless it already was. */
     public void refused(String what, String peer, String why) {
         String key = peer + " " + why;

@@ -1,5 +1,8 @@
 package io.vfioproxy.security;
 
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslContextBuilder;
+import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.http.ClientAuth;
 import io.vertx.core.http.HttpServerOptions;
@@ -42,6 +45,18 @@ public final class TlsMaterial {
     public ServerSSLOptions server(ClientAuth clientAuth) {
         return new ServerSSLOptions().setKeyCertOptions(identity()).setTrustOptions(trust())
                 .setClientAuth(clientAuth);
+    }
+
+    /**
+     * The same identity as a Netty TLS context for a server that requires client certificates (the TCP stream
+     * endpoint, which starts TLS on each connection itself). Blocking: it parses the keys.
+     */
+    public SslContext streamServer(Vertx vertx) throws Exception {
+        return SslContextBuilder.forServer(identity().getKeyManagerFactory(vertx))
+                .trustManager(trust().getTrustManagerFactory(vertx))
+                .clientAuth(io.netty.handler.ssl.ClientAuth.REQUIRE)
+                .protocols("TLSv1.3", "TLSv1.2")
+                .build();
     }
 
     public ClientSSLOptions client() {

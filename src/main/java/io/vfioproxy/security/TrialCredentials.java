@@ -5,9 +5,12 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
 import java.nio.file.attribute.PosixFilePermissions;
 import java.security.GeneralSecurityException;
 import java.security.SecureRandom;
+import java.security.cert.X509Certificate;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HexFormat;
 import java.util.LinkedHashMap;
@@ -46,11 +49,27 @@ public record TrialCredentials(Path dir, List<String> agents) {
         return new TrialCredentials(dir, List.copyOf(agents));
     }
 
+    /**
+     * Replaces {@code agent}'s key and certificate with new ones the same CA signs, valid from {@code notBefore}
+     * to {@code notAfter}; each file is replaced at once (renamed into place), as a Secret's update replaces it.
+     */
+    public X509Certificate reissue(String agent, Instant notBefore, Instant notAfter)
+            throws IOException, GeneralSecurityException {
+        CertificateAuthority ca = CertificateAuthority.load(Files.readString(ca()),
+                Files.readString(dir.resolve("ca.key")));
+        CertificateAuthority.Issued id = ca.issue(agent, notBefore, notAfter);
+        write(key(agent), id.keyPem(), true);
+        write(certificate(agent), id.certificatePem(), false);
+        return id.certificate();
+    }
+
     private static void write(Path file, String text, boolean secret) throws IOException {
-        Files.writeString(file, text, StandardCharsets.US_ASCII);
+        Path next = file.resolveSibling(file.getFileName() + ".next");
+        Files.writeString(next, text, StandardCharsets.US_ASCII);
         if (secret) {
-            Files.setPosixFilePermissions(file, PosixFilePermissions.fromString("rw-------"));
+            Files.setPosixFilePermissions(next, PosixFilePermissions.fromString("rw-------"));
         }
+        Files.move(next, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
     }
 
     public Path certificate(String agent) {

@@ -1,16 +1,16 @@
 package io.vfioproxy.transport;
 
+import io.netty.handler.ssl.SslContext;
 import io.vertx.core.Future;
 import io.vertx.core.Handler;
 import io.vertx.core.VerticleBase;
-import io.vertx.core.http.ClientAuth;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
 import io.vertx.core.net.NetSocket;
 import io.vfioproxy.security.Credentials;
 import io.vfioproxy.security.Refusals;
 import io.vfioproxy.stream.StreamConnection;
-import java.util.concurrent.TimeUnit;
+import io.vfioproxy.vertx.VertxInternals;
 import java.util.function.Supplier;
 
 /**
@@ -28,6 +28,8 @@ public final class StreamServerVerticle extends VerticleBase {
     private final Handler<StreamConnection> onConnection;
     private final Supplier<Future<?>> beforeStop;
     private NetServer server;
+    /** The TLS context new connections get: rebuilt when the certificate files change. */
+    private volatile SslContext tls;
 
     /**
      * @param beforeStop runs before the server and its connections close: ends the migrations they carry, so
@@ -51,7 +53,23 @@ public final class StreamServerVerticle extends VerticleBase {
                 .setTcpNoDelay(true);
         server = vertx.createNetServer(serverOptions);
         server.connectHandler(this::accepted);
-        return server.listen();
+        if (!credentials.secure()) {
+            return server.listen();
+        }
+        credentials.onTlsChange(next -> {
+            // Called on a worker, as the files were read there.
+            try {
+                tls = next.streamServer(vertx);
+            } catch (Exception e) {
+                refusals.problem("the new certificate files cannot make a TLS context (" + e.getMessage()
+                        + "); new connections keep the last good one");
+            }
+        });
+        return vertx.executeBlocking(() -> credentials.tls().streamServer(vertx))
+                .compose(context -> {
+                    tls = context;
+                    return server.listen();
+                });
     }
 
     private void accepted(NetSocket socket) {
@@ -70,16 +88,25 @@ public final class StreamServerVerticle extends VerticleBase {
             onConnection.handle(connection);
             return;
         }
-        socket.upgradeToSsl(credentials.tls().server(ClientAuth.REQUIRED)
-                .setSslHandshakeTimeout(options.handshakeTimeoutMillis())
-                .setSslHandshakeTimeoutUnit(TimeUnit.MILLISECONDS), null, null).onComplete(ar -> {
-                    if (ar.succeeded()) {
-                        onConnection.handle(connection);
-                    } else {
-                        refusals.refused("a stream connection", peer, "TLS: " + ar.cause().getMessage());
-                        socket.close();
-                    }
-                });
+        VertxInternals.startServerTls(socket, tls, options.handshakeTimeoutMillis()).onComplete(ar -> {
+            if (ar.succeeded()) {
+                onConnection.handle(connection);
+            } else {
+                refusals.refused("a stream connection", peer, "TLS: " + describe(ar.cause()));
+                socket.close();
+            }
+        });
+    }
+
+    /** A handshake failure in words: Netty's exceptions often say little at the top (the timeout has no message). */
+    private static String describe(Throwable cause) {
+        Throwable t = cause;
+        while (t.getMessage() == null && t.getCause() != null) {
+            t = t.getCause();
+        }
+        String message = t.getMessage() == null ? t.getClass().getSimpleName() : t.getMessage();
+        // A plaintext peer's bytes come back hex-dumped in the message: the start says enough.
+        return message.length() > 120 ? message.substring(0, 120) + "..." : message;
     }
 
     /** Vert.x closes the server, and with it every connection, once this completes. */

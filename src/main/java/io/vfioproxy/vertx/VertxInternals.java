@@ -2,7 +2,12 @@ package io.vfioproxy.vertx;
 
 import io.netty.buffer.ByteBuf;
 import io.netty.buffer.Unpooled;
+import io.netty.channel.Channel;
+import io.netty.handler.ssl.SslContext;
+import io.netty.handler.ssl.SslHandler;
 import io.vertx.core.Context;
+import io.vertx.core.Future;
+import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.buffer.impl.BufferImpl;
@@ -23,6 +28,10 @@ import java.nio.ByteBuffer;
  *       its own, so concurrent migrations spread over the event loops.</li>
  *   <li>TCP input as Netty's pooled buffers ({@link DirectInput}): {@code NetSocket.handler} copies every read into
  *       the heap.</li>
+ *   <li>TLS on an accepted socket at once ({@link #startServerTls}): a server with TLS in its options hands on
+ *       neither the connection before its handshake (for limits) nor the peer of a failed one (for the log), and
+ *       5.0.7's {@code upgradeToSsl} installs its handler only after building the TLS context on a worker, so a
+ *       ClientHello that arrives first is taken for plaintext and the handshake hangs.</li>
  * </ul>
  */
 public final class VertxInternals {
@@ -55,6 +64,27 @@ public final class VertxInternals {
     /** A NIO view of {@code length} bytes of {@code buf} from {@code from}, without copying. */
     public static ByteBuffer nio(Buffer buf, int from, int length) {
         return unwrap(buf).nioBuffer(from, length);
+    }
+
+    /**
+     * Starts server-side TLS on {@code socket}, just accepted and not yet read: Netty's handler goes first in its
+     * pipeline, so every byte from the first passes through it. Completes when the handshake did (on the socket's
+     * event loop), fails with the handshake's cause, or after {@code handshakeTimeoutMillis}.
+     */
+    public static Future<Void> startServerTls(NetSocket socket, SslContext context, long handshakeTimeoutMillis) {
+        Channel channel = ((NetSocketInternal) socket).channelHandlerContext().channel();
+        SslHandler tls = context.newHandler(channel.alloc());
+        tls.setHandshakeTimeoutMillis(handshakeTimeoutMillis);
+        Promise<Void> done = Promise.promise();
+        tls.handshakeFuture().addListener(f -> {
+            if (f.isSuccess()) {
+                done.tryComplete();
+            } else {
+                done.tryFail(f.cause());
+            }
+        });
+        channel.pipeline().addFirst("ssl", tls);
+        return done.future();
     }
 
     /** A new event-loop context; Vert.x assigns its event loop round-robin. */
