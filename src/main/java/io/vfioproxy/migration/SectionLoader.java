@@ -12,6 +12,7 @@ import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.Errno;
+import java.util.ArrayList;
 import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -22,8 +23,8 @@ import java.util.function.Supplier;
  * Loads device sections into devices in RESUMING, whether they come from a connection or a checkpoint file:
  * enforces each channel's tag grammar (QEMU's VFIO section: DEV_SETUP_STATE END_OF_STATE, data records and the
  * iterations' END_OF_STATE or DEV_INIT_DATA_SENT, then DEV_CONFIG_STATE END_OF_STATE), writes each data piece to its
- * device in order on the device's thread, checks the counts the source's SECTION_END gives after the section, and
- * then moves the device RESUMING -&gt; STOP, where the device validates the state.
+ * device in order on the device's thread once the frame's checksum held, checks the counts the source's SECTION_END
+ * gives after the section, and then moves the device RESUMING -&gt; STOP, where the device validates the state.
  *
  * <p>Backpressure: {@link #full()} while more than the configured bytes wait for the devices; the drain handler
  * is called when they fall to half of it.
@@ -60,6 +61,9 @@ final class SectionLoader {
         volatile VfioException writeError;
         /** Set when the load failed: writes still queued for the device are skipped. */
         volatile boolean aborted;
+        /** The pieces of the data frame arriving now, held until its checksum holds; each with its release. */
+        final List<Buffer> frame = new ArrayList<>();
+        final List<Runnable> frameReleases = new ArrayList<>();
 
         Channel(int id, DeviceHandle device) {
             this.id = id;
@@ -143,7 +147,13 @@ final class SectionLoader {
 
     /** Skips every write still queued and lets a paused input flow again, to be read and dropped. */
     void abort() {
-        channels.values().forEach(c -> c.aborted = true);
+        channels.values().forEach(c -> {
+            c.aborted = true;
+            // The frame that was arriving never reaches the device.
+            c.frameReleases.forEach(Runnable::run);
+            c.frame.clear();
+            c.frameReleases.clear();
+        });
         queued = 0;
         drain();
     }
@@ -228,12 +238,33 @@ final class SectionLoader {
         expect(channel(id), Section.DATA, "DEV_DATA_STATE");
     }
 
+    /**
+     * A piece of a data frame: held (its input buffer retained) until the frame ends and its checksum held, so a
+     * corrupted frame never reaches the device. At most one frame (stream.maxChunk) per channel is held.
+     */
     void data(int id, Buffer piece) {
         Channel c = channels.get(id);
+        c.dataBytes += piece.length();
+        c.frame.add(piece);
+        c.frameReleases.add(retainInput.get());
+    }
+
+    /** The data frame's checksum held (the decoder checks it before it says so): its pieces go to the device. */
+    void dataEnd(int id) {
+        Channel c = channels.get(id);
+        c.dataChunks++;
+        for (int i = 0; i < c.frame.size(); i++) {
+            write(c, c.frame.get(i), c.frameReleases.get(i));
+        }
+        c.frame.clear();
+        c.frameReleases.clear();
+    }
+
+    private void write(Channel c, Buffer piece, Runnable release) {
         int n = piece.length();
-        c.dataBytes += n;
+        // Counted from here: a frame still arriving is not waiting for the device, and pausing the input for it
+        // would keep its end from ever arriving.
         queued += n;
-        Runnable release = retainInput.get();
         c.device.submit(dc -> {
             if (c.writeError != null || c.aborted) {
                 return null;
@@ -259,10 +290,6 @@ final class SectionLoader {
             }
             drain();
         });
-    }
-
-    void dataEnd(int id) {
-        channels.get(id).dataChunks++;
     }
 
     private void load(Channel c, JsonObject counts) {

@@ -56,7 +56,7 @@ class FrameCodecTest {
         }
     }
 
-    private static Buffer dataFrame(int channel, byte[] chunk, int seq) {
+    static Buffer dataFrame(int channel, byte[] chunk, int seq) {
         ByteBuf buf = Unpooled.buffer(Frames.DATA_OFFSET + chunk.length);
         ByteBuffer view = buf.nioBuffer(0, Frames.DATA_OFFSET + chunk.length);
         view.put(Frames.DATA_OFFSET, chunk);
@@ -67,7 +67,7 @@ class FrameCodecTest {
     }
 
     /** A whole conversation as the source sends it, and what a decoder must report for it. */
-    private static List<Buffer> conversation(List<byte[]> chunks, List<String> expected) {
+    static List<Buffer> conversation(List<byte[]> chunks, List<String> expected) {
         List<Buffer> frames = new ArrayList<>();
         int seq = 0;
         JsonObject hello = new JsonObject().put("protocol", 1).put("migration", "m-1");
@@ -88,7 +88,7 @@ class FrameCodecTest {
         return frames;
     }
 
-    private static Buffer join(List<Buffer> frames) {
+    static Buffer join(List<Buffer> frames) {
         Buffer all = Buffer.buffer();
         frames.forEach(all::appendBuffer);
         return all;

@@ -34,6 +34,7 @@ final class ResumeSession extends Session {
         this.pageCount = pageCount;
         this.loaded = new int[pageCount];
         this.received = new BitSet(pageCount);
+        device.calls().resumeStarted();
     }
 
     @Override
@@ -47,6 +48,7 @@ final class ResumeSession extends Session {
                 throw device.error(call, faults.writeErrno(), "injected fault at stream offset "
                         + faults.writeFailAt());
             }
+            device.calls().resumeWrote(src.duplicate());
             while (src.hasRemaining()) {
                 if (complete) {
                     throw device.error(call, Errno.ENOMEM, "data past the end of the device state at stream offset "

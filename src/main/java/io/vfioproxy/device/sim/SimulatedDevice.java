@@ -10,10 +10,12 @@ import io.vfioproxy.uapi.Errno;
 import io.vfioproxy.uapi.MigrationFlags;
 import io.vfioproxy.uapi.RefusedTransitionException;
 import io.vfioproxy.uapi.StateMachine;
+import java.nio.ByteBuffer;
 import java.util.List;
 import java.util.Optional;
 import java.util.SplittableRandom;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.zip.CRC32C;
 
 /**
  * A device that obeys the kernel's migration semantics exactly, with a large state that costs almost no memory
@@ -126,6 +128,8 @@ public final class SimulatedDevice implements MigrationDevice {
         private final AtomicLong reads = new AtomicLong();
         private final AtomicLong precopyInfo = new AtomicLong();
         private final AtomicLong dataSize = new AtomicLong();
+        private final CRC32C written = new CRC32C();
+        private long writtenBytes;
 
         public long reads() {
             return reads.get();
@@ -137,6 +141,24 @@ public final class SimulatedDevice implements MigrationDevice {
 
         public long dataSize() {
             return dataSize.get();
+        }
+
+        /**
+         * What the last resuming session was written, as its length and CRC32C: a test compares it with the same
+         * prefix of the stream it sent, to see that nothing but those bytes ever reached the device.
+         */
+        public synchronized long[] resumeWrites() {
+            return new long[] {writtenBytes, written.getValue()};
+        }
+
+        synchronized void resumeStarted() {
+            written.reset();
+            writtenBytes = 0;
+        }
+
+        synchronized void resumeWrote(ByteBuffer bytes) {
+            writtenBytes += bytes.remaining();
+            written.update(bytes);
         }
 
         void read() {
