@@ -27,7 +27,7 @@ import java.util.TreeMap;
  * <p>An environment variable {@code VMP_<PATH>} sets the key its path names, at any depth, matched
  * case-insensitively with underscores between the words of the path: {@code VMP_STREAM_PORT=7071} sets
  * {@code stream.port}, {@code VMP_MIGRATION_PROGRESS_TIMEOUT_MILLIS=5000} sets {@code migration.progressTimeoutMillis},
- * {@code VMP_STREAM_TLS_CERT_PATH=/tls/tls.crt} sets {@code stream.tls.certPath}. The value takes the type the key
+ * {@code VMP_SECURITY_TLS_CERT_PATH=/tls/tls.crt} sets {@code security.tls.certPath}. The value takes the type the key
  * has (a number, a boolean, a JSON array or object, or a string); {@code VMP_DEVICES} replaces the device list with
  * a JSON array. A variable that names no key, or more than one, is an error, so a typo does not go unnoticed.
  */
