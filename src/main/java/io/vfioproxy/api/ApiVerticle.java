@@ -268,7 +268,7 @@ public final class ApiVerticle extends VerticleBase {
         }
         feed(rc, e -> agent.equals(e.getString("agent")) && id.equals(e.getString("relay")),
                 new String[] {"relay", "relay"},
-                r.toJson().put("agent", agent).put("event", "status").put("relay", id).put("terminal",
+                () -> r.toJson().put("agent", agent).put("event", "status").put("relay", id).put("terminal",
                         r.status().phase().isTerminal()),
                 (type, e) -> "relay".equals(type) && RELAY_ENDS.contains(e.getString("event")));
     }
@@ -307,7 +307,7 @@ public final class ApiVerticle extends VerticleBase {
         // Device events name their migration in their cause; lifecycle and progress events carry its id.
         feed(rc, e -> agent.equals(e.getString("agent")) && (id.equals(e.getString("migration"))
                 || String.valueOf(e.getString("cause")).contains(id)), new String[] {"migration"},
-                r.toJson().put("agent", agent).put("event", "status").put("migration", r.id())
+                () -> r.toJson().put("agent", agent).put("event", "status").put("migration", r.id())
                         .put("terminal", r.status().outcome() != MigrationStatus.Outcome.ACTIVE),
                 (type, e) -> {
                     Lifecycle event = Lifecycle.of(e.getString("event"));
@@ -322,17 +322,10 @@ public final class ApiVerticle extends VerticleBase {
      * relay's feed starts with its current status ({@code initial}, of type {@code initialType[0]}) and closes after
      * its last event ({@code last}).
      */
-    private void feed(RoutingContext rc, Predicate<JsonObject> filter, String[] initialType, JsonObject initial,
+    private void feed(RoutingContext rc, Predicate<JsonObject> filter, String[] initialType,
+            Supplier<JsonObject> initial,
             java.util.function.BiPredicate<String, JsonObject> last) {
         rc.request().toWebSocket().onSuccess(ws -> {
-            if (initial != null) {
-                boolean ended = Boolean.TRUE.equals(initial.remove("terminal"));
-                send(ws, initialType[0], initial);
-                if (ended) {
-                    ws.close();
-                    return;
-                }
-            }
             List<MessageConsumer<JsonObject>> consumers = new ArrayList<>();
             for (String[] f : FEEDS) {
                 consumers.add(vertx.eventBus().<JsonObject>consumer(f[0], m -> {
@@ -348,6 +341,16 @@ public final class ApiVerticle extends VerticleBase {
                 }));
             }
             ws.closeHandler(v -> consumers.forEach(MessageConsumer::unregister));
+            // The status is read after the consumers listen: an end that came before is in it, one that comes
+            // after reaches them (their messages are delivered after this handler returns, so after the status).
+            if (initial != null) {
+                JsonObject status = initial.get();
+                boolean ended = Boolean.TRUE.equals(status.remove("terminal"));
+                send(ws, initialType[0], status);
+                if (ended) {
+                    ws.close();
+                }
+            }
         });
     }
 

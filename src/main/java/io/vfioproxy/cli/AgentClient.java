@@ -2,10 +2,12 @@ package io.vfioproxy.cli;
 
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
+import io.vertx.core.http.UpgradeRejectedException;
 import io.vertx.core.http.WebSocket;
 import io.vertx.core.http.WebSocketClient;
 import io.vertx.core.http.WebSocketClientOptions;
 import io.vertx.core.http.WebSocketConnectOptions;
+import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonObject;
 import io.vertx.core.net.PemTrustOptions;
 import io.vertx.ext.web.client.HttpRequest;
@@ -81,8 +83,33 @@ final class AgentClient implements AutoCloseable {
         return authorized(http.getAbs(url(path))).send().await();
     }
 
+    /** The JSON the agent answers a GET of {@code path} with; {@link Refused} unless it answered 2xx. */
     JsonObject getJson(String path) {
-        return get(path).bodyAsJsonObject();
+        HttpResponse<Buffer> response = get(path);
+        if (response.statusCode() / 100 != 2) {
+            throw new Refused(response.statusCode(), "GET " + path + ": " + response.statusCode() + " "
+                    + error(response));
+        }
+        return response.bodyAsJsonObject();
+    }
+
+    /** The agent answered, with an error. */
+    static final class Refused extends RuntimeException {
+        Refused(int status, String message) {
+            super(message);
+        }
+    }
+
+    /** What went wrong in words for the user: the agent's refusal (401, 403, ...) or why it could not be reached. */
+    String problem(RuntimeException e) {
+        if (e instanceof Refused) {
+            return "the agent at " + agent + " answered " + e.getMessage();
+        }
+        if (e instanceof UpgradeRejectedException rejected) {
+            return "the agent at " + agent + " refused the feed: " + rejected.getStatus()
+                    + (rejected.getStatus() == 401 ? " (a read token is needed: --token-file or VMP_TOKEN_FILE)" : "");
+        }
+        return "cannot reach the agent at " + agent + ": " + e.getMessage();
     }
 
     HttpResponse<Buffer> post(String path, JsonObject body) {
@@ -103,8 +130,13 @@ final class AgentClient implements AutoCloseable {
 
     /** The message of the API's error shape, or the whole body. */
     static String error(HttpResponse<Buffer> response) {
-        JsonObject body = response.bodyAsJsonObject();
-        return body.getJsonObject("error", new JsonObject()).getString("message", body.encode());
+        try {
+            JsonObject body = response.bodyAsJsonObject();
+            return body == null ? "(no body)" : body.getJsonObject("error", new JsonObject())
+                    .getString("message", body.encode());
+        } catch (DecodeException | ClassCastException notTheErrorShape) {
+            return response.bodyAsString();
+        }
     }
 
     @Override

@@ -73,7 +73,7 @@ public final class MigrateCommand implements Callable<Integer> {
             System.out.println(status.encodePrettily());
             return "completed".equals(status.getString("outcome")) ? 0 : 1;
         } catch (RuntimeException e) {
-            System.err.println("cannot reach the agent at " + api.agent() + ": " + e.getMessage());
+            System.err.println(api.problem(e));
             return 2;
         }
     }

@@ -68,7 +68,7 @@ public final class RelayCommand implements Callable<Integer> {
             System.out.println(summary(status));
             return "COMPLETED".equals(status.getString("phase")) ? 0 : 1;
         } catch (RuntimeException e) {
-            System.err.println("cannot reach the agent at " + api.agent() + ": " + e.getMessage());
+            System.err.println(api.problem(e));
             return 2;
         }
     }

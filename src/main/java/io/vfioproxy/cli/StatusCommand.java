@@ -48,7 +48,7 @@ public final class StatusCommand implements Callable<Integer> {
             }
             return 0;
         } catch (RuntimeException e) {
-            System.err.println("cannot reach the agent at " + api.agent() + ": " + e.getMessage());
+            System.err.println(api.problem(e));
             return 2;
         }
     }

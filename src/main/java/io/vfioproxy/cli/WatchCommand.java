@@ -73,7 +73,7 @@ public final class WatchCommand implements Callable<Integer> {
             String last = end.future().await();
             return migration == null && relay == null || "completed".equals(last) ? 0 : 1;
         } catch (RuntimeException e) {
-            System.err.println("cannot follow " + api.agent() + ": " + e.getMessage());
+            System.err.println(api.problem(e));
             return 2;
         }
     }

@@ -19,7 +19,6 @@ import io.vfioproxy.uapi.DeviceState;
 import java.time.Duration;
 import java.util.List;
 import java.util.Set;
-import net.jqwik.api.Arbitraries;
 import net.jqwik.api.Arbitrary;
 import net.jqwik.api.Example;
 import net.jqwik.api.ForAll;

@@ -4,6 +4,8 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonObject;
+import io.vfioproxy.agent.AgentConfig;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.testing.Sim;
@@ -11,8 +13,12 @@ import io.vfioproxy.uapi.DeviceState;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.HashMap;
+import java.util.Map;
 import java.util.concurrent.Callable;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** The demo and migrate commands, run as a user runs them. */
 class CommandLineIT {
@@ -92,6 +98,76 @@ class CommandLineIT {
             assertThat(dst.devices().find("sim0").state().await()).isEqualTo(DeviceState.RUNNING);
         } finally {
             vertx.close().await();
+        }
+    }
+
+    @Test
+    void twoSecureAgentsFromCertsInitMigrateAsTheReadmeShows(@TempDir Path dir) throws Exception {
+        Run certs = capture(() -> Main.run("certs", "init", "--out", dir.toString(), "--agents", "node-a,node-b"));
+        assertThat(certs.exit()).as(certs.out()).isZero();
+        // Each agent's environment as certs init prints it: VMP_ lines after "# agent NAME:".
+        Map<String, Map<String, String>> env = new HashMap<>();
+        Map<String, String> current = null;
+        for (String line : certs.out().split("\n")) {
+            if (line.startsWith("# agent ")) {
+                current = new HashMap<>();
+                env.put(line.substring(8, line.length() - 1), current);
+            } else if (line.startsWith("# ")) {
+                current = null;
+            } else if (current != null && line.startsWith("VMP_")) {
+                current.put(line.substring(0, line.indexOf('=')), line.substring(line.indexOf('=') + 1));
+            }
+        }
+        assertThat(env).containsOnlyKeys("node-a", "node-b");
+        assertThat(certs.out()).contains("VMP_CA=" + dir.resolve("ca.crt"))
+                .contains("VMP_TOKEN_FILE=" + dir.resolve("control.token"));
+        Vertx vertx = Vertx.vertx();
+        try {
+            AgentVerticle a = secureAgent(vertx, env.get("node-a"), 1);
+            AgentVerticle b = secureAgent(vertx, env.get("node-b"), 2);
+            String agentA = "https://127.0.0.1:" + a.apiPort();
+            Run migrated = capture(() -> Main.run("migrate", "--agent", agentA, "--ca", dir.resolve("ca.crt")
+                    .toString(), "--token-file", dir.resolve("control.token").toString(), "--device", "sim0", "--to",
+                    "127.0.0.1:" + b.streamPort()));
+            assertThat(migrated.exit()).as(migrated.out()).isZero();
+            assertThat(migrated.out()).contains("\"outcome\" : \"completed\"");
+            assertThat(Sim.digest(b.devices().find("sim0"))).isEqualTo(Sim.digest(a.devices().find("sim0")));
+
+            Run noToken = captureAll(() -> Main.run("status", "--agent", agentA, "--ca",
+                    dir.resolve("ca.crt").toString()));
+            assertThat(noToken.exit()).isNotZero();
+            assertThat(noToken.out()).contains("401").contains("needs a bearer token");
+            Run read = captureAll(() -> Main.run("migrate", "--agent", agentA, "--ca", dir.resolve("ca.crt")
+                    .toString(), "--token-file", dir.resolve("read.token").toString(), "--device", "sim0", "--to",
+                    "127.0.0.1:" + b.streamPort()));
+            assertThat(read.exit()).isNotZero();
+            assertThat(read.out()).contains("403").contains("needs a control token");
+        } finally {
+            vertx.close().await();
+        }
+    }
+
+    /** An agent on loopback configured, as the README's, by the environment certs init printed for it. */
+    private static AgentVerticle secureAgent(Vertx vertx, Map<String, String> env, long seed) {
+        JsonObject config = LoopbackAgent.named("unset").device(LoopbackAgent.simulated("sim0", 16 << 20, seed))
+                .config();
+        config.remove("security");
+        JsonObject merged = AgentConfig.applyEnvironment(AgentConfig.defaults().mergeIn(config, true), env);
+        AgentVerticle agent = new AgentVerticle(merged);
+        vertx.deployVerticle(agent).await();
+        return agent;
+    }
+
+    /** Like {@link #capture}, with what the command writes to stderr too. */
+    private static Run captureAll(Callable<Integer> command) throws Exception {
+        PrintStream saved = System.err;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        try {
+            Run run = capture(command);
+            return new Run(run.exit(), run.out() + bytes.toString(StandardCharsets.UTF_8));
+        } finally {
+            System.setErr(saved);
         }
     }
 }

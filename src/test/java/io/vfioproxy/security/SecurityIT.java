@@ -264,6 +264,10 @@ class SecurityIT {
                 .statusCode()).isEqualTo(403);
         assertThat(https.get("/v1/devices").bearerTokenAuthentication(read).send().await().statusCode())
                 .isEqualTo(200);
+        JsonObject contract = https.get("/v1/openapi.json").bearerTokenAuthentication(read).send().await()
+                .bodyAsJsonObject();
+        assertThat(contract.getJsonObject("components").getJsonObject("securitySchemes").getJsonObject("token")
+                .getString("scheme")).isEqualTo("bearer");
         assertThat(https.get("/metrics").bearerTokenAuthentication(read).send().await().bodyAsString())
                 .contains("vmp_");
         // The event-bus bridge and the feeds are behind the same check.
