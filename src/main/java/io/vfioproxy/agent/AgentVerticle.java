@@ -181,6 +181,11 @@ public final class AgentVerticle extends VerticleBase {
         return Future.join(relays.shutdown(), relays.close()).eventually(connector::close);
     }
 
+    /** Whether security is on: mutual TLS on the streams, HTTPS and tokens on the API. */
+    public boolean secure() {
+        return credentials.secure();
+    }
+
     public String name() {
         return name;
     }

@@ -32,8 +32,10 @@ public final class AgentCommand implements Callable<Integer> {
             vertx.close().await();
             return 1;
         }
-        System.out.printf("agent %s: %d device(s), stream endpoint on port %d, API on port %d%n", agent.name(),
-                agent.devices().all().size(), agent.streamPort(), agent.apiPort());
+        System.out.printf("agent %s: %d device(s), stream endpoint on port %d (%s), API on port %d (%s)%n",
+                agent.name(), agent.devices().all().size(), agent.streamPort(),
+                agent.secure() ? "mutual TLS" : "IN THE CLEAR", agent.apiPort(),
+                agent.secure() ? "HTTPS, bearer tokens" : "IN THE CLEAR, no tokens");
         CountDownLatch stopped = new CountDownLatch(1);
         Runtime.getRuntime().addShutdownHook(new Thread(() -> {
             vertx.close().toCompletionStage().toCompletableFuture().join();

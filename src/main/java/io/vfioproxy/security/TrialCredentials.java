@@ -46,7 +46,20 @@ public record TrialCredentials(Path dir, List<String> agents) {
             random.nextBytes(token);
             write(dir.resolve(scope + ".token"), HexFormat.of().formatHex(token) + "\n", true);
         }
-        return new TrialCredentials(dir, List.copyOf(agents));
+        TrialCredentials trial = new TrialCredentials(dir, List.copyOf(agents));
+        // The same environments as files a shell can use: env $(cat DIR/node-a.env) java -jar ... agent
+        for (String agent : agents) {
+            StringBuilder lines = new StringBuilder();
+            trial.environment(agent).forEach((k, v) -> lines.append(k).append('=').append(v).append('\n'));
+            write(trial.environmentFile(agent), lines.toString(), false);
+        }
+        write(dir.resolve("client.env"), String.join("\n", trial.clientEnvironment()) + "\n", false);
+        return trial;
+    }
+
+    /** {@code NAME.env}: the agent's environment, one VMP_...=... line each. */
+    public Path environmentFile(String agent) {
+        return dir.resolve(agent + ".env");
     }
 
     /**

@@ -111,7 +111,7 @@ class CommandLineIT {
         for (String line : certs.out().split("\n")) {
             if (line.startsWith("# agent ")) {
                 current = new HashMap<>();
-                env.put(line.substring(8, line.length() - 1), current);
+                env.put(line.substring(8, line.indexOf(' ', 8)), current);
             } else if (line.startsWith("# ")) {
                 current = null;
             } else if (current != null && line.startsWith("VMP_")) {

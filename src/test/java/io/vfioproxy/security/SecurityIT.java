@@ -342,6 +342,27 @@ class SecurityIT {
     }
 
     @Test
+    void aKeyReplacedBeforeItsCertificateIsNotTakenUntilBothAre() throws Exception {
+        Credentials credentials = Credentials.load(vertx, SecurityOptions.fromJson(trial.security("src"))).await();
+        TlsMaterial before = credentials.tls();
+        List<TlsMaterial> changes = new java.util.concurrent.CopyOnWriteArrayList<>();
+        credentials.onTlsChange(changes::add);
+        // Another certificate's key where src's key was: the pair does not match.
+        Files.copy(trial.key("dst"), trial.key("src"), java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        credentials.reload();
+        assertThat(credentials.tls()).isSameAs(before);
+        assertThat(changes).isEmpty();
+        assertThat(log.containing("WARNING", "does not belong to the certificate in " + trial.certificate("src"),
+                "the last good files stay in use")).hasSize(1);
+        // Then both: taken.
+        Instant now = Instant.now();
+        trial.reissue("src", now.minusSeconds(60), now.plus(Duration.ofDays(1)));
+        credentials.reload();
+        assertThat(changes).hasSize(1);
+        assertThat(credentials.tls().sameAs(before)).isFalse();
+    }
+
+    @Test
     void aMissingOrBrokenFileStopsTheAgentNamingIt() throws Exception {
         JsonObject missing = LoopbackAgent.named("src").secure(trial).config();
         missing.getJsonObject("security").getJsonObject("tls").put("keyPath", dir.resolve("nope.key").toString());

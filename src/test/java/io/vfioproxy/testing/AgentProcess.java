@@ -22,7 +22,7 @@ import java.util.regex.Pattern;
 public final class AgentProcess implements AutoCloseable {
 
     private static final Pattern STARTED = Pattern.compile(
-            "agent (\\S+): \\d+ device\\(s\\), stream endpoint on port (\\d+), API on port (-?\\d+)");
+            "agent (\\S+): \\d+ device\\(s\\), stream endpoint on port (\\d+) \\([^)]*\\), API on port (-?\\d+)");
 
     private final Process process;
     private final List<String> output = new CopyOnWriteArrayList<>();

@@ -3,6 +3,7 @@ package io.vfioproxy.testing;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.logging.Handler;
+import java.util.logging.Level;
 import java.util.logging.LogRecord;
 import java.util.logging.Logger;
 
@@ -26,8 +27,13 @@ public final class LogCapture implements AutoCloseable {
         }
     };
 
+    private final Level level;
+
     private LogCapture(String name) {
         logger = Logger.getLogger(name);
+        // Whatever another test (or the CLI, run in-process) set: this one sees INFO and above.
+        level = logger.getLevel();
+        logger.setLevel(Level.INFO);
         logger.addHandler(handler);
     }
 
@@ -48,5 +54,6 @@ public final class LogCapture implements AutoCloseable {
     @Override
     public void close() {
         logger.removeHandler(handler);
+        logger.setLevel(level);
     }
 }
