@@ -24,7 +24,7 @@ import io.vfioproxy.relay.RelayService;
 import io.vfioproxy.security.Credentials;
 import io.vfioproxy.security.Refusals;
 import io.vfioproxy.security.SecurityOptions;
-import io.vfioproxy.transport.ConnectionLimits;
+import io.vfioproxy.security.ConnectionLimits;
 import io.vfioproxy.transport.StreamClient;
 import io.vfioproxy.transport.StreamServerVerticle;
 import io.vfioproxy.transport.TransportOptions;
@@ -104,7 +104,8 @@ public final class AgentVerticle extends VerticleBase {
         ApiOptions apiOptions = ApiOptions.fromJson(config.getJsonObject("api"));
         AgentMetrics metrics = new AgentMetrics(registry, name);
         Refusals refusals = new Refusals(name);
-        ConnectionLimits limits = new ConnectionLimits(transport.maxConnections(), transport.maxConnectionsPerPeer());
+        ConnectionLimits limits = new ConnectionLimits("stream", transport.maxConnections(),
+                transport.maxConnectionsPerPeer());
         devices = new DeviceRegistry();
         connector = new StreamClient(vertx, transport, credentials);
         migrations = new MigrationService(vertx, name, devices, connector, options, metrics,

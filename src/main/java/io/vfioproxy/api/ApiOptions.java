@@ -12,8 +12,11 @@ import java.util.List;
  * @param host the listen address
  * @param port the port, 8080 by default; 0 picks a free one
  * @param bridgeInbound event-bus addresses SockJS clients may send to; none by default (read-only bridge)
+ * @param maxConnections the most HTTP connections the API holds at once (256)
+ * @param maxConnectionsPerPeer the most from one peer address (64)
  */
-public record ApiOptions(boolean enabled, String host, int port, List<String> bridgeInbound) {
+public record ApiOptions(boolean enabled, String host, int port, List<String> bridgeInbound, int maxConnections,
+        int maxConnectionsPerPeer) {
 
     public static final int DEFAULT_PORT = 8080;
 
@@ -26,6 +29,7 @@ public record ApiOptions(boolean enabled, String host, int port, List<String> br
         List<String> inbound = new ArrayList<>();
         j.getJsonArray("bridgeInbound", new JsonArray()).forEach(a -> inbound.add(String.valueOf(a)));
         return new ApiOptions(j.getBoolean("enabled", true), j.getString("host", "0.0.0.0"),
-                j.getInteger("port", DEFAULT_PORT), inbound);
+                j.getInteger("port", DEFAULT_PORT), inbound, j.getInteger("maxConnections", 256),
+                j.getInteger("maxConnectionsPerPeer", 64));
     }
 }

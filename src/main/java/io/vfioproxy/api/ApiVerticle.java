@@ -28,6 +28,7 @@ import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.relay.RelayRecord;
 import io.vfioproxy.relay.RelayRequest;
 import io.vfioproxy.relay.RelayService;
+import io.vfioproxy.security.ConnectionLimits;
 import io.vfioproxy.security.Credentials;
 import io.vfioproxy.security.Refusals;
 import io.vfioproxy.security.Scope;
@@ -62,6 +63,7 @@ public final class ApiVerticle extends VerticleBase {
     private final RelayService relays;
     private final Credentials credentials;
     private final Authenticator auth;
+    private final Refusals refusals;
     private final PrometheusMeterRegistry registry;
     private final Supplier<Future<JsonObject>> readiness;
     private final ApiContract contract;
@@ -78,6 +80,7 @@ public final class ApiVerticle extends VerticleBase {
         this.relays = relays;
         this.credentials = credentials;
         this.auth = new Authenticator(agent, credentials, refusals);
+        this.refusals = refusals;
         this.agent = agent;
         this.contract = contract;
         this.options = options;
@@ -158,6 +161,19 @@ public final class ApiVerticle extends VerticleBase {
             credentials.tls().apply(http, ClientAuth.REQUEST);
         }
         server = vertx.createHttpServer(http);
+        ConnectionLimits limits = new ConnectionLimits("api", options.maxConnections(),
+                options.maxConnectionsPerPeer());
+        server.connectionHandler(connection -> {
+            String peer = connection.remoteAddress() == null ? "?" : connection.remoteAddress().hostAddress();
+            String[] why = new String[1];
+            ConnectionLimits.Permit permit = limits.admit(peer, why);
+            if (permit == null) {
+                refusals.refused("an API connection", peer, why[0]);
+                connection.close();
+                return;
+            }
+            connection.closeHandler(v -> permit.release());
+        });
         credentials.onTlsChange(tls -> server.updateSSLOptions(tls.server(ClientAuth.REQUEST)));
         return server.requestHandler(router).listen();
     }

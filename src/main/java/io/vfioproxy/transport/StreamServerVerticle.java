@@ -7,6 +7,7 @@ import io.vertx.core.VerticleBase;
 import io.vertx.core.net.NetServer;
 import io.vertx.core.net.NetServerOptions;
 import io.vertx.core.net.NetSocket;
+import io.vfioproxy.security.ConnectionLimits;
 import io.vfioproxy.security.Credentials;
 import io.vfioproxy.security.Refusals;
 import io.vfioproxy.stream.StreamConnection;

@@ -4,6 +4,7 @@ import io.vertx.core.Handler;
 import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.json.JsonObject;
+import io.vfioproxy.security.ConnectionLimits;
 import io.vfioproxy.security.Credentials;
 import io.vfioproxy.security.Refusals;
 import io.vfioproxy.stream.StreamConnection;

@@ -60,7 +60,7 @@ class LimitsIT {
     void start() throws Exception {
         vertx = Vertx.vertx();
         log = LogCapture.of("io.vfioproxy.security");
-        trial = TrialCredentials.create(dir.resolve("certs"), List.of("src", "dst", "other"), 1);
+        trial = TrialCredentials.create(dir.resolve("certs"), List.of("src", "dst", "other", "api"), 1);
     }
 
     @AfterEach
@@ -176,6 +176,26 @@ class LimitsIT {
             return true;
         });
         admitted.close().await();
+    }
+
+    @Test
+    void apiConnectionsBeyondThePerPeerLimitAreClosed() {
+        AgentVerticle agent = LoopbackAgent.named("api").secure(trial)
+                .merge("api", new JsonObject().put("maxConnectionsPerPeer", 2)).start(vertx);
+        NetClient https = vertx.createNetClient(new NetClientOptions().setSsl(true).setHostnameVerificationAlgorithm("")
+                .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString())));
+        AtomicInteger heldClosed = new AtomicInteger();
+        List<NetSocket> held = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            NetSocket s = https.connect(agent.apiPort(), "127.0.0.1").await();
+            s.closeHandler(v -> heldClosed.incrementAndGet());
+            held.add(s);
+        }
+        assertClosedByTheAgent(https.connect(agent.apiPort(), "127.0.0.1").await());
+        assertThat(log.containing("refused an API connection from 127.0.0.1", "api.maxConnectionsPerPeer"))
+                .hasSize(1);
+        assertThat(heldClosed.get()).isZero();
+        held.forEach(s -> s.close().await());
     }
 
     private static void assertClosedByTheAgent(NetSocket socket) {

@@ -1,22 +1,25 @@
-package io.vfioproxy.transport;
+package io.vfioproxy.security;
 
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ConcurrentMap;
 import java.util.concurrent.atomic.AtomicInteger;
 
 /**
- * How many agent connections an endpoint holds, in all and per peer address: a connection over either limit is
- * closed as it arrives, before it costs a TLS handshake or a buffer. Shared by the TCP endpoint's instances and the
- * WebSocket endpoint; thread-safe.
+ * How many connections an endpoint holds, in all and per peer address: a connection over either limit is closed
+ * as it arrives, before it costs a TLS handshake or a buffer. The stream's is shared by the TCP endpoint's
+ * instances and the WebSocket stream; the API has its own. Thread-safe.
  */
 public final class ConnectionLimits {
 
+    private final String section;
     private final int max;
     private final int maxPerPeer;
     private final AtomicInteger open = new AtomicInteger();
     private final ConcurrentMap<String, AtomicInteger> perPeer = new ConcurrentHashMap<>();
 
-    public ConnectionLimits(int max, int maxPerPeer) {
+    /** @param section the configuration section the limits come from ("stream", "api"), for the refusals */
+    public ConnectionLimits(String section, int max, int maxPerPeer) {
+        this.section = section;
         this.max = max;
         this.maxPerPeer = maxPerPeer;
     }
@@ -47,14 +50,15 @@ public final class ConnectionLimits {
     public Permit admit(String peer, String[] why) {
         if (open.incrementAndGet() > max) {
             open.decrementAndGet();
-            why[0] = "the endpoint holds " + max + " connections already (stream.maxConnections)";
+            why[0] = "the endpoint holds " + max + " connections already (" + section + ".maxConnections)";
             return null;
         }
         AtomicInteger mine = perPeer.computeIfAbsent(peer, k -> new AtomicInteger());
         if (mine.incrementAndGet() > maxPerPeer) {
             mine.decrementAndGet();
             open.decrementAndGet();
-            why[0] = peer + " holds " + maxPerPeer + " connections already (stream.maxConnectionsPerPeer)";
+            why[0] = peer + " holds " + maxPerPeer + " connections already (" + section
+                    + ".maxConnectionsPerPeer)";
             return null;
         }
         return new Permit(peer);
