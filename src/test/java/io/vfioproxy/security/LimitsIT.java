@@ -6,6 +6,7 @@ import static org.awaitility.Awaitility.await;
 
 import com.sun.management.UnixOperatingSystemMXBean;
 import io.vertx.core.Future;
+import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
@@ -55,6 +56,8 @@ class LimitsIT {
     private Vertx vertx;
     private TrialCredentials trial;
     private LogCapture log;
+    /** Vert.x 5 closes a client nothing references at the next GC: the test keeps every one it made. */
+    private final List<NetClient> clients = new ArrayList<>();
 
     @BeforeEach
     void start() throws Exception {
@@ -77,7 +80,14 @@ class LimitsIT {
                     .setKeyCertOptions(new PemKeyCertOptions().setCertPath(trial.certificate("src").toString())
                             .setKeyPath(trial.key("src").toString()));
         }
-        return vertx.createNetClient(o);
+        NetClient client = vertx.createNetClient(o);
+        clients.add(client);
+        return client;
+    }
+
+    private NetClient keep(NetClient client) {
+        clients.add(client);
+        return client;
     }
 
     /** As many idle connections as this machine's file limit allows for both ends, up to {@code wanted}. */
@@ -130,9 +140,8 @@ class LimitsIT {
         AgentVerticle dst = LoopbackAgent.named("dst").secure(trial)
                 .merge("stream", new JsonObject().put("handshakeTimeoutMillis", 1000))
                 .device(LoopbackAgent.simulated("gpu0", 8 * MIB, 2)).start(vertx);
-        NetSocket quiet = client("127.0.0.1", true).connect(dst.streamPort(), "127.0.0.1").await();
         AtomicInteger closed = new AtomicInteger();
-        quiet.closeHandler(v -> closed.incrementAndGet());
+        connect(client("127.0.0.1", true), dst.streamPort(), closed);
         await("the agent closes a connection without a first frame").atMost(Duration.ofSeconds(20))
                 .until(() -> closed.get() == 1);
         assertThat(dst.migrations().all()).isEmpty();
@@ -153,7 +162,7 @@ class LimitsIT {
             s.closeHandler(v -> heldClosed.incrementAndGet());
             held.add(s);
         }
-        assertClosedByTheAgent(third.connect(dst.streamPort(), "127.0.0.1").await());
+        assertClosedByTheAgent(third, dst.streamPort());
         assertThat(log.containing("refused a stream connection from 127.0.0.3",
                 "stream.maxConnectionsPerPeer")).hasSize(1);
 
@@ -162,7 +171,7 @@ class LimitsIT {
         NetSocket admitted = fourth.connect(dst.streamPort(), "127.0.0.1").await();
         assertThat(admitted.isSsl()).isTrue();
         held.add(fourth.connect(dst.streamPort(), "127.0.0.1").await());
-        assertClosedByTheAgent(client("127.0.0.5", false).connect(dst.streamPort(), "127.0.0.1").await());
+        assertClosedByTheAgent(client("127.0.0.5", false), dst.streamPort());
         assertThat(log.containing("refused a stream connection from 127.0.0.5", "stream.maxConnections)"))
                 .hasSize(1);
         assertThat(heldClosed.get()).as("the connections within the limits are held").isZero();
@@ -182,8 +191,8 @@ class LimitsIT {
     void apiConnectionsBeyondThePerPeerLimitAreClosed() {
         AgentVerticle agent = LoopbackAgent.named("api").secure(trial)
                 .merge("api", new JsonObject().put("maxConnectionsPerPeer", 2)).start(vertx);
-        NetClient https = vertx.createNetClient(new NetClientOptions().setSsl(true).setHostnameVerificationAlgorithm("")
-                .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString())));
+        NetClient https = keep(vertx.createNetClient(new NetClientOptions().setSsl(true).setHostnameVerificationAlgorithm("")
+                .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString()))));
         AtomicInteger heldClosed = new AtomicInteger();
         List<NetSocket> held = new ArrayList<>();
         for (int i = 0; i < 2; i++) {
@@ -191,16 +200,29 @@ class LimitsIT {
             s.closeHandler(v -> heldClosed.incrementAndGet());
             held.add(s);
         }
-        assertClosedByTheAgent(https.connect(agent.apiPort(), "127.0.0.1").await());
+        assertClosedByTheAgent(https, agent.apiPort());
         assertThat(log.containing("refused an API connection from 127.0.0.1", "api.maxConnectionsPerPeer"))
                 .hasSize(1);
         assertThat(heldClosed.get()).isZero();
         held.forEach(s -> s.close().await());
     }
 
-    private static void assertClosedByTheAgent(NetSocket socket) {
+    /**
+     * Connects on the event loop, so the close handler is set before the agent's close can be seen; {@code closed}
+     * counts the close.
+     */
+    private NetSocket connect(NetClient client, int port, AtomicInteger closed) {
+        Promise<NetSocket> connected = Promise.promise();
+        vertx.getOrCreateContext().runOnContext(v -> client.connect(port, "127.0.0.1").map(s -> {
+            s.closeHandler(x -> closed.incrementAndGet());
+            return s;
+        }).onComplete(connected));
+        return connected.future().await();
+    }
+
+    private void assertClosedByTheAgent(NetClient client, int port) {
         AtomicInteger closed = new AtomicInteger();
-        socket.closeHandler(v -> closed.incrementAndGet());
+        connect(client, port, closed);
         await("the agent closes the connection").atMost(Duration.ofSeconds(20)).until(() -> closed.get() == 1);
     }
 

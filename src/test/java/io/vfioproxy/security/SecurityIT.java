@@ -8,10 +8,12 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.http.UpgradeRejectedException;
+import io.vertx.core.http.WebSocketClient;
 import io.vertx.core.http.WebSocketClientOptions;
 import io.vertx.core.http.WebSocketConnectOptions;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetClientOptions;
 import io.vertx.core.net.NetSocket;
 import io.vertx.core.net.PemKeyCertOptions;
@@ -40,6 +42,7 @@ import java.nio.file.Path;
 import java.security.cert.X509Certificate;
 import java.time.Duration;
 import java.time.Instant;
+import java.util.ArrayList;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -64,6 +67,8 @@ class SecurityIT {
     private DeviceHandle target;
     private long targetDigest;
     private LogCapture log;
+    /** Vert.x 5 closes a client nothing references at the next GC: the test keeps every one it made. */
+    private final List<Object> clients = new ArrayList<>();
 
     @BeforeEach
     void start() throws Exception {
@@ -113,16 +118,23 @@ class SecurityIT {
      * closed the connection (or the connection never opened). Returns how many bytes came back.
      */
     private long attackStreamPort(NetClientOptions options) {
+        NetClient client = vertx.createNetClient(options);
+        clients.add(client);
+        Promise<Void> closed = Promise.promise();
+        long[] received = {0};
+        // Connected on the event loop, so the handlers are set before the agent's close can be seen.
+        Promise<NetSocket> connected = Promise.promise();
+        vertx.getOrCreateContext().runOnContext(v -> client.connect(dst.streamPort(), "127.0.0.1").map(s -> {
+            s.handler(b -> received[0] += b.length());
+            s.closeHandler(x -> closed.tryComplete());
+            return s;
+        }).onComplete(connected));
         NetSocket socket;
         try {
-            socket = vertx.createNetClient(options).connect(dst.streamPort(), "127.0.0.1").await();
+            socket = connected.future().await();
         } catch (Exception refusedInTheHandshake) {
             return 0;
         }
-        Promise<Void> closed = Promise.promise();
-        long[] received = {0};
-        socket.handler(b -> received[0] += b.length());
-        socket.closeHandler(v -> closed.tryComplete());
         socket.write(helloAndData());
         closed.future().timeout(REFUSED_WITHIN.toMillis(), java.util.concurrent.TimeUnit.MILLISECONDS).await();
         return received[0];
@@ -199,7 +211,9 @@ class SecurityIT {
         WebSocketConnectOptions connect = new WebSocketConnectOptions().setHost("127.0.0.1").setPort(dst.apiPort())
                 .setURI("/v1/stream").setSsl(ssl);
         try {
-            vertx.createWebSocketClient(options).connect(connect).await();
+            WebSocketClient client = vertx.createWebSocketClient(options);
+            clients.add(client);
+            client.connect(connect).await();
         } catch (Throwable refused) {
             return refused;
         }
@@ -300,8 +314,9 @@ class SecurityIT {
 
     /** The serial of the certificate the stream port presents to a new handshake (with the source's identity). */
     private BigInteger servedSerial() {
-        NetSocket socket = vertx.createNetClient(tlsClient(trial.certificate("src"), trial.key("src")))
-                .connect(dst.streamPort(), "127.0.0.1").await();
+        NetClient client = vertx.createNetClient(tlsClient(trial.certificate("src"), trial.key("src")));
+        clients.add(client);
+        NetSocket socket = client.connect(dst.streamPort(), "127.0.0.1").await();
         try {
             return ((X509Certificate) socket.peerCertificates().get(0)).getSerialNumber();
         } catch (javax.net.ssl.SSLPeerUnverifiedException e) {

@@ -4,6 +4,7 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
+import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetSocket;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
@@ -24,11 +25,14 @@ public final class RawPeer {
     public record Received(FrameType type, JsonObject body) {
     }
 
+    /** Held: Vert.x 5 closes a client nothing references at the next GC, and its connections with it. */
+    private final NetClient client;
     private final NetSocket socket;
     private final List<Received> received = new CopyOnWriteArrayList<>();
     private final Promise<Void> closed = Promise.promise();
 
-    private RawPeer(NetSocket socket) {
+    private RawPeer(NetClient client, NetSocket socket) {
+        this.client = client;
         this.socket = socket;
         FrameDecoder decoder = new FrameDecoder(Limits.DEFAULT, controlOnly((type, body) ->
                 received.add(new Received(type, body))));
@@ -67,8 +71,8 @@ public final class RawPeer {
     }
 
     public static RawPeer connect(Vertx vertx, int port) {
-        NetSocket socket = vertx.createNetClient().connect(port, "127.0.0.1").await();
-        return new RawPeer(socket);
+        NetClient client = vertx.createNetClient();
+        return new RawPeer(client, client.connect(port, "127.0.0.1").await());
     }
 
     public void send(Buffer bytes) {

@@ -11,11 +11,13 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.VertxOptions;
 import io.vertx.core.buffer.Buffer;
+import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetSocket;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.transport.NetSocketConnection;
 import java.nio.ByteBuffer;
 import java.time.Duration;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -35,6 +37,14 @@ class VertxInternalsIT {
     private static final int MIB = 1 << 20;
 
     private Vertx vertx;
+    /** Held: Vert.x 5 closes a client nothing references at the next GC, and its connections with it. */
+    private final List<NetClient> clients = new ArrayList<>();
+
+    private NetClient netClient() {
+        NetClient client = vertx.createNetClient();
+        clients.add(client);
+        return client;
+    }
 
     @BeforeEach
     void start() {
@@ -112,7 +122,7 @@ class VertxInternalsIT {
     void theInputIsNettysPooledDirectBufferReadUpToTheConfiguredSize() {
         Promise<NetSocketConnection> accepted = Promise.promise();
         int port = server(accepted);
-        NetSocket client = vertx.createNetClient().connect(port, "127.0.0.1").await();
+        NetSocket client = netClient().connect(port, "127.0.0.1").await();
         AtomicLong received = new AtomicLong();
         AtomicInteger largest = new AtomicInteger();
         List<Boolean> direct = new CopyOnWriteArrayList<>();
@@ -137,7 +147,7 @@ class VertxInternalsIT {
     void aPausedInputStopsReadingTheSocketAndResumes() {
         Promise<NetSocketConnection> accepted = Promise.promise();
         int port = server(accepted);
-        NetSocket client = vertx.createNetClient().connect(port, "127.0.0.1").await();
+        NetSocket client = netClient().connect(port, "127.0.0.1").await();
         NetSocketConnection connection = accepted.future().await();
         AtomicLong received = new AtomicLong();
         connection.input().handler(b -> {
@@ -172,7 +182,7 @@ class VertxInternalsIT {
         Promise<NetSocketConnection> accepted = Promise.promise();
         int port = vertx.createNetServer().connectHandler(socket -> accepted.tryComplete(
                 new NetSocketConnection(socket, MIB, 64 * 1024))).listen(0, "127.0.0.1").await().actualPort();
-        NetSocket client = vertx.createNetClient().connect(port, "127.0.0.1").await();
+        NetSocket client = netClient().connect(port, "127.0.0.1").await();
         NetSocketConnection connection = accepted.future().await();
         List<String> seen = new CopyOnWriteArrayList<>();
         AtomicLong received = new AtomicLong();
@@ -213,7 +223,7 @@ class VertxInternalsIT {
             accepted.complete(connection);
         }).listen(0, "127.0.0.1").await().actualPort();
 
-        NetSocket client = vertx.createNetClient().connect(port, "127.0.0.1").await();
+        NetSocket client = netClient().connect(port, "127.0.0.1").await();
         AtomicLong sent = new AtomicLong();
         Buffer chunk = Buffer.buffer(new byte[64 * 1024]);
         for (int i = 0; i < 64; i++) {
