@@ -21,10 +21,10 @@ import io.vfioproxy.migration.MigrationOptions;
 import io.vfioproxy.migration.MigrationService;
 import io.vfioproxy.relay.RelayOptions;
 import io.vfioproxy.relay.RelayService;
+import io.vfioproxy.security.ConnectionLimits;
 import io.vfioproxy.security.Credentials;
 import io.vfioproxy.security.Refusals;
 import io.vfioproxy.security.SecurityOptions;
-import io.vfioproxy.security.ConnectionLimits;
 import io.vfioproxy.transport.StreamClient;
 import io.vfioproxy.transport.StreamServerVerticle;
 import io.vfioproxy.transport.TransportOptions;
@@ -141,6 +141,10 @@ public final class AgentVerticle extends VerticleBase {
             commands = new AgentCommands(vertx, name, devices, migrations, relays, contract);
             return Future.all(opened);
         })
+                // What a previous process of this agent left half done is put right before anything is served.
+                .compose(v -> migrations.recover().onSuccess(recovered -> recovered.forEach(r ->
+                        LOG.log(System.Logger.Level.WARNING, "agent " + name + ": recovered " + r.id() + ": "
+                                + r.status().error()))))
                 .compose(v -> vertx.deployVerticle(() -> {
                     StreamServerVerticle server = new StreamServerVerticle(transport, credentials, limits, refusals,
                             connections::accept, () -> Future.join(migrations.shutdown(), relays.shutdown()));

@@ -24,6 +24,8 @@ public final class LoopbackAgent {
                 .put("devices", new JsonArray());
         section("stream").put("host", "127.0.0.1").put("port", 0);
         section("api").put("host", "127.0.0.1").put("port", 0);
+        // No journal unless a test gives one (journal(dir)): loopback agents leave nothing on the node.
+        section("migration").put("journalDir", "");
         // In the clear on loopback unless a test secures it (secure()): the demo and the bench say so.
         config.put("security", new JsonObject().put("insecure", true));
     }
@@ -32,6 +34,11 @@ public final class LoopbackAgent {
     public LoopbackAgent secure(io.vfioproxy.security.TrialCredentials credentials) {
         config.put("security", credentials.security(config.getJsonObject("agent").getString("name")));
         return this;
+    }
+
+    /** Keeps the journal of migrations under way in {@code dir}, as an agent on a node does. */
+    public LoopbackAgent journal(java.nio.file.Path dir) {
+        return set("migration", "journalDir", dir.toString());
     }
 
     /** An agent named {@code name}, with no device yet. */

@@ -78,8 +78,10 @@ public final class DeviceFactory {
         }
         long dirtyRate = ByteSize.parse(config.getValue("dirtyRate", "0").toString());
         DeviceKind kind = DeviceKind.parse(config.getString("kind", DeviceKind.MDEV.wireName()));
+        String stateFile = config.getString("stateFile");
         return SimulatedDevice.builder(name, size).pageSize(pageSize).flags(flags).seed(seed).kind(kind)
                 .faults(FaultPlan.fromJson(config.getJsonObject("faults"))).zeroReadWhenDrained(drained.equals("ZERO"))
-                .dirtyRate(dirtyRate).build();
+                .dirtyRate(dirtyRate).stateFile(stateFile == null || stateFile.isBlank() ? null
+                        : java.nio.file.Path.of(stateFile)).build();
     }
 }

@@ -23,6 +23,7 @@ import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -70,6 +71,9 @@ public final class DestinationSession {
     private SectionLoader loader;
     private DecodingSink sink;
     private MigrationRecord record;
+    private final Journal journalStore;
+    /** This migration's entries in the node's journal, once its devices are known. */
+    private Journal.Writer journal;
     private Phase phase = Phase.HANDSHAKE;
     private long statusTimer = -1;
     private long handshakeTimer = -1;
@@ -80,7 +84,9 @@ public final class DestinationSession {
      *        with that id
      */
     public DestinationSession(Vertx vertx, String agent, StreamConnection connection, DeviceRegistry devices,
-            MigrationOptions options, MigrationEvents events, Function<MigrationStatus, MigrationRecord> register) {
+            MigrationOptions options, MigrationEvents events, Journal journal,
+            Function<MigrationStatus, MigrationRecord> register) {
+        this.journalStore = journal;
         this.vertx = vertx;
         this.agent = agent;
         this.connection = connection;
@@ -133,6 +139,16 @@ public final class DestinationSession {
         phase = phase.to(next);
         if (record != null) {
             events.publish(record.update(s -> s.withPhase(next)), Lifecycle.PHASE);
+        }
+        if (journal != null && next != Phase.LOADED) {
+            journal.record(next, false);
+        }
+    }
+
+    /** Removes the journal entry once the session ended with its devices in their final state. */
+    private void forget() {
+        if (journal != null) {
+            journal.forget();
         }
     }
 
@@ -199,15 +215,21 @@ public final class DestinationSession {
                 loader.devices().stream().map(DeviceHandle::name).toList(), sources, connection.peer()))
                 .withTransfer(s.transfer().withStateSize(stateSize)));
         events.publish(status, Lifecycle.STARTED);
-        List<Future<Void>> resuming = new ArrayList<>();
-        for (DeviceHandle dev : loader.devices()) {
-            moved.add(dev);
-            resuming.add(dev.submit(dc -> {
-                dc.setState(DeviceState.RESUMING, dc.state(), cause("resuming"));
-                return null;
-            }));
-        }
-        Future.all(resuming).onComplete(ar -> {
+        journal = journalStore.writer(vertx, new Journal.Entry(record.id(), Role.DESTINATION, agent,
+                connection.peer(), Phase.RESUMING, false, loader.devices().stream()
+                        .map(d -> new Journal.Device(d.name(), null)).toList(), Instant.now()));
+        moved.addAll(loader.devices());
+        // On disk before any device enters RESUMING: a successor agent finds what to reset.
+        journal.record(Phase.RESUMING, false).compose(v -> {
+            List<Future<Void>> resuming = new ArrayList<>();
+            for (DeviceHandle dev : loader.devices()) {
+                resuming.add(dev.submit(dc -> {
+                    dc.setState(DeviceState.RESUMING, dc.state(), cause("resuming"));
+                    return null;
+                }));
+            }
+            return Future.all(resuming);
+        }).onComplete(ar -> {
             if (phase.isEnding()) {
                 return;
             }
@@ -241,11 +263,25 @@ public final class DestinationSession {
                 return;
             }
             refreshTransfer();
-            writer.control(FrameType.LOADED, channel, new JsonObject().put("device", device.name())
-                    .put("dataBytes", dataBytes));
-            if (loader.allLoaded()) {
-                enter(Phase.LOADED);
+            if (!loader.allLoaded()) {
+                writer.control(FrameType.LOADED, channel, new JsonObject().put("device", device.name())
+                        .put("dataBytes", dataBytes));
+                return;
             }
+            // On disk before the last LOADED lets the source commit: a successor agent keeps the state.
+            journal.record(Phase.LOADED, true).onComplete(ar -> {
+                if (phase.isEnding()) {
+                    return;
+                }
+                if (ar.failed()) {
+                    fail(new MigrationException(phase, "the journal cannot record the loaded state: "
+                            + ar.cause().getMessage(), ar.cause()));
+                    return;
+                }
+                writer.control(FrameType.LOADED, channel, new JsonObject().put("device", device.name())
+                        .put("dataBytes", dataBytes));
+                enter(Phase.LOADED);
+            });
         }
 
         @Override
@@ -311,6 +347,7 @@ public final class DestinationSession {
                         .map(d -> d.policy().endState().name()).toList());
                 events.publish(record.update(s -> s.end(Outcome.COMPLETED, null, null, states, null,
                         handed.result())), Lifecycle.COMPLETED);
+                forget();
                 settled.tryComplete();
             });
         });
@@ -412,6 +449,7 @@ public final class DestinationSession {
                 events.publish(record.update(s -> s.end(Outcome.FAILED, failedIn, reason + note,
                         DeviceSafety.describe(safe), null, null)), Lifecycle.FAILED);
             }
+            forget();
             settled.tryComplete();
         });
     }

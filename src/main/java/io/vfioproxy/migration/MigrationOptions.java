@@ -14,9 +14,10 @@ import io.vfioproxy.stream.Limits;
  * @param limits what a destination accepts
  * @param maxConcurrent the most migrations the agent runs at once, as source and destination together
  * @param handshakeTimeoutMillis destination: how long a connection may take to deliver its whole HELLO
+ * @param journalDir where the node's journal of migrations under way is kept ({@link Journal}); null for none
  */
 public record MigrationOptions(int chunkSize, long progressTimeoutMillis, int deviceWriteQueueBytes,
-        boolean startDestination, Limits limits, int maxConcurrent, long handshakeTimeoutMillis) {
+        boolean startDestination, Limits limits, int maxConcurrent, long handshakeTimeoutMillis, String journalDir) {
 
     public static MigrationOptions fromJson(JsonObject json) {
         JsonObject j = json == null ? new JsonObject() : json;
@@ -29,17 +30,21 @@ public record MigrationOptions(int chunkSize, long progressTimeoutMillis, int de
         }
         return new MigrationOptions(chunk, j.getLong("progressTimeoutMillis", 30_000L),
                 j.getInteger("deviceWriteQueueBytes", 4 << 20), j.getBoolean("startDestination", true), limits,
-                j.getInteger("maxConcurrent", 16), 10_000L);
+                j.getInteger("maxConcurrent", 16), 10_000L, blankToNull(j.getString("journalDir")));
+    }
+
+    private static String blankToNull(String s) {
+        return s == null || s.isBlank() ? null : s;
     }
 
     public MigrationOptions withChunkSize(int bytes) {
         return new MigrationOptions(bytes, progressTimeoutMillis, deviceWriteQueueBytes, startDestination, limits,
-                maxConcurrent, handshakeTimeoutMillis);
+                maxConcurrent, handshakeTimeoutMillis, journalDir);
     }
 
     /** The same, with the stream endpoint's handshake timeout (stream.handshakeTimeoutMillis). */
     public MigrationOptions withHandshakeTimeout(long millis) {
         return new MigrationOptions(chunkSize, progressTimeoutMillis, deviceWriteQueueBytes, startDestination, limits,
-                maxConcurrent, millis);
+                maxConcurrent, millis, journalDir);
     }
 }

@@ -64,6 +64,7 @@ public final class MigrationService {
     private final ProgressReporter progress;
     private final Map<String, Running> running = new ConcurrentHashMap<>();
     private final Map<String, DestinationSession> sessions = new ConcurrentHashMap<>();
+    private final Journal journal;
 
     /**
      * Call on the agent's context: the progress loop (ten ticks a second) runs there.
@@ -80,8 +81,19 @@ public final class MigrationService {
         this.connector = connector;
         this.options = options;
         this.events = new MigrationEvents(agent, lifecycle);
+        this.journal = new Journal(options.journalDir() == null ? null : java.nio.file.Path.of(options.journalDir()));
         this.progress = new ProgressReporter(vertx, agent, metrics, progressEvents);
         devices.beforeClose(this::endMigrationOf);
+    }
+
+    /**
+     * Puts right what the previous agent process left in the journal (its migrations were interrupted by its end):
+     * call once the devices are open and before the stream endpoint serves.
+     *
+     * @return the migrations reported, each failed with its reason
+     */
+    public Future<List<MigrationRecord>> recover() {
+        return new Reconciler(vertx, agent, devices, journal, registry, events).run();
     }
 
     public MigrationOptions options() {
@@ -193,7 +205,7 @@ public final class MigrationService {
         progress.track(record);
         events.publish(status, Lifecycle.STARTED, new JsonObject().put("request", request.toJson()));
         SourceMigration migration = new SourceMigration(vertx, agent, record, sources, request,
-                () -> connector.connect(request.destination()), opts, events);
+                () -> connector.connect(request.destination()), opts, events, journal);
         // A context of its own: Vert.x spreads them over its event loops, so concurrent migrations use every core.
         Context context = VertxInternals.newEventLoopContext(vertx);
         Promise<MigrationStatus> completion = Promise.promise();
@@ -253,7 +265,7 @@ public final class MigrationService {
     /** Serves a connection from a source agent. */
     public void accept(StreamConnection connection) {
         DestinationSession[] session = new DestinationSession[1];
-        session[0] = new DestinationSession(vertx, agent, connection, devices, options, events, initial -> {
+        session[0] = new DestinationSession(vertx, agent, connection, devices, options, events, journal, initial -> {
             if (running.size() + sessions.size() >= options.maxConcurrent()) {
                 return null;
             }

@@ -19,6 +19,7 @@ import io.vfioproxy.stream.FrameWriter;
 import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.HashSet;
@@ -66,6 +67,9 @@ public final class SourceMigration {
     private final MigrationOptions options;
     private final MigrationRequest request;
     private final MigrationEvents events;
+    private final Journal journalStore;
+    /** This migration's entries in the node's journal, from the moment its devices' states are known. */
+    private Journal.Writer journal;
     private final Promise<MigrationStatus> result = Promise.promise();
     private final List<SectionSender> senders = new ArrayList<>();
     private final Set<Integer> acked = new HashSet<>();
@@ -99,8 +103,9 @@ public final class SourceMigration {
      */
     public SourceMigration(Vertx vertx, String agent, MigrationRecord record, List<DeviceHandle> devices,
             MigrationRequest request, Supplier<Future<StreamConnection>> connect, MigrationOptions options,
-            MigrationEvents events) {
+            MigrationEvents events, Journal journal) {
         this.vertx = vertx;
+        this.journalStore = journal;
         this.agent = agent;
         this.record = record;
         this.devices = List.copyOf(devices);
@@ -125,11 +130,15 @@ public final class SourceMigration {
         prepare()
                 .compose(v -> connect.get())
                 .compose(this::handshake)
+                // On disk before any device leaves its state: a successor agent finds what to put back.
+                .compose(v -> journal.record(phase(), false))
                 .compose(v -> setup())
                 .compose(v -> precopy())
                 .compose(v -> switchover())
                 .compose(v -> endSections())
                 .compose(v -> loaded.future())
+                // On disk before the commit: a successor agent must not run the source devices again.
+                .compose(v -> journal.record(phase(), true))
                 .compose(v -> commit())
                 .compose(v -> startDestination())
                 .onComplete(ar -> {
@@ -194,6 +203,16 @@ public final class SourceMigration {
     /** The one transition: checks the arc, records the phase and publishes it. */
     private void enter(Phase next) {
         events.publish(record.update(s -> s.withPhase(s.phase().to(next))), Lifecycle.PHASE);
+        if (journal != null) {
+            journal.record(next, false);
+        }
+    }
+
+    /** Removes the journal entry once the migration ended with its devices where they belong. */
+    private void forget() {
+        if (journal != null) {
+            journal.forget();
+        }
     }
 
     /**
@@ -205,6 +224,10 @@ public final class SourceMigration {
         devices.forEach(d -> read.add(DeviceAtStart.read(d, cause("start"))));
         return Future.all(read).compose(all -> {
             starts = read.stream().map(Future::result).toList();
+            journal = journalStore.writer(vertx, new Journal.Entry(record.id(), MigrationStatus.Role.SOURCE, agent,
+                    request.destination().toString(), phase(), false, starts.stream()
+                            .map(d -> new Journal.Device(d.device().name(), d.state().name())).toList(),
+                    Instant.now()));
             for (DeviceAtStart d : starts) {
                 if (d.refusal() != null) {
                     return Future.failedFuture(new MigrationException(phase(), d.refusal()));
@@ -445,6 +468,7 @@ public final class SourceMigration {
                 destinationStarted, warning));
         events.publish(done, Lifecycle.COMPLETED, warning == null ? new JsonObject()
                 : new JsonObject().put("warning", warning));
+        forget();
         result.complete(done);
     }
 
@@ -493,6 +517,7 @@ public final class SourceMigration {
             MigrationStatus done = record.update(s -> s.end(cancelled ? Outcome.CANCELLED : Outcome.FAILED, failedIn,
                     reason, deviceState, null, null));
             events.publish(done, cancelled ? Lifecycle.CANCELLED : Lifecycle.FAILED);
+            forget();
             result.fail(cause instanceof MigrationException ? cause : new MigrationException(failedIn, reason, cause));
         });
     }

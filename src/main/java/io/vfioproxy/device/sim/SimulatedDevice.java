@@ -42,6 +42,7 @@ public final class SimulatedDevice implements MigrationDevice {
         private boolean zeroReadWhenDrained;
         private long dirtyBytesPerSecond;
         private DeviceKind kind = DeviceKind.MDEV;
+        private java.nio.file.Path stateFile;
 
         private Builder(String name, long sizeBytes) {
             this.name = name;
@@ -92,6 +93,15 @@ public final class SimulatedDevice implements MigrationDevice {
             return this;
         }
 
+        /**
+         * Keeps the state and the migration state in {@code file}, so they outlive the process, as a real device's
+         * do: a device opened on an existing file is as the last process left it.
+         */
+        public Builder stateFile(java.nio.file.Path file) {
+            this.stateFile = file;
+            return this;
+        }
+
         public SimulatedDevice build() {
             if (pageSize < 64 || pageSize > PageImage.PATTERN_SPAN || Integer.bitCount(pageSize) != 1) {
                 throw new IllegalArgumentException(name + ": page size must be a power of two from 64 to 65536, got "
@@ -114,6 +124,8 @@ public final class SimulatedDevice implements MigrationDevice {
     private final Workload workload;
     private PageImage image;
     private DeviceState state = DeviceState.RUNNING;
+    /** Where state and migration state outlive the process; null keeps them in memory only. */
+    private final StateFile stateFile;
     private Session session;
     private boolean closed;
     /** What MIG_DATA_SIZE reports outside a saving session, where the driver's estimate is not the full stream. */
@@ -179,6 +191,16 @@ public final class SimulatedDevice implements MigrationDevice {
         this.zeroReadWhenDrained = b.zeroReadWhenDrained;
         int pageCount = (int) (b.sizeBytes / b.pageSize);
         this.image = PageImage.fresh(b.pageSize, pageCount, b.seed);
+        this.stateFile = b.stateFile == null ? null : new StateFile(b.stateFile);
+        if (stateFile != null) {
+            StateFile.Saved saved = stateFile.load(b.pageSize, pageCount);
+            if (saved != null) {
+                image = saved.image();
+                // The data session died with the process that had it: the state is left, the fd is not.
+                state = saved.state();
+            }
+            stateFile.save(state, image);
+        }
         this.workload = new Workload(b.dirtyBytesPerSecond, b.pageSize, pageCount, b.seed);
     }
 
@@ -324,10 +346,15 @@ public final class SimulatedDevice implements MigrationDevice {
                     endSession();
                     state = DeviceState.ERROR;
                 }
+                persist();
                 throw error(call, faults.arcErrno(), "injected fault on arc " + from + " -> " + next);
             }
             if (from == DeviceState.RESUMING) {
-                image = ((ResumeSession) session).load(call);
+                if (!(session instanceof ResumeSession resume)) {
+                    // Left in RESUMING by a process that died: what it wrote died with its session.
+                    throw error(call, Errno.EINVAL, "no resuming session: the state written to it is gone");
+                }
+                image = resume.load(call);
             }
             if (StateMachine.closesSession(from, next)) {
                 endSession();
@@ -340,6 +367,7 @@ public final class SimulatedDevice implements MigrationDevice {
             }
             state = next;
         }
+        persist();
         return opened;
     }
 
@@ -369,6 +397,13 @@ public final class SimulatedDevice implements MigrationDevice {
         }
         endSession();
         state = DeviceState.RUNNING;
+        persist();
+    }
+
+    private void persist() {
+        if (stateFile != null) {
+            stateFile.save(state, image);
+        }
     }
 
     /**
@@ -383,6 +418,7 @@ public final class SimulatedDevice implements MigrationDevice {
             image = PageImage.fresh(image.pageSize(), image.pageCount(), seed);
             state = DeviceState.RUNNING;
         }
+        persist();
     }
 
     private void checkOpen(String call) throws VfioException {
