@@ -154,6 +154,12 @@ class KernelLabIT {
     }
 
     @Test
+    void anAgentStartedOnWhatAKilledOneLeftRunsTheRealDevicesAgain() {
+        assertOk("crash-recovery");
+        assertThat(results.get("crash-recovery")).contains("left in PRE_COPY and RESUMING");
+    }
+
+    @Test
     void theDevicesSaveAndRestoreCommandsWorkOnRealDevices() {
         assertOk("commands");
     }

@@ -65,6 +65,7 @@ public final class LabScenarios {
         run("precopy-migration", () -> migration(MigrationRequest.Mode.PRECOPY, 0x3C));
         run("stopped-source-handback", LabScenarios::stoppedSourceHandback);
         run("truncated-stream", LabScenarios::truncatedStream);
+        run("crash-recovery", LabScenarios::crashRecovery);
         run("commands", LabScenarios::commands);
         System.out.println("LAB-DONE failures=" + failures);
         System.exit(0);
@@ -391,6 +392,61 @@ public final class LabScenarios {
             check(dst.state() == DeviceState.RUNNING, "RUNNING after the reset");
             check(reported.stream().anyMatch(r -> r.startsWith("RESUMING>RUNNING (reset:")), "reset reported: " + reported);
             return "stream of " + stream.length + " bytes cut at 50: " + failure + "; stuck in RESUMING; " + reported;
+        }
+    }
+
+    /** A journal entry as an agent writes it before the step it names (docs/RELIABILITY.md). */
+    private static void journaled(Path dir, String id, String role, String phase, String device) throws Exception {
+        JsonObject entry = new JsonObject().put("id", id).put("role", role).put("agent", "node")
+                .put("peer", "127.0.0.1:7070").put("phase", phase).put("committed", false)
+                .put("devices", new JsonArray().add(new JsonObject().put("name", device).put("before", "RUNNING")))
+                .put("updated", java.time.Instant.now().toString());
+        Files.writeString(dir.resolve(id + "." + role + ".json"), entry.encode());
+    }
+
+    /**
+     * What an agent killed mid-migration leaves on a real kernel, and what the next agent makes of it: the source
+     * mtty in PRE_COPY and the destination mtty in RESUMING with their fds closed (as the kernel closes a dead
+     * process's; mtty keeps its state across close), and the journal entries written before each step. The agent
+     * started on that journal runs both again, the source with its state.
+     */
+    private static String crashRecovery() throws Exception {
+        try (NativeDevice src = openCdev(MDEV0)) {
+            MttyRegisters.writeScratch(src, 0x77);
+            DataChannel ch = src.setState(DeviceState.PRE_COPY).orElseThrow();
+            ch.read(ByteBuffer.allocateDirect(16));
+            ch.close();
+        }
+        try (NativeDevice dst = openCdev(MDEV1)) {
+            dst.setState(DeviceState.RESUMING).orElseThrow().close();
+        }
+        String left;
+        try (NativeDevice src = openCdev(MDEV0); NativeDevice dst = openCdev(MDEV1)) {
+            left = "left in " + src.state() + " and " + dst.state();
+        }
+        Path journal = Files.createTempDirectory("journal");
+        journaled(journal, "m-lab-src", "source", "PRECOPY", "src");
+        journaled(journal, "m-lab-dst", "destination", "RESUMING", "dst");
+        Vertx vertx = Vertx.vertx();
+        try {
+            AgentVerticle agent = LoopbackAgent.named("node").withoutApi().journal(journal)
+                    .device(nativeEntry("src", MDEV0)).device(nativeEntry("dst", MDEV1)).start(vertx);
+            DeviceHandle src = agent.devices().find("src");
+            DeviceHandle dst = agent.devices().find("dst");
+            check(src.state().await() == DeviceState.RUNNING, "source RUNNING after recovery");
+            check(dst.state().await() == DeviceState.RUNNING, "destination RUNNING after recovery");
+            int marker = scratch(src);
+            check(marker == 0x77, "the source kept its state: scratch 0x" + Integer.toHexString(marker));
+            String srcReport = agent.migrations().find("m-lab-src").status().error();
+            String dstReport = agent.migrations().find("m-lab-dst").status().error();
+            check(srcReport.contains("in phase PRECOPY") && dstReport.contains("were reset"),
+                    "reported: " + srcReport + " / " + dstReport);
+            try (var files = Files.list(journal)) {
+                check(files.findAny().isEmpty(), "journal emptied");
+            }
+            return left + "; after the restart both RUNNING, source scratch 0x77 kept; " + srcReport;
+        } finally {
+            vertx.close().await();
         }
     }
 
