@@ -111,10 +111,12 @@ public final class Journal {
         }
     }
 
-    private Path file(String id, Role role) {
-        // Migration ids are the agents' own ("m-" and a UUID) or a peer's checked to at most 128 characters: keep
-        // only what is safe in a file name.
-        return dir.resolve(id.replaceAll("[^A-Za-z0-9._-]", "_") + "." + role.name().toLowerCase() + SUFFIX);
+    /** The entry's file: agent, migration and role, with only what is safe in a file name. */
+    private Path file(Entry e) {
+        // An agent migrating to itself, or two agents sharing the directory, keep apart by agent and role; ids are
+        // the agents' own ("m-" and a UUID) or a peer's checked to at most 128 characters.
+        return dir.resolve(e.agent().replaceAll("[^A-Za-z0-9._-]", "_") + "." + e.id().replaceAll("[^A-Za-z0-9._-]",
+                "_") + "." + e.role().name().toLowerCase() + SUFFIX);
     }
 
     /** Writes {@code entry} so that it survives the process and the node: a new file, synced, renamed in place. */
@@ -122,7 +124,7 @@ public final class Journal {
         if (dir == null) {
             return;
         }
-        Path target = file(entry.id(), entry.role());
+        Path target = file(entry);
         Path next = target.resolveSibling(target.getFileName() + ".next");
         byte[] bytes = entry.toJson().encode().getBytes(StandardCharsets.UTF_8);
         try (FileChannel ch = FileChannel.open(next, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
@@ -142,11 +144,11 @@ public final class Journal {
     }
 
     /** Forgets the migration: it ended and its devices are safe. */
-    void remove(String id, Role role) throws IOException {
+    void remove(Entry entry) throws IOException {
         if (dir == null) {
             return;
         }
-        Files.deleteIfExists(file(id, role));
+        Files.deleteIfExists(file(entry));
         syncDirectory();
     }
 
@@ -196,7 +198,7 @@ public final class Journal {
                 return Future.succeededFuture();
             }
             last = last.transform(ignored -> vertx.executeBlocking(() -> {
-                remove(entry.id(), entry.role());
+                remove(entry);
                 return null;
             }));
             return last;

@@ -48,7 +48,8 @@ final class Reconciler {
             return journal.read();
         }).compose(contents -> {
             List<Future<MigrationRecord>> done = new ArrayList<>();
-            contents.entries().forEach(e -> done.add(reconcile(e)));
+            // Agents sharing a node's directory (two on one machine) each take only their own entries.
+            contents.entries().stream().filter(e -> agent.equals(e.agent())).forEach(e -> done.add(reconcile(e)));
             List<MigrationRecord> records = new ArrayList<>();
             for (Journal.Unreadable u : contents.unreadable()) {
                 records.add(report(u));
@@ -112,7 +113,7 @@ final class Reconciler {
             registry.ended(record);
             events.publish(done, Lifecycle.FAILED);
             return vertx.executeBlocking(() -> {
-                journal.remove(e.id(), e.role());
+                journal.remove(e);
                 return record;
             });
         });

@@ -93,6 +93,20 @@ class ManifestTest {
     }
 
     @Test
+    void theJournalOutlivesThePod() {
+        JsonObject merged = AgentConfig.defaults().mergeIn(config, true);
+        String journal = merged.getJsonObject("migration").getString("journalDir");
+        assertThat(journal).isNotBlank();
+        PodSpec pod = daemonSet.getSpec().getTemplate().getSpec();
+        VolumeMount mount = agent().getVolumeMounts().stream()
+                .filter(m -> journal.equals(m.getMountPath()) || journal.startsWith(m.getMountPath() + "/"))
+                .findFirst().orElseThrow(() -> new AssertionError("no mount holds " + journal));
+        Volume volume = pod.getVolumes().stream().filter(v -> v.getName().equals(mount.getName())).findFirst()
+                .orElseThrow();
+        assertThat(volume.getHostPath()).as("the journal is on the node, not in the container").isNotNull();
+    }
+
+    @Test
     void theShippedDefaultsAreSecureToo() throws Exception {
         JsonObject shipped = new JsonObject(Files.readString(Path.of("conf/agent.json")));
         assertThat(SecurityOptions.fromJson(shipped.getJsonObject("security")).secure()).isTrue();

@@ -401,7 +401,7 @@ public final class LabScenarios {
                 .put("peer", "127.0.0.1:7070").put("phase", phase).put("committed", false)
                 .put("devices", new JsonArray().add(new JsonObject().put("name", device).put("before", "RUNNING")))
                 .put("updated", java.time.Instant.now().toString());
-        Files.writeString(dir.resolve(id + "." + role + ".json"), entry.encode());
+        Files.writeString(dir.resolve("node." + id + "." + role + ".json"), entry.encode());
     }
 
     /**

@@ -153,10 +153,21 @@ class ReconcileIT {
     }
 
     @Test
-    void aJournalFileThatCannotBeReadIsReportedAndLeft() throws Exception {
-        Path broken = Files.writeString(dir.resolve("journal").resolve("m-9.source.json"), "{\"id\": \"m-9\", ");
+    void anotherAgentsEntriesAreLeftToIt() throws Exception {
+        leftIn("gpu0", 1, DeviceState.PRE_COPY);
+        journal.write(new Journal.Entry("m-1", Role.SOURCE, "other-node", "127.0.0.1:7070", Phase.PRECOPY, false,
+                List.of(new Journal.Device("gpu0", "RUNNING")), Instant.now()));
         AgentVerticle agent = agent("gpu0");
-        MigrationStatus s = reported(agent, "journal:m-9.source.json");
+        assertThat(agent.migrations().find("m-1")).isNull();
+        assertThat(agent.devices().find("gpu0").state().await()).isEqualTo(DeviceState.PRE_COPY);
+        assertThat(journalFiles()).hasSize(1);
+    }
+
+    @Test
+    void aJournalFileThatCannotBeReadIsReportedAndLeft() throws Exception {
+        Path broken = Files.writeString(dir.resolve("journal").resolve("node.m-9.source.json"), "{\"id\": \"m-9\", ");
+        AgentVerticle agent = agent("gpu0");
+        MigrationStatus s = reported(agent, "journal:node.m-9.source.json");
         assertThat(s.error()).contains("journal file " + broken + " cannot be read")
                 .contains("it is left in place");
         assertThat(broken).exists();
