@@ -15,7 +15,7 @@ import org.junit.jupiter.api.Test;
  *
  * <pre>
  * cli
- * bench
+ * bench   chaos
  * agent
  * api
  * migration   relay   transport
@@ -41,6 +41,7 @@ class ArchitectureTest {
         layeredArchitecture().consideringOnlyDependenciesInLayers()
                 .layer("cli").definedBy("io.vfioproxy.cli..")
                 .layer("bench").definedBy("io.vfioproxy.bench..")
+                .layer("chaos").definedBy("io.vfioproxy.chaos..")
                 .layer("agent").definedBy("io.vfioproxy.agent..")
                 .layer("api").definedBy("io.vfioproxy.api..")
                 .layer("migration").definedBy("io.vfioproxy.migration..")
@@ -53,6 +54,7 @@ class ArchitectureTest {
                 .layer("util").definedBy("io.vfioproxy.util..")
                 .layer("vertx").definedBy("io.vfioproxy.vertx..")
                 .whereLayer("cli").mayNotBeAccessedByAnyLayer()
+                .whereLayer("chaos").mayOnlyAccessLayers("agent", "util")
                 .whereLayer("bench").mayOnlyAccessLayers("agent", "api", "migration", "relay", "transport", "security",
                         "device", "stream", "uapi", "util", "vertx")
                 .whereLayer("agent").mayOnlyAccessLayers("api", "migration", "relay", "transport", "security", "device",

@@ -154,7 +154,8 @@ public final class AgentCommands {
 
     /**
      * The device's name, kind, what a destination does with it, flags, identity, state and the migration holding
-     * it, if one does; where the agent holds a migrated state for the device's consumer, or handed it over.
+     * it, if one does; where the agent holds a migrated state for the device's consumer, or handed it over; the
+     * digest of its state where the backend tells it (the simulator).
      */
     public static Future<JsonObject> describe(DeviceHandle d) {
         JsonObject json = new JsonObject()
@@ -173,6 +174,10 @@ public final class AgentCommands {
             return Future.succeededFuture(json.put("handedOverTo", d.handedOverTo()));
         }
         return d.state().map(s -> json.put("state", s.name()))
+                .compose(j -> d.submit(dc -> dc.device().contentDigest()).map(digest -> {
+                    digest.ifPresent(v -> j.put("stateDigest", String.format("%016x", v)));
+                    return j;
+                }))
                 .recover(e -> Future.succeededFuture(json.put("state", "unknown").put("error", e.getMessage())));
     }
 

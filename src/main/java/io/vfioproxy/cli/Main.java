@@ -8,7 +8,7 @@ import picocli.CommandLine;
         description = "Live-migrates VFIO device state (migration protocol v2) between node agents.",
         subcommands = {DemoCommand.class, AgentCommand.class, MigrateCommand.class, RelayCommand.class, WatchCommand.class, BenchCommand.class,
             StatusCommand.class, DevicesCommand.class,
-            SaveCommand.class, RestoreCommand.class, FsmCommand.class, CertsCommand.class,
+            SaveCommand.class, RestoreCommand.class, FsmCommand.class, CertsCommand.class, ChaosCommand.class,
             CommandLine.HelpCommand.class})
 public final class Main {
 

@@ -47,6 +47,14 @@ public interface MigrationDevice extends AutoCloseable {
      *
      * @throws VfioException EOPNOTSUPP where the backend has no fd to hand over
      */
+    /**
+     * A digest of the device's whole internal state, where the backend can tell it (the simulator can; a real
+     * device cannot): for tests and the chaos harness, to check that a migrated state arrived whole.
+     */
+    default java.util.OptionalLong contentDigest() {
+        return java.util.OptionalLong.empty();
+    }
+
     default void handOver(String socketPath) throws VfioException {
         throw new VfioException(name(), "hand over to " + socketPath, state(), io.vfioproxy.uapi.Errno.EOPNOTSUPP,
                 "this backend has no fd to hand over");

@@ -220,6 +220,11 @@ public final class SimulatedDevice implements MigrationDevice {
     }
 
     /** A digest of the whole device state (seed and every page version); equal digests mean equal states. */
+    @Override
+    public java.util.OptionalLong contentDigest() {
+        return java.util.OptionalLong.of(stateDigest());
+    }
+
     public synchronized long stateDigest() {
         return image.digest();
     }

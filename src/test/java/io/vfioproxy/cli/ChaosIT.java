@@ -1,0 +1,54 @@
+package io.vfioproxy.cli;
+
+import static org.assertj.core.api.Assertions.assertThat;
+
+import java.io.BufferedReader;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.TimeUnit;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * {@code chaos --migrations 200 --seed 1} as a user runs it, from the packaged jar: two agent JVMs, faults of every
+ * class, and nothing stranded, lost or leaked.
+ */
+class ChaosIT {
+
+    @Test
+    @Timeout(value = 15, unit = TimeUnit.MINUTES)
+    void twoHundredMigrationsUnderFaultsStrandAndLoseNothing(@TempDir Path dir) throws Exception {
+        Path jar = Path.of("target", "vfio-migration-proxy.jar");
+        assertThat(jar).as("the packaged jar (mvn verify packages it before the integration tests)").exists();
+        String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+        Process p = new ProcessBuilder(java, "-jar", jar.toString(), "chaos", "--migrations", "200", "--seed", "1",
+                "--dir", dir.toString()).redirectErrorStream(true).start();
+        List<String> lines = new ArrayList<>();
+        try (BufferedReader in = new BufferedReader(new InputStreamReader(p.getInputStream(),
+                StandardCharsets.UTF_8))) {
+            String line;
+            while ((line = in.readLine()) != null) {
+                lines.add(line);
+            }
+        }
+        int exit = p.waitFor();
+        String out = String.join("\n", lines);
+        assertThat(exit).as(out).isZero();
+        String last = lines.get(lines.size() - 1);
+        assertThat(last).matches("chaos: \\d+ migrations, \\d+ faults, stranded 0, lost 0, leaked 0");
+        for (String fault : List.of("none", "kill-source", "kill-destination", "cut", "stall", "ioctl", "slow-device",
+                "cancel", "concurrent")) {
+            assertThat(out).as(fault).containsPattern("(?m)^" + fault + ": [1-9]\\d* \\(");
+        }
+        // Every restarted agent's journal was emptied by its successor.
+        try (var files = Files.walk(dir)) {
+            assertThat(files.filter(f -> f.toString().endsWith(".json") && f.getParent().getFileName().toString()
+                    .endsWith("-journal"))).isEmpty();
+        }
+    }
+}
