@@ -45,6 +45,7 @@ final class FaultyLink {
         Mode m = mode;
         long limit = after;
         in.pause();
+        in.exceptionHandler(e -> in.close());
         client.connect(target.getAsInt(), "127.0.0.1").onComplete(ar -> {
             if (ar.failed()) {
                 in.close();
@@ -85,6 +86,9 @@ final class FaultyLink {
                     in.write(buf);
                 }
             });
+            // A reset is what a cut or a killed agent looks like here: nothing to report.
+            in.exceptionHandler(e -> in.close());
+            out.exceptionHandler(e -> out.close());
             in.closeHandler(v -> out.close());
             out.closeHandler(v -> in.close());
             in.resume();

@@ -34,6 +34,8 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 /** Two real agents on loopback, migrating simulated devices over TCP. */
 @ExtendWith(NoBufferLeaks.class)
@@ -138,6 +140,40 @@ class MigrationIT {
         assertThat(migrationEvents).filteredOn(e -> e.getString("event").equals("failed")).hasSize(2);
         assertThat(src.devices().find("nic0").owner()).isNull();
         assertThat(dst.devices().find("nic0").owner()).isNull();
+    }
+
+    @ParameterizedTest(name = "cut {0}")
+    @ValueSource(strings = {"before the HELLO", "inside the HELLO", "after the handshake", "in the middle of the data",
+        "after the last data"})
+    void aConnectionCutInAnyPhaseLeavesBothDevicesAsTheyWere(String where) {
+        long size = 8 * MIB;
+        AgentVerticle dst = LoopbackAgent.named("dst").device(LoopbackAgent.simulated("gpu0", size, 2)).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src").device(LoopbackAgent.simulated("gpu0", size, 1)).start(vertx);
+        DeviceHandle source = src.devices().find("gpu0");
+        DeviceHandle target = dst.devices().find("gpu0");
+        long before = Sim.digest(source);
+        long targetBefore = Sim.digest(target);
+        long stream = Sim.device(source).fullStreamSize();
+        long cutAt = switch (where) {
+            case "before the HELLO" -> 0;
+            case "inside the HELLO" -> 40;
+            case "after the handshake" -> 600;
+            case "in the middle of the data" -> stream / 2;
+            default -> stream;
+        };
+        int relay = cuttingRelay(LoopbackAgent.endpoint(dst), cutAt);
+        MigrationService.Started started = src.migrations().migrate(new MigrationRequest("gpu0",
+                new StreamEndpoint("127.0.0.1", relay), "gpu0", 0));
+        assertThatThrownBy(() -> started.completion().await()).isInstanceOf(MigrationException.class);
+        assertThat(source.state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(Sim.digest(source)).isEqualTo(before);
+        await("the destination is back as it was").atMost(Duration.ofSeconds(20)).until(() -> {
+            MigrationRecord r = dst.migrations().find(started.record().id());
+            return target.owner() == null && (r == null || r.status().outcome() != MigrationStatus.Outcome.ACTIVE);
+        });
+        assertThat(target.state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(Sim.digest(target)).isEqualTo(targetBefore);
+        assertThat(source.owner()).isNull();
     }
 
     /** A TCP relay that closes both sides once {@code limit} bytes went from source to destination. */
