@@ -7,6 +7,7 @@ import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
@@ -44,6 +45,7 @@ final class AgentNode implements AutoCloseable {
         process = new ProcessBuilder(java, "-Xmx512m", "-cp", System.getProperty("java.class.path"),
                 "io.vfioproxy.cli.Main", "agent", "--config", config.toString())
                 .redirectErrorStream(true).start();
+        Path log = config.resolveSibling(name + ".log");
         CompletableFuture<int[]> ports = new CompletableFuture<>();
         Process p = process;
         Thread reader = new Thread(() -> {
@@ -51,6 +53,9 @@ final class AgentNode implements AutoCloseable {
                     StandardCharsets.UTF_8))) {
                 String line;
                 while ((line = in.readLine()) != null) {
+                    // Everything the agent says, across its restarts, for whoever reads a problem.
+                    Files.writeString(log, line + "\n", StandardCharsets.UTF_8, StandardOpenOption.CREATE,
+                            StandardOpenOption.APPEND);
                     Matcher m = STARTED.matcher(line);
                     if (m.find()) {
                         ports.complete(new int[] {Integer.parseInt(m.group(2)), Integer.parseInt(m.group(3))});

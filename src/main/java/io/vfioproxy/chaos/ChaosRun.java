@@ -248,7 +248,7 @@ public final class ChaosRun {
         c[0]++;
         JsonObject src = device(source, d);
         JsonObject dst = device(target, d);
-        String what = fault.label + " " + id + " (sim" + d + " " + nodes[source].name() + " -> "
+        String what = "round " + round + ": " + fault.label + " " + id + " (sim" + d + " " + nodes[source].name() + " -> "
                 + nodes[target].name() + ", " + outcome + "/" + destination + ")";
         if (outcome == null || destination == null) {
             stranded++;

@@ -221,6 +221,11 @@ public final class DestinationSession {
         moved.addAll(loader.devices());
         // On disk before any device enters RESUMING: a successor agent finds what to reset.
         journal.record(Phase.RESUMING, false).compose(v -> {
+            if (phase.isEnding()) {
+                // Failed (an ABORT, a cut) while the entry was written: no device may enter RESUMING now, after the
+                // failure reset what it had moved.
+                return Future.failedFuture("the migration ended before its devices entered RESUMING");
+            }
             List<Future<Void>> resuming = new ArrayList<>();
             for (DeviceHandle dev : loader.devices()) {
                 resuming.add(dev.submit(dc -> {

@@ -86,6 +86,14 @@ final class Reconciler {
                 states.add(h == null ? missing(d) : DeviceSafety.reset(h, cause(e)));
             }
             outcome = "; the destination devices were reset";
+        } else if (e.phase() == Phase.STARTING) {
+            // The source's START had come (the phase is recorded only after it): finish what it asked for.
+            for (Journal.Device d : e.devices()) {
+                DeviceHandle h = devices.find(d.name());
+                states.add(h == null ? missing(d) : start(h, e));
+            }
+            outcome = "; it had been told to start: the destination devices run (a PCI function stays in STOP, held "
+                    + "for its consumer)";
         } else {
             for (Journal.Device d : e.devices()) {
                 DeviceHandle h = devices.find(d.name());
@@ -93,11 +101,7 @@ final class Reconciler {
                     states.add(missing(d));
                     continue;
                 }
-                states.add(h.state().onSuccess(s -> {
-                    if (s == DeviceState.STOP) {
-                        h.holdFor(e.id());
-                    }
-                }));
+                states.add(hold(h, e));
             }
             outcome = "; the destination had loaded the state: a device in STOP keeps it, held for its consumer "
                     + "(POST /v1/devices/{name}/release)";
@@ -116,6 +120,29 @@ final class Reconciler {
                 journal.remove(e);
                 return record;
             });
+        });
+    }
+
+    /** A destination device that holds the loaded state (STOP) is held for the migration. */
+    private Future<DeviceState> hold(DeviceHandle h, Journal.Entry e) {
+        return h.state().onSuccess(s -> {
+            if (s == DeviceState.STOP) {
+                h.holdFor(e.id());
+            }
+        });
+    }
+
+    /** A destination device told to start: on to RUNNING where its policy runs it, else held in STOP. */
+    private Future<DeviceState> start(DeviceHandle h, Journal.Entry e) {
+        if (h.policy().endState() != DeviceState.RUNNING) {
+            return hold(h, e);
+        }
+        return h.submit(dc -> {
+            dc.refreshState("recovery");
+            if (dc.state() == DeviceState.STOP || dc.state() == DeviceState.RUNNING_P2P) {
+                dc.setState(DeviceState.RUNNING, DeviceState.ERROR, cause(e) + ": start after migration");
+            }
+            return dc.state();
         });
     }
 

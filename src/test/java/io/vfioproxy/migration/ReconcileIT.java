@@ -164,6 +164,19 @@ class ReconcileIT {
     }
 
     @Test
+    void aDestinationToldToStartFinishesStarting() throws Exception {
+        long loaded = leftIn("gpu0", 1, DeviceState.RUNNING_P2P, DeviceState.STOP, DeviceState.RUNNING_P2P);
+        leftIn("gpu1", 2, DeviceState.RUNNING_P2P, DeviceState.STOP);
+        journal.write(new Journal.Entry("m-1", Role.DESTINATION, "node", "127.0.0.1:7070", Phase.STARTING, true,
+                List.of(new Journal.Device("gpu0", null), new Journal.Device("gpu1", null)), Instant.now()));
+        AgentVerticle agent = agent("gpu0", "gpu1");
+        assertThat(agent.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(agent.devices().find("gpu1").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(Sim.digest(agent.devices().find("gpu0"))).isEqualTo(loaded);
+        assertThat(reported(agent, "m-1").error()).contains("it had been told to start");
+    }
+
+    @Test
     void aJournalFileThatCannotBeReadIsReportedAndLeft() throws Exception {
         Path broken = Files.writeString(dir.resolve("journal").resolve("node.m-9.source.json"), "{\"id\": \"m-9\", ");
         AgentVerticle agent = agent("gpu0");
