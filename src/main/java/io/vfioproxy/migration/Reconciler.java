@@ -77,7 +77,7 @@ final class Reconciler {
             outcome = "; the source devices are back in the state they had before it";
         } else if (e.role() == Role.SOURCE) {
             for (Journal.Device d : e.devices()) {
-                states.add(state(d));
+                states.add(stop(d));
             }
             outcome = "; it had committed: the destination holds the state and the source devices stay stopped";
         } else if (!e.committed()) {
@@ -162,9 +162,19 @@ final class Reconciler {
         });
     }
 
-    private Future<DeviceState> state(Journal.Device d) {
+    /** A committed source device to STOP, as the dead agent's commit would have left it (from STOP_COPY). */
+    private Future<DeviceState> stop(Journal.Device d) {
         DeviceHandle h = devices.find(d.name());
-        return h == null ? missing(d) : h.state();
+        if (h == null) {
+            return missing(d);
+        }
+        return h.submit(dc -> {
+            dc.refreshState("recovery");
+            if (dc.state() != DeviceState.STOP) {
+                dc.setState(DeviceState.STOP, DeviceState.ERROR, "recovery after the agent restarted: committed");
+            }
+            return dc.state();
+        });
     }
 
     private Future<DeviceState> missing(Journal.Device d) {

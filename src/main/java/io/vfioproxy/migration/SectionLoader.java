@@ -253,11 +253,15 @@ final class SectionLoader {
     void dataEnd(int id) {
         Channel c = channels.get(id);
         c.dataChunks++;
-        for (int i = 0; i < c.frame.size(); i++) {
-            write(c, c.frame.get(i), c.frameReleases.get(i));
-        }
+        // Handed over before the first write: a write that fails at once aborts the load, and the abort must not
+        // release again what the writes release themselves.
+        List<Buffer> pieces = List.copyOf(c.frame);
+        List<Runnable> releases = List.copyOf(c.frameReleases);
         c.frame.clear();
         c.frameReleases.clear();
+        for (int i = 0; i < pieces.size(); i++) {
+            write(c, pieces.get(i), releases.get(i));
+        }
     }
 
     private void write(Channel c, Buffer piece, Runnable release) {

@@ -120,7 +120,8 @@ class ReconcileIT {
 
     @Test
     void aCommittedSourceStaysStoppedAndSaysSo() throws Exception {
-        leftIn("gpu0", 1, DeviceState.RUNNING_P2P, DeviceState.STOP);
+        // Killed after the commit reached the journal, before the devices left STOP_COPY for STOP.
+        leftIn("gpu0", 1, DeviceState.RUNNING_P2P, DeviceState.STOP, DeviceState.STOP_COPY);
         journaled("m-1", Role.SOURCE, Phase.LOADING, true, "gpu0", "RUNNING");
         AgentVerticle agent = agent("gpu0");
         assertThat(agent.devices().find("gpu0").state().await()).isEqualTo(DeviceState.STOP);
