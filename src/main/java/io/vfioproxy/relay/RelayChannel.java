@@ -133,9 +133,11 @@ final class RelayChannel {
         });
         remote.input().pipe().endOnSuccess(false).endOnFailure(false).to(new RemoteSink()).onComplete(ar -> {
             if (!done && !(ar.succeeded() && localEnded && remoteEnded)) {
-                fail(ar.failed() ? "reading from " + remote.peer() + " failed: " + ar.cause().getMessage()
-                        : "the connection to " + remote.peer() + " was lost before the channel ended ("
-                                + decoder.position() + " from it)", true);
+                // A reset (a peer killed with unread bytes) and an early end are the same loss to the user; the
+                // reset's words go in the parentheses.
+                fail("the connection to " + remote.peer() + " was lost before the channel ended ("
+                        + (ar.failed() ? "reading failed: " + ar.cause().getMessage() + "; " : "")
+                        + decoder.position() + " from it)", true);
             }
         });
     }
