@@ -369,6 +369,11 @@ final class RelayChannel {
         @Override
         public WriteStream<Buffer> drainHandler(Handler<Void> handler) {
             writer.drainHandler(handler);
+            // The connection may live on another event loop and have drained between the pipe's check and this:
+            // look again, or the pipe waits for a drain that already happened.
+            if (handler != null && !writer.writeQueueFull()) {
+                vertx.runOnContext(handler);
+            }
             return this;
         }
     }
@@ -412,7 +417,9 @@ final class RelayChannel {
         public WriteStream<Buffer> drainHandler(Handler<Void> handler) {
             if (local != null) {
                 local.drainHandler(handler);
-            } else if (handler != null) {
+            }
+            // As above: the hypervisor's socket may have drained, on its own event loop, before the handler was set.
+            if (handler != null && (local == null || !local.writeQueueFull())) {
                 vertx.runOnContext(handler);
             }
             return this;
