@@ -165,10 +165,8 @@ public final class ApiVerticle extends VerticleBase {
                 options.maxConnectionsPerPeer());
         server.connectionHandler(connection -> {
             String peer = connection.remoteAddress() == null ? "?" : connection.remoteAddress().hostAddress();
-            String[] why = new String[1];
-            ConnectionLimits.Permit permit = limits.admit(peer, why);
+            ConnectionLimits.Permit permit = limits.admit("an API connection", peer, refusals);
             if (permit == null) {
-                refusals.refused("an API connection", peer, why[0]);
                 connection.close();
                 return;
             }

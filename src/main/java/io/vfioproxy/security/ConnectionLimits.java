@@ -44,21 +44,22 @@ public final class ConnectionLimits {
     }
 
     /**
-     * A permit for a new connection from {@code peer} (its address, without the port), or null with the limit it
-     * would break in {@code why}[0].
+     * A permit for a new connection ({@code what}, for the log) from {@code peer} (its address, without the port),
+     * or null, the refusal logged with the limit it would break, when it is over one: the caller closes it.
      */
-    public Permit admit(String peer, String[] why) {
+    public Permit admit(String what, String peer, Refusals refusals) {
         if (open.incrementAndGet() > max) {
             open.decrementAndGet();
-            why[0] = "the endpoint holds " + max + " connections already (" + section + ".maxConnections)";
+            refusals.refused(what, peer, "the endpoint holds " + max + " connections already (" + section
+                    + ".maxConnections)");
             return null;
         }
         AtomicInteger mine = perPeer.computeIfAbsent(peer, k -> new AtomicInteger());
         if (mine.incrementAndGet() > maxPerPeer) {
             mine.decrementAndGet();
             open.decrementAndGet();
-            why[0] = peer + " holds " + maxPerPeer + " connections already (" + section
-                    + ".maxConnectionsPerPeer)";
+            refusals.refused(what, peer, peer + " holds " + maxPerPeer + " connections already (" + section
+                    + ".maxConnectionsPerPeer)");
             return null;
         }
         return new Permit(peer);

@@ -75,10 +75,8 @@ public final class StreamServerVerticle extends VerticleBase {
 
     private void accepted(NetSocket socket) {
         String peer = socket.remoteAddress().hostAddress();
-        String[] why = new String[1];
-        ConnectionLimits.Permit permit = limits.admit(peer, why);
+        ConnectionLimits.Permit permit = limits.admit("a stream connection", peer, refusals);
         if (permit == null) {
-            refusals.refused("a stream connection", peer, why[0]);
             socket.close();
             return;
         }

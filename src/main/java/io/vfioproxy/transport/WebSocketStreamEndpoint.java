@@ -63,10 +63,8 @@ public final class WebSocketStreamEndpoint {
                 return;
             }
         }
-        String[] why = new String[1];
-        ConnectionLimits.Permit permit = limits.admit(peer, why);
+        ConnectionLimits.Permit permit = limits.admit("a WebSocket stream", peer, refusals);
         if (permit == null) {
-            refusals.refused("a WebSocket stream", peer, why[0]);
             request.response().setStatusCode(503).end();
             return;
         }
