@@ -84,9 +84,7 @@ public final class CertificateAuthority {
     public static CertificateAuthority load(String certificatePem, String keyPem) throws GeneralSecurityException {
         X509Certificate cert = (X509Certificate) CertificateFactory.getInstance("X.509")
                 .generateCertificate(new ByteArrayInputStream(certificatePem.getBytes(StandardCharsets.US_ASCII)));
-        String base64 = keyPem.replaceAll("-----[A-Z ]+-----", "").replaceAll("\\s", "");
-        PrivateKey key = KeyFactory.getInstance("EC")
-                .generatePrivate(new PKCS8EncodedKeySpec(Base64.getDecoder().decode(base64)));
+        PrivateKey key = privateKey(keyPem, cert.getPublicKey().getAlgorithm());
         return new CertificateAuthority(new KeyPair(cert.getPublicKey(), key), cert);
     }
 
@@ -233,6 +231,13 @@ public final class CertificateAuthority {
 
     private static byte[] extension(String id, boolean critical, byte[] value) {
         return critical ? seq(oid(id), bool(true), tlv(0x04, value)) : seq(oid(id), tlv(0x04, value));
+    }
+
+    /** The key of a PKCS#8 PEM text ("PRIVATE KEY", as {@link Issued#keyPem()} writes it), for {@code algorithm}. */
+    static PrivateKey privateKey(String pkcs8Pem, String algorithm) throws GeneralSecurityException {
+        String base64 = pkcs8Pem.replaceAll("-----[A-Z ]+-----", "").replaceAll("\\s", "");
+        return KeyFactory.getInstance(algorithm)
+                .generatePrivate(new PKCS8EncodedKeySpec(Base64.getDecoder().decode(base64)));
     }
 
     static String pem(String type, byte[] der) {

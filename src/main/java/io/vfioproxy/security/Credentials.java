@@ -10,15 +10,12 @@ import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.security.GeneralSecurityException;
-import java.security.KeyFactory;
 import java.security.PrivateKey;
 import java.security.PublicKey;
 import java.security.Signature;
 import java.security.cert.CertificateException;
 import java.security.cert.CertificateFactory;
 import java.security.cert.X509Certificate;
-import java.security.spec.PKCS8EncodedKeySpec;
-import java.util.Base64;
 import java.util.Date;
 import java.util.List;
 import java.util.concurrent.CopyOnWriteArrayList;
@@ -161,10 +158,8 @@ public final class Credentials {
         }
         boolean matches;
         try {
-            String base64 = keyPem.replaceAll("-----[A-Z ]+-----", "").replaceAll("\\s", "");
             PublicKey publicKey = certificate.getPublicKey();
-            PrivateKey key = KeyFactory.getInstance(publicKey.getAlgorithm())
-                    .generatePrivate(new PKCS8EncodedKeySpec(Base64.getDecoder().decode(base64)));
+            PrivateKey key = CertificateAuthority.privateKey(keyPem, publicKey.getAlgorithm());
             String algorithm = publicKey.getAlgorithm().equals("EC") ? "SHA256withECDSA" : "SHA256with"
                     + publicKey.getAlgorithm();
             byte[] challenge = "vfio-migration-proxy key check".getBytes(StandardCharsets.US_ASCII);
