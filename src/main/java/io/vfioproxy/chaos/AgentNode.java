@@ -18,21 +18,32 @@ import java.util.regex.Pattern;
  * on the same file (its journal and its file-backed devices are where it left them). Reads the ports it serves on
  * from its start line.
  */
-final class AgentNode implements AutoCloseable {
+public final class AgentNode implements AutoCloseable {
 
     private static final Pattern STARTED = Pattern.compile(
             "agent (\\S+): \\d+ device\\(s\\), stream endpoint on port (\\d+) \\([^)]*\\), API on port (-?\\d+)");
 
     private final String name;
     private final Path config;
+    private final String classpath;
     private Process process;
     private int streamPort;
     private int apiPort;
 
-    AgentNode(String name, Path dir, JsonObject config) throws IOException {
+    /**
+     * @param file where the configuration is written; the agent's output goes beside it, to NAME.log
+     * @param classpath the classpath the agent's JVM runs with
+     */
+    public AgentNode(String name, Path file, JsonObject config, String classpath) throws IOException {
         this.name = name;
-        this.config = dir.resolve(name + ".json");
-        Files.writeString(this.config, config.encodePrettily());
+        this.config = file;
+        this.classpath = classpath;
+        Files.writeString(file, config.encodePrettily());
+    }
+
+    /** An agent named {@code name} with its configuration in {@code dir}, on this JVM's classpath. */
+    AgentNode(String name, Path dir, JsonObject config) throws IOException {
+        this(name, dir.resolve(name + ".json"), config, System.getProperty("java.class.path"));
     }
 
     String name() {
@@ -40,9 +51,9 @@ final class AgentNode implements AutoCloseable {
     }
 
     /** Starts the agent and waits until it serves. */
-    void start() throws IOException {
+    public void start() throws IOException {
         String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-        process = new ProcessBuilder(java, "-Xmx512m", "-cp", System.getProperty("java.class.path"),
+        process = new ProcessBuilder(java, "-cp", classpath,
                 "io.vfioproxy.cli.Main", "agent", "--config", config.toString())
                 .redirectErrorStream(true).start();
         Path log = config.resolveSibling(name + ".log");
@@ -74,16 +85,20 @@ final class AgentNode implements AutoCloseable {
             apiPort = found[1];
         } catch (Exception e) {
             p.destroyForcibly();
-            throw new IOException("agent " + name + " did not start: " + e.getMessage(), e);
+            throw new IOException("agent " + name + " did not start (its output: " + log + "): " + e.getMessage(), e);
         }
     }
 
-    int streamPort() {
+    public int streamPort() {
         return streamPort;
     }
 
-    int apiPort() {
+    public int apiPort() {
         return apiPort;
+    }
+
+    public boolean isAlive() {
+        return process != null && process.isAlive();
     }
 
     long pid() {
@@ -91,7 +106,7 @@ final class AgentNode implements AutoCloseable {
     }
 
     /** SIGKILL: nothing of the agent runs after it; the kernel closes its fds. */
-    void kill() throws InterruptedException {
+    public void kill() throws InterruptedException {
         process.destroyForcibly();
         process.waitFor(30, TimeUnit.SECONDS);
     }
