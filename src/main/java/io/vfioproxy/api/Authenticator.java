@@ -32,19 +32,13 @@ final class Authenticator {
 
     /** The token of {@code request}, or null. */
     static String token(HttpServerRequest request) {
-        String header = request.getHeader("Authorization");
-        if (header != null && header.regionMatches(true, 0, "Bearer ", 0, 7)) {
-            return header.substring(7).strip();
-        }
-        return request.getParam("access_token");
+        String bearer = bearer(request.getHeader("Authorization"));
+        return bearer != null ? bearer : request.getParam("access_token");
     }
 
-    /** The scope {@code request}'s token has, or null when it has none this agent knows (or security is off: CONTROL). */
-    Scope scope(HttpServerRequest request) {
-        if (!credentials.secure()) {
-            return Scope.CONTROL;
-        }
-        return credentials.tokens().scope(token(request));
+    /** The token in an {@code Authorization: Bearer ...} header, or null. */
+    private static String bearer(String header) {
+        return header != null && header.regionMatches(true, 0, "Bearer ", 0, 7) ? header.substring(7).strip() : null;
     }
 
     /** The scope of a SockJS connection's token (its first request's header or access_token parameter), or null. */
@@ -52,12 +46,12 @@ final class Authenticator {
         if (!credentials.secure()) {
             return Scope.CONTROL;
         }
-        String header = socket.headers().get("Authorization");
-        if (header != null && header.regionMatches(true, 0, "Bearer ", 0, 7)) {
-            return credentials.tokens().scope(header.substring(7).strip());
+        String token = bearer(socket.headers().get("Authorization"));
+        if (token == null) {
+            List<String> values = new QueryStringDecoder(socket.uri()).parameters().get("access_token");
+            token = values == null || values.isEmpty() ? null : values.get(0);
         }
-        List<String> values = new QueryStringDecoder(socket.uri()).parameters().get("access_token");
-        return credentials.tokens().scope(values == null || values.isEmpty() ? null : values.get(0));
+        return credentials.tokens().scope(token);
     }
 
     void handle(RoutingContext rc) {
