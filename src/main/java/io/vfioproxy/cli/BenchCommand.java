@@ -1,6 +1,8 @@
 package io.vfioproxy.cli;
 
 import io.vfioproxy.bench.AgentBench;
+import io.vfioproxy.bench.CpuTime;
+import io.vfioproxy.bench.DeviceBaseline;
 import io.vfioproxy.bench.MemorySampler;
 import io.vfioproxy.bench.RawBaseline;
 import io.vfioproxy.bench.RelayBench;
@@ -31,6 +33,8 @@ import picocli.CommandLine.Option;
 public final class BenchCommand implements Callable<Integer> {
 
     private static final int BUFFER = 1 << 20;
+    /** State moved by each side before the measured runs. */
+    private static final long WARM_UP_BYTES = 8L << 30;
 
     @Option(names = "--size", defaultValue = "1GiB", description = "device state size (${DEFAULT-VALUE})")
     String size;
@@ -62,28 +66,65 @@ public final class BenchCommand implements Callable<Integer> {
         return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
     }
 
-    /** Throughputs of one scenario and its baseline, same run, medians. */
-    record Compared(double agents, double baseline, double downtimeMillis) {
+    /** One side of a comparison: GB of state per second and CPU seconds (user+sys, whole JVM) per GB. */
+    record Measured(double gbPerSecond, double cpuSecondsPerGb) {
+        static Measured median(Measured[] runs) {
+            return new Measured(BenchCommand.median(Arrays.stream(runs).mapToDouble(Measured::gbPerSecond).toArray()),
+                    BenchCommand.median(Arrays.stream(runs).mapToDouble(Measured::cpuSecondsPerGb).toArray()));
+        }
+    }
+
+    /** A run's work, returning the seconds it took by its own clock. */
+    interface Timed {
+        double seconds() throws Exception;
+    }
+
+    /** Runs {@code work} over {@code stateBytes} of state and measures its throughput and its CPU per GB. */
+    static Measured measure(long stateBytes, Timed work) throws Exception {
+        long cpu = CpuTime.processNanos();
+        double seconds = work.seconds();
+        double cpuSeconds = (CpuTime.processNanos() - cpu) / 1e9;
+        return new Measured(stateBytes / seconds / 1e9, cpuSeconds / (stateBytes / 1e9));
+    }
+
+    /** One scenario against both baselines, same run, medians of alternating runs. */
+    record Compared(Measured agents, Measured baseline, Measured devices, double downtimeMillis) {
         double ratio() {
-            return agents / baseline;
+            return agents.gbPerSecond() / baseline.gbPerSecond();
+        }
+
+        double deviceRatio() {
+            return agents.gbPerSecond() / devices.gbPerSecond();
         }
     }
 
     private Compared compare(long bytes, Mode mode, boolean withTls) throws Exception {
         try (AgentBench bench = new AgentBench(1, bytes, withTls, mode == Mode.PRECOPY ? "32MiB" : "0")) {
-            bench.migrate(1, mode);
-            RawBaseline.nio(bench.lastStreamBytes(), BUFFER);
-            double[] agents = new double[runs];
-            double[] baseline = new double[runs];
+            // Warm up, as for the relay: the JIT compiles the agents' path (and the simulated devices') over the first
+            // gigabytes, and a figure taken before measures the compiler.
+            for (long warmed = 0; warmed < WARM_UP_BYTES; warmed += bytes) {
+                bench.migrate(1, mode);
+                DeviceBaseline.migrate(bytes, BUFFER);
+            }
+            long streamBytes = bench.lastStreamBytes();
+            RawBaseline.nio(streamBytes, BUFFER);
+            Measured[] agents = new Measured[runs];
+            Measured[] baseline = new Measured[runs];
+            Measured[] devices = new Measured[runs];
             double[] downtime = new double[runs];
             for (int i = 0; i < runs; i++) {
-                // Alternate, so both see the same machine.
-                baseline[i] = bytes / RawBaseline.nio(bench.lastStreamBytes(), BUFFER) / 1e9;
-                AgentBench.Run run = bench.migrate(1, mode).get(0);
-                agents[i] = run.gbPerSecond();
-                downtime[i] = run.downtimeMillis();
+                // Alternate, so all three see the same machine.
+                baseline[i] = measure(bytes, () -> RawBaseline.nio(streamBytes, BUFFER));
+                devices[i] = measure(bytes, () -> DeviceBaseline.migrate(bytes, BUFFER));
+                AgentBench.Run[] run = new AgentBench.Run[1];
+                agents[i] = measure(bytes, () -> {
+                    run[0] = bench.migrate(1, mode).get(0);
+                    return run[0].seconds();
+                });
+                downtime[i] = run[0].downtimeMillis();
             }
-            return new Compared(median(agents), median(baseline), median(downtime));
+            return new Compared(Measured.median(agents), Measured.median(baseline), Measured.median(devices),
+                    median(downtime));
         }
     }
 
@@ -101,9 +142,14 @@ public final class BenchCommand implements Callable<Integer> {
                 precopy ? "pre-copy" : "stop-copy", tls ? "mutual TLS" : "in the clear on loopback (security.insecure)",
                 runs);
         Compared c = compare(bytes, mode, tls);
-        console.printf(Locale.ROOT, "agents: %.2f GB/s%n", c.agents());
-        console.printf(Locale.ROOT, "baseline: %.2f GB/s%n", c.baseline());
+        console.printf(Locale.ROOT, "agents: %.2f GB/s%n", c.agents().gbPerSecond());
+        console.printf(Locale.ROOT, "baseline: %.2f GB/s%n", c.baseline().gbPerSecond());
+        console.printf(Locale.ROOT, "device-to-device baseline: %.2f GB/s%n", c.devices().gbPerSecond());
         console.printf(Locale.ROOT, "ratio to raw baseline: %.2f%n", c.ratio());
+        console.printf(Locale.ROOT, "ratio to device-to-device baseline: %.2f%n", c.deviceRatio());
+        console.printf(Locale.ROOT, "cpu per GB: agents %.2f s, device-to-device baseline %.2f s, raw baseline %.2f s "
+                + "(user+sys of this JVM)%n", c.agents().cpuSecondsPerGb(), c.devices().cpuSecondsPerGb(),
+                c.baseline().cpuSecondsPerGb());
         return 0;
     }
 
@@ -119,7 +165,7 @@ public final class BenchCommand implements Callable<Integer> {
                 ByteSize.format(bytes), runs);
         try (RelayBench bench = new RelayBench()) {
             // Warm up: the JIT compiles the relay's path over the first gigabytes; socat needs nothing.
-            for (long warmed = 0; warmed < 4L << 30; warmed += bytes) {
+            for (long warmed = 0; warmed < WARM_UP_BYTES; warmed += bytes) {
                 bench.relay(bytes);
             }
             bench.socatChain(socat, bytes);
@@ -160,15 +206,19 @@ public final class BenchCommand implements Callable<Integer> {
         List<String> md = new ArrayList<>();
         md.add("### Throughput against the raw baseline (median of " + runs + " runs)");
         md.add("");
-        md.add("| state | mode | transport | agents GB/s | NIO baseline GB/s | ratio | downtime ms |");
-        md.add("|---|---|---|---|---|---|---|");
+        md.add("| state | mode | transport | agents GB/s | device-to-device GB/s | NIO GB/s | ratio to devices | "
+                + "ratio to NIO | CPU s/GB agents | CPU s/GB devices | downtime ms |");
+        md.add("|---|---|---|---|---|---|---|---|---|---|---|");
         for (String s : List.of("256MiB", "1GiB", "4GiB")) {
             for (Mode mode : Mode.values()) {
                 for (boolean withTls : new boolean[] {false, true}) {
                     Compared c = compare(ByteSize.parse(s), mode, withTls);
-                    String row = String.format(Locale.ROOT, "| %s | %s | %s | %.2f | %.2f | %.2f | %d |", s,
+                    String row = String.format(Locale.ROOT,
+                            "| %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d |", s,
                             mode == Mode.PRECOPY ? "pre-copy" : "stop-copy", withTls ? "mutual TLS" : "plaintext",
-                            c.agents(), c.baseline(), c.ratio(), Math.round(c.downtimeMillis()));
+                            c.agents().gbPerSecond(), c.devices().gbPerSecond(), c.baseline().gbPerSecond(),
+                            c.deviceRatio(), c.ratio(), c.agents().cpuSecondsPerGb(), c.devices().cpuSecondsPerGb(),
+                            Math.round(c.downtimeMillis()));
                     console.println(row);
                     md.add(row);
                 }
