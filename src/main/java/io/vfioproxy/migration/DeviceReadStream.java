@@ -1,7 +1,6 @@
 package io.vfioproxy.migration;
 
 import io.netty.buffer.ByteBuf;
-import io.netty.buffer.ByteBufAllocator;
 import io.vertx.core.Future;
 import io.vertx.core.Handler;
 import io.vertx.core.Promise;
@@ -12,6 +11,7 @@ import io.vfioproxy.device.DeviceController;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.PrecopyInfo;
 import io.vfioproxy.device.VfioException;
+import io.vfioproxy.stream.ChunkPool;
 import io.vfioproxy.stream.DataFrame;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.VfioTag;
@@ -25,8 +25,8 @@ import java.util.ArrayDeque;
  *
  * <p>One read is in flight at most, on the device's worker thread, and only while there is demand: a paused stream
  * reads nothing, so the device is read only as fast as the connection takes frames (vert.x's AsyncFileImpl is the
- * model). Each chunk is read straight into a pooled direct buffer behind room for its headers; nothing is copied on
- * the way to the socket.
+ * model). Each chunk is read straight into a direct buffer of the stream's own {@link ChunkPool}, behind room for its
+ * headers; nothing is copied on the way to the socket, and the buffer is read into again once the socket wrote it.
  *
  * <p>Pre-copy (the device runs): a read that finds no data for now (ENOMSG, or 0 from drivers like mtty) ends an
  * iteration with END_OF_STATE, and the stream reads again after a pause that grows while the device stays idle.
@@ -71,6 +71,11 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     static final long FIRST_POLL_MILLIS = 5;
     /** The longest pause between reads of an idle device. */
     static final long MAX_POLL_MILLIS = 100;
+    /**
+     * Chunk buffers kept for reuse: what the connection's write queue holds in flight (4 MiB by default, in 1 MiB
+     * chunks), the one pending and the one being read.
+     */
+    static final int POOLED_CHUNKS = 8;
 
     /**
      * What one read on the device's thread found.
@@ -85,7 +90,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     private final DeviceHandle device;
     private final int channel;
     private final int chunkSize;
-    private final ByteBufAllocator allocator;
+    private final ChunkPool pool;
     private final ArrayDeque<DataFrame> pending = new ArrayDeque<>();
     private final PrecopyIterations iterations;
     private final Demand demand = new Demand();
@@ -106,13 +111,13 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
      * @param switchoverAck the peer acknowledges the initial data: the iteration that sends its last byte ends with
      *        DEV_INIT_DATA_SENT
      */
-    DeviceReadStream(Vertx vertx, DeviceHandle device, int channel, int chunkSize, ByteBufAllocator allocator,
-            boolean precopy, boolean switchoverAck) {
+    DeviceReadStream(Vertx vertx, DeviceHandle device, int channel, int chunkSize, boolean precopy,
+            boolean switchoverAck) {
         this.vertx = vertx;
         this.device = device;
         this.channel = channel;
         this.chunkSize = chunkSize;
-        this.allocator = allocator;
+        this.pool = new ChunkPool(Frames.DATA_OFFSET + chunkSize, POOLED_CHUNKS);
         this.state = precopy ? State.PRECOPY : State.STOP_COPY;
         this.iterations = new PrecopyIterations(channel, switchoverAck);
     }
@@ -230,6 +235,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         cancelRetry();
         pending.forEach(DataFrame::release);
         pending.clear();
+        pool.close();
     }
 
     private void cancelRetry() {
@@ -347,6 +353,8 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         }
         if (state == State.END && pending.isEmpty()) {
             state = State.DONE;
+            // Nothing more is read: the buffers still on their way to the socket are freed as it writes them.
+            pool.close();
             if (endHandler != null) {
                 endHandler.handle(null);
             }
@@ -361,8 +369,8 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
             throws VfioException {
         DataChannel data = c.channel().orElseThrow(() -> new VfioException(c.name(), "read(data_fd)", c.state(),
                 Errno.EBADF, "no data session is open"));
-        int capacity = Frames.DATA_OFFSET + chunkSize;
-        ByteBuf buf = allocator.directBuffer(capacity, capacity);
+        int capacity = pool.capacity();
+        ByteBuf buf = pool.take();
         try {
             ByteBuffer view = buf.nioBuffer(0, capacity);
             view.position(Frames.DATA_OFFSET);

@@ -1,6 +1,5 @@
 package io.vfioproxy.migration;
 
-import io.netty.buffer.ByteBufAllocator;
 import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
@@ -69,8 +68,7 @@ final class SectionSender {
     }
 
     private void pipe(boolean precopy, boolean switchoverAck) {
-        reader = new DeviceReadStream(vertx, device, channel, chunkSize, ByteBufAllocator.DEFAULT, precopy,
-                switchoverAck);
+        reader = new DeviceReadStream(vertx, device, channel, chunkSize, precopy, switchoverAck);
         piped = reader.pipe().endOnSuccess(false).endOnFailure(false).to(writer.dataSink());
     }
 

@@ -3,7 +3,6 @@ package io.vfioproxy.migration;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
-import io.netty.buffer.ByteBufAllocator;
 import io.vertx.core.Context;
 import io.vertx.core.Vertx;
 import io.vfioproxy.agent.LoopbackAgent;
@@ -47,8 +46,7 @@ class DeviceReadStreamTest {
         AtomicInteger frames = new AtomicInteger();
         Context context = vertx.getOrCreateContext();
         context.runOnContext(v -> {
-            DeviceReadStream stream = new DeviceReadStream(vertx, device, 0, 1 << 20, ByteBufAllocator.DEFAULT, false,
-                    false);
+            DeviceReadStream stream = new DeviceReadStream(vertx, device, 0, 1 << 20, false, false);
             stream.exceptionHandler(errors::add);
             stream.handler(frame -> {
                 frame.release();
@@ -69,8 +67,7 @@ class DeviceReadStreamTest {
     void theStopCopyStreamEndsOnceAfterItsLastFrame() {
         List<String> seen = new CopyOnWriteArrayList<>();
         vertx.getOrCreateContext().runOnContext(v -> {
-            DeviceReadStream stream = new DeviceReadStream(vertx, device, 0, 1 << 20, ByteBufAllocator.DEFAULT, false,
-                    false);
+            DeviceReadStream stream = new DeviceReadStream(vertx, device, 0, 1 << 20, false, false);
             stream.endHandler(e -> seen.add("end"));
             stream.handler((DataFrame frame) -> {
                 seen.add("frame " + frame.chunkLength());
