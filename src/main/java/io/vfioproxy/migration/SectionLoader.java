@@ -3,6 +3,7 @@ package io.vfioproxy.migration;
 import io.vertx.core.Handler;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.json.JsonObject;
+import io.vfioproxy.device.DataChannel;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.VfioException;
 import io.vfioproxy.stream.FrameDecoder;
@@ -62,14 +63,27 @@ final class SectionLoader {
         /** Set when the load failed: writes still queued for the device are skipped. */
         volatile boolean aborted;
         /** The pieces of the data frame arriving now, held until its checksum holds; each with its release. */
-        final List<Buffer> frame = new ArrayList<>();
-        final List<Runnable> frameReleases = new ArrayList<>();
+        final List<Piece> frame = new ArrayList<>();
+        /** Checked pieces not yet handed to the device's thread: they go as one task with those that follow. */
+        final List<Piece> waiting = new ArrayList<>();
+        /** Device tasks writing pieces, submitted and not yet completed. */
+        int writing;
 
         Channel(int id, DeviceHandle device) {
             this.id = id;
             this.device = device;
         }
     }
+
+    /** A slice of an input buffer and what releases it once the device has written it. */
+    private record Piece(Buffer bytes, Runnable release) {
+    }
+
+    /**
+     * Write tasks in flight per channel: one runs on the device's thread while the next waits in its queue, so the
+     * device never waits for the event loop, and what arrives meanwhile goes as one task, not one per read.
+     */
+    private static final int WRITES_IN_FLIGHT = 2;
 
     private final String cause;
     private final boolean switchoverAck;
@@ -149,10 +163,11 @@ final class SectionLoader {
     void abort() {
         channels.values().forEach(c -> {
             c.aborted = true;
-            // The frame that was arriving never reaches the device.
-            c.frameReleases.forEach(Runnable::run);
+            // The frame that was arriving, and what waited for the device, never reach it.
+            c.frame.forEach(p -> p.release().run());
             c.frame.clear();
-            c.frameReleases.clear();
+            c.waiting.forEach(p -> p.release().run());
+            c.waiting.clear();
         });
         queued = 0;
         drain();
@@ -204,6 +219,7 @@ final class SectionLoader {
                 }
                 c.initialDataSent = true;
                 // Queued behind every write of this device: acknowledged once the initial data is loaded.
+                submitWaiting(c);
                 c.device.submit(dc -> null).onSuccess(v -> {
                     if (!c.aborted) {
                         events.initialDataLoaded(c.id);
@@ -245,54 +261,68 @@ final class SectionLoader {
     void data(int id, Buffer piece) {
         Channel c = channels.get(id);
         c.dataBytes += piece.length();
-        c.frame.add(piece);
-        c.frameReleases.add(retainInput.get());
+        c.frame.add(new Piece(piece, retainInput.get()));
     }
 
     /** The data frame's checksum held (the decoder checks it before it says so): its pieces go to the device. */
     void dataEnd(int id) {
         Channel c = channels.get(id);
         c.dataChunks++;
-        // Handed over before the first write: a write that fails at once aborts the load, and the abort must not
-        // release again what the writes release themselves.
-        List<Buffer> pieces = List.copyOf(c.frame);
-        List<Runnable> releases = List.copyOf(c.frameReleases);
+        for (Piece p : c.frame) {
+            // Counted from here: a frame still arriving is not waiting for the device, and pausing the input for it
+            // would keep its end from ever arriving.
+            queued += p.bytes().length();
+            c.waiting.add(p);
+        }
         c.frame.clear();
-        c.frameReleases.clear();
-        for (int i = 0; i < pieces.size(); i++) {
-            write(c, pieces.get(i), releases.get(i));
+        if (c.writing < WRITES_IN_FLIGHT) {
+            submitWaiting(c);
         }
     }
 
-    private void write(Channel c, Buffer piece, Runnable release) {
-        int n = piece.length();
-        // Counted from here: a frame still arriving is not waiting for the device, and pausing the input for it
-        // would keep its end from ever arriving.
-        queued += n;
+    /**
+     * Hands every waiting piece to the device's thread as one task, written in order. Tasks run in the order they
+     * are submitted, so whatever is submitted after this (an acknowledgement, the load) runs after these writes.
+     */
+    private void submitWaiting(Channel c) {
+        if (c.waiting.isEmpty()) {
+            return;
+        }
+        // Handed over before the task runs: a write that fails at once aborts the load, and the abort must not
+        // release again what the task releases itself.
+        List<Piece> batch = List.copyOf(c.waiting);
+        c.waiting.clear();
+        long bytes = batch.stream().mapToLong(p -> p.bytes().length()).sum();
+        c.writing++;
         c.device.submit(dc -> {
             if (c.writeError != null || c.aborted) {
                 return null;
             }
             try {
-                dc.channel().orElseThrow(() -> new VfioException(dc.name(), "write(data_fd)", dc.state(),
-                        Errno.EBADF, "no resuming session is open")).write(Frames.nio(piece, 0, n));
+                DataChannel data = dc.channel().orElseThrow(() -> new VfioException(dc.name(), "write(data_fd)",
+                        dc.state(), Errno.EBADF, "no resuming session is open"));
+                for (Piece p : batch) {
+                    data.write(Frames.nio(p.bytes(), 0, p.bytes().length()));
+                }
             } catch (VfioException e) {
                 c.writeError = e;
                 throw e;
             }
             return null;
         }).onComplete(ar -> {
-            release.run();
+            c.writing--;
+            batch.forEach(p -> p.release().run());
             if (c.aborted) {
                 return;
             }
-            queued -= n;
-            written += n;
+            queued -= bytes;
+            written += bytes;
             if (ar.failed()) {
                 events.failed(ar.cause());
                 return;
             }
             drain();
+            submitWaiting(c);
         });
     }
 
@@ -305,6 +335,7 @@ final class SectionLoader {
         }
         c.section = Section.LOADING;
         // Queued behind every write of this device: the device validates the whole stream here.
+        submitWaiting(c);
         c.device.submit(dc -> {
             if (c.writeError != null) {
                 throw c.writeError;
