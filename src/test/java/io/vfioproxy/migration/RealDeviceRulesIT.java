@@ -207,6 +207,9 @@ class RealDeviceRulesIT {
         MigrationService.Started failing = src.migrations().migrate(request(LoopbackAgent.endpoint(dst),
                 Mode.STOP_COPY, "gpu0", "nic0"));
         assertThatThrownBy(() -> failing.completion().await()).hasMessageContaining("nic0: read(data_fd) failed");
+        // The device events travel the event bus: the last may arrive after the migration's end.
+        await("both source devices back in RUNNING").atMost(Duration.ofSeconds(30)).until(() -> arcs("src", null)
+                .stream().filter(a -> a.equals("RUNNING_P2P>RUNNING")).count() == 2);
         List<String> rollback = arcs("src", null);
         int lastQuiesced = lastIndex(rollback, "STOP>RUNNING_P2P");
         int firstRunning = rollback.indexOf("RUNNING_P2P>RUNNING");
