@@ -19,6 +19,7 @@ import io.vfioproxy.uapi.Errno;
 import io.vfioproxy.util.Demand;
 import java.nio.ByteBuffer;
 import java.util.ArrayDeque;
+import java.util.concurrent.ConcurrentLinkedQueue;
 
 /**
  * A device's open saving session as a Vert.x {@link ReadStream} of frames, for a pipe to a connection or file.
@@ -38,7 +39,7 @@ import java.util.ArrayDeque;
  */
 final class DeviceReadStream implements ReadStream<DataFrame> {
 
-    /** Where the stream is. Only {@link #inFlight} says, besides, whether a read runs on the device's thread. */
+    /** Where the stream is. Only {@link #inFlight} says, besides, whether reads run on the device's thread. */
     private enum State {
         /** Reading pre-copy data while there is demand. */
         PRECOPY,
@@ -72,6 +73,12 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     /** The longest pause between reads of an idle device. */
     static final long MAX_POLL_MILLIS = 100;
     /**
+     * Reads queued on the device's thread at once in stop-copy, where the stream only runs on to its end: the next
+     * read starts as the last one returns, not after a round trip through the event loop. Pre-copy reads one at a
+     * time, as each answer decides what the next does.
+     */
+    static final int STOP_COPY_READS_IN_FLIGHT = 2;
+    /**
      * Chunk buffers kept for reuse: what the connection's write queue holds in flight (4 MiB by default, in 1 MiB
      * chunks), the one pending and the one being read.
      */
@@ -92,10 +99,13 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     private final int chunkSize;
     private final ChunkPool pool;
     private final ArrayDeque<DataFrame> pending = new ArrayDeque<>();
+    /** Reads done on the device's thread, in their order, not yet taken on the event loop. */
+    private final ConcurrentLinkedQueue<Arrival> arrivals = new ConcurrentLinkedQueue<>();
     private final PrecopyIterations iterations;
     private final Demand demand = new Demand();
     private State state;
-    private boolean inFlight;
+    /** Reads submitted to the device's thread and not yet arrived. */
+    private int inFlight;
     private Handler<DataFrame> handler;
     private Handler<Void> endHandler;
     private Handler<Throwable> exceptionHandler;
@@ -163,7 +173,7 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         if (state != State.PRECOPY && state != State.PRECOPY_WAIT) {
             return Future.succeededFuture();
         }
-        if (!inFlight) {
+        if (inFlight == 0) {
             held();
             return Future.succeededFuture();
         }
@@ -249,31 +259,60 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     }
 
     private void readIfWanted() {
-        if (inFlight || (state != State.PRECOPY && state != State.STOP_COPY) || !pending.isEmpty() || !demand.wanted()
-                || handler == null) {
-            return;
+        int reads = state == State.STOP_COPY ? STOP_COPY_READS_IN_FLIGHT : 1;
+        while (inFlight < reads && (state == State.PRECOPY || state == State.STOP_COPY) && pending.isEmpty()
+                && demand.wanted() && handler != null) {
+            submitRead();
         }
-        inFlight = true;
+    }
+
+    private void submitRead() {
+        inFlight++;
         boolean precopy = state == State.PRECOPY;
         long now = System.nanoTime();
         boolean askNow = precopy && iterations.mustAsk();
         boolean askIfDrained = precopy && iterations.mayAsk(now);
-        device.submit(c -> readChunk(c, precopy, askNow, askIfDrained)).onComplete(ar -> {
-            inFlight = false;
+        device.submit(c -> {
+            // Queued here, on the device's thread, in the order the reads ran: the futures' handlers may run in
+            // another order (one that completed before its handler was set runs at once, ahead of one queued).
             try {
-                if (ar.failed()) {
-                    failed(ar.cause());
+                arrivals.add(new Arrival(readChunk(c, precopy, askNow, askIfDrained), null, precopy, now));
+            } catch (VfioException | RuntimeException e) {
+                arrivals.add(new Arrival(null, e, precopy, now));
+            }
+            return null;
+        }).onComplete(ar -> {
+            if (ar.failed()) {
+                // The read never ran (the device is closed): nothing of it is queued.
+                inFlight--;
+                failed(ar.cause());
+            }
+            takeArrivals();
+        });
+    }
+
+    /** What one read on the device's thread found, or how it failed. */
+    private record Arrival(Chunk chunk, Throwable failure, boolean precopy, long askedAt) {
+    }
+
+    private void takeArrivals() {
+        for (Arrival a; (a = arrivals.poll()) != null; ) {
+            inFlight--;
+            try {
+                if (a.failure() != null) {
+                    failed(a.failure());
                 } else {
-                    arrived(ar.result(), precopy, now);
+                    arrived(a.chunk(), a.precopy(), a.askedAt());
                 }
             } catch (RuntimeException e) {
                 failed(e);
             }
-        });
+        }
     }
 
     private void arrived(Chunk chunk, boolean precopy, long askedAt) {
-        if (state == State.CLOSED) {
+        // A read that was queued behind the one that ended the stream (or failed it) finds nothing to add.
+        if (state == State.CLOSED || state == State.FAILED || state == State.END || state == State.DONE) {
             if (chunk.frame() != null) {
                 chunk.frame().release();
             }
