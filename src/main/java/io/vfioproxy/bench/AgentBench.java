@@ -22,7 +22,9 @@ import java.util.List;
 
 /**
  * Two real agents on loopback in this JVM, with simulated devices, for the bench: the same code path as a
- * deployment, with the same configuration defaults.
+ * deployment, with the same configuration defaults. Each agent has a Vert.x instance of its own, as on two nodes:
+ * sharing one, the source's and the destination's sockets could land on the same event loop, one thread then
+ * carrying both ends, and runs differed by a factor of two with where they landed.
  */
 public final class AgentBench implements AutoCloseable {
 
@@ -34,7 +36,8 @@ public final class AgentBench implements AutoCloseable {
         }
     }
 
-    private final AgentVertx runtime;
+    private final AgentVertx sourceRuntime;
+    private final AgentVertx destinationRuntime;
     private final AgentVerticle source;
     private final AgentVerticle destination;
     private final int devices;
@@ -50,13 +53,14 @@ public final class AgentBench implements AutoCloseable {
     public AgentBench(int devices, long size, boolean tls, String dirtyRate) {
         this.devices = devices;
         this.size = size;
-        this.runtime = AgentVertx.create();
+        this.sourceRuntime = AgentVertx.create();
+        this.destinationRuntime = AgentVertx.create();
         this.credentials = tls ? trial() : null;
-        this.destination = start("bench-destination", size, 1000, "0");
-        this.source = start("bench-source", size, 0, dirtyRate);
+        this.destination = start(destinationRuntime, "bench-destination", size, 1000, "0");
+        this.source = start(sourceRuntime, "bench-source", size, 0, dirtyRate);
     }
 
-    private AgentVerticle start(String name, long size, long seedBase, String dirtyRate) {
+    private AgentVerticle start(AgentVertx runtime, String name, long size, long seedBase, String dirtyRate) {
         LoopbackAgent agent = LoopbackAgent.named(name).withoutApi();
         if (credentials != null) {
             agent.secure(credentials);
@@ -76,8 +80,9 @@ public final class AgentBench implements AutoCloseable {
         }
     }
 
+    /** The source agent's Vert.x. */
     public Vertx vertx() {
-        return runtime.vertx();
+        return sourceRuntime.vertx();
     }
 
     /** Every source device back to RUNNING, so the next run starts as a real migration does. */
@@ -95,7 +100,7 @@ public final class AgentBench implements AutoCloseable {
         resetSources();
         StreamEndpoint to = LoopbackAgent.endpoint(destination);
         Promise<List<MigrationService.Started>> started = Promise.promise();
-        runtime.vertx().getOrCreateContext().runOnContext(v -> {
+        sourceRuntime.vertx().getOrCreateContext().runOnContext(v -> {
             List<MigrationService.Started> list = new ArrayList<>();
             for (int i = 0; i < count; i++) {
                 list.add(source.migrations().migrate(new MigrationRequest("d" + i, to, "d" + i, 0).withMode(mode)));
@@ -129,7 +134,7 @@ public final class AgentBench implements AutoCloseable {
         resetSources();
         long[] eventAt = new long[1];
         Promise<Void>[] waiting = new Promise[1];
-        MessageConsumer<JsonObject> consumer = runtime.vertx().eventBus().consumer(Events.DEVICE_STATE, m -> {
+        MessageConsumer<JsonObject> consumer = sourceRuntime.vertx().eventBus().consumer(Events.DEVICE_STATE, m -> {
             if (m.body().getString("device").equals("d0") && waiting[0] != null) {
                 eventAt[0] = System.nanoTime();
                 waiting[0].tryComplete();
@@ -159,7 +164,8 @@ public final class AgentBench implements AutoCloseable {
 
     @Override
     public void close() {
-        runtime.vertx().close().await();
+        sourceRuntime.vertx().close().await();
+        destinationRuntime.vertx().close().await();
         if (credentials != null) {
             try (var files = java.nio.file.Files.list(credentials.dir())) {
                 files.forEach(f -> f.toFile().delete());
