@@ -25,6 +25,7 @@ import io.vfioproxy.security.ConnectionLimits;
 import io.vfioproxy.security.Credentials;
 import io.vfioproxy.security.Refusals;
 import io.vfioproxy.security.SecurityOptions;
+import io.vfioproxy.security.TlsMaterial;
 import io.vfioproxy.transport.StreamClient;
 import io.vfioproxy.transport.StreamServerVerticle;
 import io.vfioproxy.transport.TransportOptions;
@@ -88,6 +89,8 @@ public final class AgentVerticle extends VerticleBase {
         if (security.insecure()) {
             LOG.log(System.Logger.Level.WARNING, "agent " + name + " runs IN THE CLEAR (security.insecure): anyone "
                     + "who reaches its ports can write device state, start migrations and read its status");
+        } else {
+            LOG.log(System.Logger.Level.INFO, "agent " + name + ": TLS engine " + TlsMaterial.engineName());
         }
         // Every credential file is read before anything listens: a missing one stops the agent, naming it.
         return Credentials.load(vertx, security).compose(c -> {

@@ -7,6 +7,7 @@ import io.vfioproxy.bench.MemorySampler;
 import io.vfioproxy.bench.RawBaseline;
 import io.vfioproxy.bench.RelayBench;
 import io.vfioproxy.migration.MigrationRequest.Mode;
+import io.vfioproxy.security.TlsMaterial;
 import io.vfioproxy.util.ByteSize;
 import java.io.PrintStream;
 import java.lang.management.ManagementFactory;
@@ -139,7 +140,8 @@ public final class BenchCommand implements Callable<Integer> {
         long bytes = ByteSize.parse(size);
         Mode mode = precopy ? Mode.PRECOPY : Mode.STOP_COPY;
         console.printf("bench: %s of simulated device state, %s, %s, median of %d runs%n", ByteSize.format(bytes),
-                precopy ? "pre-copy" : "stop-copy", tls ? "mutual TLS" : "in the clear on loopback (security.insecure)",
+                precopy ? "pre-copy" : "stop-copy",
+                tls ? "mutual TLS (" + TlsMaterial.engineName() + " engine)" : "in the clear on loopback (security.insecure)",
                 runs);
         Compared c = compare(bytes, mode, tls);
         console.printf(Locale.ROOT, "agents: %.2f GB/s%n", c.agents().gbPerSecond());

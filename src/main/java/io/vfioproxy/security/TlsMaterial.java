@@ -1,17 +1,22 @@
 package io.vfioproxy.security;
 
+import io.netty.handler.ssl.OpenSsl;
 import io.netty.handler.ssl.SslContext;
 import io.netty.handler.ssl.SslContextBuilder;
+import io.netty.handler.ssl.SslProvider;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.http.ClientAuth;
 import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.http.WebSocketClientOptions;
 import io.vertx.core.net.ClientSSLOptions;
+import io.vertx.core.net.JdkSSLEngineOptions;
 import io.vertx.core.net.NetClientOptions;
 import io.vertx.core.net.NetServerOptions;
+import io.vertx.core.net.OpenSSLEngineOptions;
 import io.vertx.core.net.PemKeyCertOptions;
 import io.vertx.core.net.PemTrustOptions;
+import io.vertx.core.net.SSLEngineOptions;
 import io.vertx.core.net.ServerSSLOptions;
 import java.util.Arrays;
 
@@ -56,7 +61,22 @@ public final class TlsMaterial {
                 .trustManager(trust().getTrustManagerFactory(vertx))
                 .clientAuth(io.netty.handler.ssl.ClientAuth.REQUIRE)
                 .protocols("TLSv1.3", "TLSv1.2")
+                .sslProvider(OpenSsl.isAvailable() ? SslProvider.OPENSSL : SslProvider.JDK)
                 .build();
+    }
+
+    /**
+     * The TLS engine: BoringSSL (netty-tcnative, Netty's OpenSSL engine) where its native library loads, which
+     * moves the stream at several times the JDK engine's speed (docs/BENCHMARKS.md); the JDK's elsewhere, or when
+     * {@code -Dio.netty.handler.ssl.noOpenSsl=true} turns it off.
+     */
+    public static SSLEngineOptions engine() {
+        return OpenSSLEngineOptions.isAvailable() ? new OpenSSLEngineOptions() : new JdkSSLEngineOptions();
+    }
+
+    /** Which engine {@link #engine()} chose, for the start line and the bench. */
+    public static String engineName() {
+        return OpenSSLEngineOptions.isAvailable() ? "OpenSSL (" + OpenSsl.versionString() + ")" : "JDK";
     }
 
     public ClientSSLOptions client() {
@@ -65,20 +85,23 @@ public final class TlsMaterial {
     }
 
     public void apply(NetServerOptions options, ClientAuth clientAuth) {
-        options.setSsl(true).setKeyCertOptions(identity()).setTrustOptions(trust()).setClientAuth(clientAuth);
+        options.setSsl(true).setSslEngineOptions(engine()).setKeyCertOptions(identity()).setTrustOptions(trust())
+                .setClientAuth(clientAuth);
     }
 
     public void apply(HttpServerOptions options, ClientAuth clientAuth) {
-        options.setSsl(true).setKeyCertOptions(identity()).setTrustOptions(trust()).setClientAuth(clientAuth);
+        options.setSsl(true).setSslEngineOptions(engine()).setKeyCertOptions(identity()).setTrustOptions(trust())
+                .setClientAuth(clientAuth);
     }
 
     public void apply(NetClientOptions options) {
-        options.setSsl(true).setKeyCertOptions(identity()).setTrustOptions(trust())
+        options.setSsl(true).setSslEngineOptions(engine()).setKeyCertOptions(identity()).setTrustOptions(trust())
                 .setHostnameVerificationAlgorithm("");
     }
 
     public void apply(WebSocketClientOptions options) {
-        options.setSsl(true).setVerifyHost(false).setKeyCertOptions(identity()).setTrustOptions(trust());
+        options.setSsl(true).setSslEngineOptions(engine()).setVerifyHost(false).setKeyCertOptions(identity())
+                .setTrustOptions(trust());
     }
 
     /** Whether {@code other} holds the same files' contents. */
