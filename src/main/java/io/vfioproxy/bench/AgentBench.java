@@ -40,8 +40,7 @@ public final class AgentBench implements AutoCloseable {
     private final AgentVertx destinationRuntime;
     private final AgentVerticle source;
     private final AgentVerticle destination;
-    private final int devices;
-    private final long size;
+    private final List<Long> sizes;
     private final TrialCredentials credentials;
 
     /**
@@ -51,22 +50,30 @@ public final class AgentBench implements AutoCloseable {
      * @param dirtyRate the source workload's dirty rate, for pre-copy ("0" for none)
      */
     public AgentBench(int devices, long size, boolean tls, String dirtyRate) {
-        this.devices = devices;
-        this.size = size;
+        this(java.util.Collections.nCopies(devices, size), tls, dirtyRate);
+    }
+
+    /**
+     * @param sizes each device's state size, d0 first
+     * @param tls security on between the agents: mutual TLS with certificates of a trial CA
+     * @param dirtyRate the source workload's dirty rate, for pre-copy ("0" for none)
+     */
+    public AgentBench(List<Long> sizes, boolean tls, String dirtyRate) {
+        this.sizes = List.copyOf(sizes);
         this.sourceRuntime = AgentVertx.create();
         this.destinationRuntime = AgentVertx.create();
         this.credentials = tls ? trial() : null;
-        this.destination = start(destinationRuntime, "bench-destination", size, 1000, "0");
-        this.source = start(sourceRuntime, "bench-source", size, 0, dirtyRate);
+        this.destination = start(destinationRuntime, "bench-destination", 1000, "0");
+        this.source = start(sourceRuntime, "bench-source", 0, dirtyRate);
     }
 
-    private AgentVerticle start(AgentVertx runtime, String name, long size, long seedBase, String dirtyRate) {
+    private AgentVerticle start(AgentVertx runtime, String name, long seedBase, String dirtyRate) {
         LoopbackAgent agent = LoopbackAgent.named(name).withoutApi();
         if (credentials != null) {
             agent.secure(credentials);
         }
-        for (int i = 0; i < devices; i++) {
-            agent.device(LoopbackAgent.simulated("d" + i, size, seedBase + i).put("dirtyRate", dirtyRate));
+        for (int i = 0; i < sizes.size(); i++) {
+            agent.device(LoopbackAgent.simulated("d" + i, sizes.get(i), seedBase + i).put("dirtyRate", dirtyRate));
         }
         return agent.start(runtime.vertx(), runtime.registry());
     }
@@ -111,9 +118,25 @@ public final class AgentBench implements AutoCloseable {
         for (MigrationService.Started s : started.future().await()) {
             MigrationStatus r = s.completion().await();
             lastStreamBytes = r.transfer().dataBytes();
-            runs.add(new Run(size, r.transferSeconds(), r.downtimeMillis()));
+            runs.add(new Run(sizes.get(runs.size()), r.transferSeconds(), r.downtimeMillis()));
         }
         return runs;
+    }
+
+    /** Migrates the devices named, d0 d1 ..., as one migration: they switch over together. */
+    public Run migrateTogether(List<Integer> devices, MigrationRequest.Mode mode) {
+        resetSources();
+        StreamEndpoint to = LoopbackAgent.endpoint(destination);
+        List<MigrationRequest.DevicePair> pairs = devices.stream()
+                .map(i -> new MigrationRequest.DevicePair("d" + i, "d" + i)).toList();
+        MigrationRequest request = new MigrationRequest(pairs, to, mode, false,
+                MigrationRequest.DEFAULT_DOWNTIME_LIMIT_MILLIS, MigrationRequest.DEFAULT_PRECOPY_BUDGET_MILLIS, 0, false);
+        Promise<MigrationService.Started> started = Promise.promise();
+        sourceRuntime.vertx().getOrCreateContext().runOnContext(v -> started.complete(
+                source.migrations().migrate(request)));
+        MigrationStatus r = started.future().await().completion().await();
+        long bytes = devices.stream().mapToLong(sizes::get).sum();
+        return new Run(bytes, r.transferSeconds(), r.downtimeMillis());
     }
 
     private volatile long lastStreamBytes;

@@ -34,7 +34,9 @@ public final class RelayBench implements AutoCloseable {
 
     private static final int BUFFER = 1 << 20;
 
-    private final Vertx vertx;
+    /** Each agent's Vert.x, as on two nodes: sharing one, both agents' sockets could land on one event loop. */
+    private final Vertx sourceVertx;
+    private final Vertx destinationVertx;
     private final Path dir;
     private final AgentVerticle source;
     private final AgentVerticle destination;
@@ -47,11 +49,12 @@ public final class RelayBench implements AutoCloseable {
         // A line per relay started and ended would interleave with the results.
         relayLog.setLevel(java.util.logging.Level.WARNING);
         dir = Files.createTempDirectory("vmp-relay-bench");
-        vertx = Vertx.vertx();
-        source = LoopbackAgent.named("bench-src").withoutApi().start(vertx);
+        sourceVertx = Vertx.vertx();
+        destinationVertx = Vertx.vertx();
+        source = LoopbackAgent.named("bench-src").withoutApi().start(sourceVertx);
         destination = LoopbackAgent.named("bench-dst").withoutApi()
                 .merge("relay", new JsonObject().put("allowedTargets", new JsonArray().add("unix:" + dir + "/")))
-                .start(vertx);
+                .start(destinationVertx);
     }
 
     /** One run's seconds and the peak memory the two agents' JVM held (heap, direct). */
@@ -178,6 +181,7 @@ public final class RelayBench implements AutoCloseable {
     public void close() throws Exception {
         threads.shutdownNow();
         threads.awaitTermination(10, TimeUnit.SECONDS);
-        vertx.close().await();
+        sourceVertx.close().await();
+        destinationVertx.close().await();
     }
 }

@@ -1,5 +1,6 @@
 package io.vfioproxy.cli;
 
+import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.bench.AgentBench;
 import io.vfioproxy.bench.CpuTime;
 import io.vfioproxy.bench.DeviceBaseline;
@@ -56,6 +57,10 @@ public final class BenchCommand implements Callable<Integer> {
             + "socket, against the same bytes through two socat processes (unix to TCP, TCP to unix)")
     boolean relay;
 
+    @Option(names = "--devices", defaultValue = "1", description = "migrate this many devices as one migration "
+            + "(sizes --size, half of it, a quarter, ...) against the largest alone, same run: their downtimes")
+    int devices;
+
     @Option(names = "--out", description = "with --full, also write the Markdown tables to this file")
     Path out;
 
@@ -99,11 +104,20 @@ public final class BenchCommand implements Callable<Integer> {
         }
     }
 
+    /** The modes and transports warmed up in this JVM already. */
+    private final java.util.Set<String> warmed = new java.util.HashSet<>();
+
     private Compared compare(long bytes, Mode mode, boolean withTls) throws Exception {
-        try (AgentBench bench = new AgentBench(1, bytes, withTls, mode == Mode.PRECOPY ? "32MiB" : "0")) {
+        return compare(bytes, mode, withTls, mode == Mode.PRECOPY ? ByteSize.parse("32MiB") : 0);
+    }
+
+    /** @param dirtyRate the source workload's dirty rate in bytes per second, for pre-copy */
+    private Compared compare(long bytes, Mode mode, boolean withTls, long dirtyRate) throws Exception {
+        try (AgentBench bench = new AgentBench(1, bytes, withTls, Long.toString(dirtyRate))) {
             // Warm up, as for the relay: the JIT compiles the agents' path (and the simulated devices') over the first
-            // gigabytes, and a figure taken before measures the compiler.
-            for (long warmed = 0; warmed < WARM_UP_BYTES; warmed += bytes) {
+            // gigabytes, and a figure taken before measures the compiler. Once per mode and transport in this JVM.
+            long warmUp = warmed.add(mode + "/" + withTls) ? WARM_UP_BYTES : bytes;
+            for (long moved = 0; moved < warmUp; moved += bytes) {
                 bench.migrate(1, mode);
                 DeviceBaseline.migrate(bytes, BUFFER);
             }
@@ -136,6 +150,9 @@ public final class BenchCommand implements Callable<Integer> {
         }
         if (relay) {
             return relayReport(ByteSize.parse(size));
+        }
+        if (devices > 1) {
+            return devicesReport(ByteSize.parse(size), precopy ? Mode.PRECOPY : Mode.STOP_COPY);
         }
         long bytes = ByteSize.parse(size);
         Mode mode = precopy ? Mode.PRECOPY : Mode.STOP_COPY;
@@ -193,6 +210,45 @@ public final class BenchCommand implements Callable<Integer> {
         return 0;
     }
 
+    /**
+     * {@code bench --devices N}: N devices of different sizes as one migration, against the largest alone, in the
+     * same run: what migrating them together adds to the workload's downtime.
+     */
+    private int devicesReport(long largest, Mode mode) throws Exception {
+        List<Long> sizes = new ArrayList<>();
+        for (int i = 0; i < devices; i++) {
+            // Halving, kept a whole number of pages.
+            sizes.add(Math.max(LoopbackAgent.PAGE, (largest >> i) / LoopbackAgent.PAGE * LoopbackAgent.PAGE));
+        }
+        List<Integer> all = new ArrayList<>();
+        for (int i = 0; i < devices; i++) {
+            all.add(i);
+        }
+        long dirty = mode == Mode.PRECOPY ? ByteSize.parse("32MiB") : 0;
+        console.printf("bench --devices %d: %s of simulated device state, %s, in the clear on loopback "
+                + "(security.insecure), median of %d runs%n", devices,
+                String.join(", ", sizes.stream().map(ByteSize::format).toList()),
+                mode == Mode.PRECOPY ? "pre-copy" : "stop-copy", runs);
+        try (AgentBench bench = new AgentBench(sizes, false, Long.toString(dirty))) {
+            for (long moved = 0; moved < WARM_UP_BYTES; moved += largest) {
+                bench.migrateTogether(List.of(0), mode);
+            }
+            bench.migrateTogether(all, mode);
+            double[] together = new double[runs];
+            double[] alone = new double[runs];
+            for (int i = 0; i < runs; i++) {
+                together[i] = bench.migrateTogether(all, mode).downtimeMillis();
+                alone[i] = bench.migrateTogether(List.of(0), mode).downtimeMillis();
+            }
+            double group = median(together);
+            double single = median(alone);
+            console.printf(Locale.ROOT, "downtime: %.0f ms (the %d devices as one migration)%n", group, devices);
+            console.printf(Locale.ROOT, "downtime: %.0f ms (the largest alone)%n", single);
+            console.printf(Locale.ROOT, "ratio to largest alone: %.2f%n", group / single);
+        }
+        return 0;
+    }
+
     /** Heap in use after the last collection, over the heap pools: the live set, without garbage. */
     private static long liveHeap() {
         long sum = 0;
@@ -206,26 +262,41 @@ public final class BenchCommand implements Callable<Integer> {
 
     private int fullReport() throws Exception {
         List<String> md = new ArrayList<>();
-        md.add("### Throughput against the raw baseline (median of " + runs + " runs)");
+        md.add("### Throughput against the device-to-device and NIO baselines (median of " + runs + " runs)");
         md.add("");
         md.add("| state | mode | transport | agents GB/s | device-to-device GB/s | NIO GB/s | ratio to devices | "
                 + "ratio to NIO | CPU s/GB agents | CPU s/GB devices | downtime ms |");
         md.add("|---|---|---|---|---|---|---|---|---|---|---|");
+        List<String> downtimes = new ArrayList<>();
         for (String s : List.of("256MiB", "1GiB", "4GiB")) {
-            for (Mode mode : Mode.values()) {
-                for (boolean withTls : new boolean[] {false, true}) {
-                    Compared c = compare(ByteSize.parse(s), mode, withTls);
+            for (boolean withTls : new boolean[] {false, true}) {
+                long size = ByteSize.parse(s);
+                Compared stopCopy = compare(size, Mode.STOP_COPY, withTls, 0);
+                // Pre-copy with the workload dirtying 1% of what the link moved in stop-copy, this run.
+                long dirtyRate = Math.round(stopCopy.agents().gbPerSecond() * 1e9 / 100);
+                Compared precopy = compare(size, Mode.PRECOPY, withTls, dirtyRate);
+                for (Compared c : List.of(stopCopy, precopy)) {
                     String row = String.format(Locale.ROOT,
                             "| %s | %s | %s | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %d |", s,
-                            mode == Mode.PRECOPY ? "pre-copy" : "stop-copy", withTls ? "mutual TLS" : "plaintext",
+                            c == precopy ? "pre-copy" : "stop-copy", withTls ? "mutual TLS" : "plaintext",
                             c.agents().gbPerSecond(), c.devices().gbPerSecond(), c.baseline().gbPerSecond(),
                             c.deviceRatio(), c.ratio(), c.agents().cpuSecondsPerGb(), c.devices().cpuSecondsPerGb(),
                             Math.round(c.downtimeMillis()));
                     console.println(row);
                     md.add(row);
                 }
+                downtimes.add(String.format(Locale.ROOT, "| %s | %s | %s | %d | %d |", s,
+                        withTls ? "mutual TLS" : "plaintext", ByteSize.format(dirtyRate) + "/s",
+                        Math.round(precopy.downtimeMillis()), Math.round(stopCopy.downtimeMillis())));
             }
         }
+        md.add("");
+        md.add("### Pre-copy downtime against state size (dirty rate 1% of the stop-copy bandwidth of the same run)");
+        md.add("");
+        md.add("| state | transport | dirty rate | pre-copy downtime ms | stop-copy downtime ms |");
+        md.add("|---|---|---|---|---|");
+        md.addAll(downtimes);
+        downtimes.forEach(console::println);
         Path socat = RawBaseline.socat();
         long gib = 1L << 30;
         md.add("");
