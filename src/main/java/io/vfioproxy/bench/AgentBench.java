@@ -41,6 +41,7 @@ public final class AgentBench implements AutoCloseable {
     private final AgentVerticle source;
     private final AgentVerticle destination;
     private final List<Long> sizes;
+    private final boolean webSocket;
     private final TrialCredentials credentials;
 
     /**
@@ -59,6 +60,14 @@ public final class AgentBench implements AutoCloseable {
      * @param dirtyRate the source workload's dirty rate, for pre-copy ("0" for none)
      */
     public AgentBench(List<Long> sizes, boolean tls, String dirtyRate) {
+        this(sizes, tls, false, dirtyRate);
+    }
+
+    /**
+     * @param webSocket the stream over the WebSocket endpoint of the destination's HTTP server, not its TCP one
+     */
+    public AgentBench(List<Long> sizes, boolean tls, boolean webSocket, String dirtyRate) {
+        this.webSocket = webSocket;
         this.sizes = List.copyOf(sizes);
         this.sourceRuntime = AgentVertx.create();
         this.destinationRuntime = AgentVertx.create();
@@ -68,7 +77,10 @@ public final class AgentBench implements AutoCloseable {
     }
 
     private AgentVerticle start(AgentVertx runtime, String name, long seedBase, String dirtyRate) {
-        LoopbackAgent agent = LoopbackAgent.named(name).withoutApi();
+        LoopbackAgent agent = LoopbackAgent.named(name);
+        if (!webSocket) {
+            agent.withoutApi();
+        }
         if (credentials != null) {
             agent.secure(credentials);
         }
@@ -92,6 +104,13 @@ public final class AgentBench implements AutoCloseable {
         return sourceRuntime.vertx();
     }
 
+    private StreamEndpoint destinationEndpoint() {
+        if (!webSocket) {
+            return LoopbackAgent.endpoint(destination);
+        }
+        return StreamEndpoint.parse((credentials != null ? "wss" : "ws") + "://127.0.0.1:" + destination.apiPort());
+    }
+
     /** Every source device back to RUNNING, so the next run starts as a real migration does. */
     private void resetSources() {
         List<Future<Void>> resets = new ArrayList<>();
@@ -105,7 +124,7 @@ public final class AgentBench implements AutoCloseable {
     /** Runs {@code count} migrations at once, one device each, and returns each one's outcome. */
     public List<Run> migrate(int count, MigrationRequest.Mode mode) {
         resetSources();
-        StreamEndpoint to = LoopbackAgent.endpoint(destination);
+        StreamEndpoint to = destinationEndpoint();
         Promise<List<MigrationService.Started>> started = Promise.promise();
         sourceRuntime.vertx().getOrCreateContext().runOnContext(v -> {
             List<MigrationService.Started> list = new ArrayList<>();
@@ -126,7 +145,7 @@ public final class AgentBench implements AutoCloseable {
     /** Migrates the devices named, d0 d1 ..., as one migration: they switch over together. */
     public Run migrateTogether(List<Integer> devices, MigrationRequest.Mode mode) {
         resetSources();
-        StreamEndpoint to = LoopbackAgent.endpoint(destination);
+        StreamEndpoint to = destinationEndpoint();
         List<MigrationRequest.DevicePair> pairs = devices.stream()
                 .map(i -> new MigrationRequest.DevicePair("d" + i, "d" + i)).toList();
         MigrationRequest request = new MigrationRequest(pairs, to, mode, false,

@@ -47,6 +47,10 @@ public final class BenchCommand implements Callable<Integer> {
     @Option(names = "--tls", description = "mutual TLS between the agents")
     boolean tls;
 
+    @Option(names = "--websocket", description = "the stream over the destination's WebSocket endpoint (ws:// or "
+            + "wss://) instead of its TCP one")
+    boolean websocket;
+
     @Option(names = "--runs", defaultValue = "3", description = "runs of each, the median is reported (${DEFAULT-VALUE})")
     int runs;
 
@@ -113,10 +117,10 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** @param dirtyRate the source workload's dirty rate in bytes per second, for pre-copy */
     private Compared compare(long bytes, Mode mode, boolean withTls, long dirtyRate) throws Exception {
-        try (AgentBench bench = new AgentBench(1, bytes, withTls, Long.toString(dirtyRate))) {
+        try (AgentBench bench = new AgentBench(List.of(bytes), withTls, websocket, Long.toString(dirtyRate))) {
             // Warm up, as for the relay: the JIT compiles the agents' path (and the simulated devices') over the first
             // gigabytes, and a figure taken before measures the compiler. Once per mode and transport in this JVM.
-            long warmUp = warmed.add(mode + "/" + withTls) ? WARM_UP_BYTES : bytes;
+            long warmUp = warmed.add(mode + "/" + withTls + "/" + websocket) ? WARM_UP_BYTES : bytes;
             for (long moved = 0; moved < warmUp; moved += bytes) {
                 bench.migrate(1, mode);
                 DeviceBaseline.migrate(bytes, BUFFER);
@@ -156,10 +160,10 @@ public final class BenchCommand implements Callable<Integer> {
         }
         long bytes = ByteSize.parse(size);
         Mode mode = precopy ? Mode.PRECOPY : Mode.STOP_COPY;
-        console.printf("bench: %s of simulated device state, %s, %s, median of %d runs%n", ByteSize.format(bytes),
+        console.printf("bench: %s of simulated device state, %s, %s%s, median of %d runs%n", ByteSize.format(bytes),
                 precopy ? "pre-copy" : "stop-copy",
                 tls ? "mutual TLS (" + TlsMaterial.engineName() + " engine)" : "in the clear on loopback (security.insecure)",
-                runs);
+                websocket ? ", over WebSocket" : "", runs);
         Compared c = compare(bytes, mode, tls);
         console.printf(Locale.ROOT, "agents: %.2f GB/s%n", c.agents().gbPerSecond());
         console.printf(Locale.ROOT, "baseline: %.2f GB/s%n", c.baseline().gbPerSecond());
