@@ -140,7 +140,8 @@ public final class DestinationSession {
         if (record != null) {
             events.publish(record.update(s -> s.withPhase(next)), Lifecycle.PHASE);
         }
-        if (journal != null && next != Phase.LOADED) {
+        // LOADED and STARTING are written where they are reached, and awaited before the next risky step.
+        if (journal != null && next != Phase.LOADED && next != Phase.STARTING) {
             journal.record(next, false);
         }
     }
@@ -328,7 +329,10 @@ public final class DestinationSession {
 
     private void startDevices() {
         enter(Phase.STARTING);
-        startInOrder().onComplete(ar -> {
+        // On disk before any device leaves STOP: a successor agent finishes the start instead of holding a device
+        // found half-way (RUNNING_P2P) as if START had never come.
+        Future<Void> recorded = journal == null ? Future.succeededFuture() : journal.record(Phase.STARTING, true);
+        recorded.compose(v -> startInOrder()).onComplete(ar -> {
             if (phase.isEnding()) {
                 return;
             }

@@ -123,12 +123,19 @@ final class Reconciler {
         });
     }
 
-    /** A destination device that holds the loaded state (STOP) is held for the migration. */
+    /**
+     * A destination device that holds the loaded state (STOP) is held for the migration. One found on its way to
+     * RUNNING (RUNNING_P2P) can only have left STOP on the source's START: its start is finished.
+     */
     private Future<DeviceState> hold(DeviceHandle h, Journal.Entry e) {
-        return h.state().onSuccess(s -> {
+        return h.state().compose(s -> {
+            if (s == DeviceState.RUNNING_P2P && h.policy().endState() == DeviceState.RUNNING) {
+                return start(h, e);
+            }
             if (s == DeviceState.STOP) {
                 h.holdFor(e.id());
             }
+            return Future.succeededFuture(s);
         });
     }
 

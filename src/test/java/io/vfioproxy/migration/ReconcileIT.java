@@ -154,6 +154,20 @@ class ReconcileIT {
     }
 
     @Test
+    void aDestinationFoundHalfStartedUnderALoadedEntryFinishesStarting() throws Exception {
+        // chaos round 119 (seed 1): killed after START moved the device to RUNNING_P2P, before the journal said
+        // STARTING. Only START takes a loaded device out of STOP, so the start is finished, not left half-way.
+        long loaded = leftIn("gpu0", 1, DeviceState.RUNNING_P2P, DeviceState.STOP, DeviceState.RUNNING_P2P);
+        journaled("m-1", Role.DESTINATION, Phase.LOADED, true, "gpu0", null);
+        AgentVerticle agent = agent("gpu0");
+        DeviceHandle gpu0 = agent.devices().find("gpu0");
+        assertThat(gpu0.state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(gpu0.heldFor()).isNull();
+        assertThat(Sim.digest(gpu0)).isEqualTo(loaded);
+        assertThat(reported(agent, "m-1").error()).contains("in phase LOADED");
+    }
+
+    @Test
     void anotherAgentsEntriesAreLeftToIt() throws Exception {
         leftIn("gpu0", 1, DeviceState.PRE_COPY);
         journal.write(new Journal.Entry("m-1", Role.SOURCE, "other-node", "127.0.0.1:7070", Phase.PRECOPY, false,
