@@ -6,6 +6,7 @@ import io.vertx.core.json.JsonObject;
 import io.vertx.ext.web.client.HttpResponse;
 import io.vertx.ext.web.client.WebClient;
 import io.vfioproxy.agent.LoopbackAgent;
+import io.vfioproxy.util.ByteSize;
 import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -19,7 +20,8 @@ import java.util.SplittableRandom;
  * agent SIGKILLed at a random moment (and started again on its journal and file-backed devices), the connection cut
  * or stalled, an ioctl failing at an arc of either side, a slow destination device, a cancel, several migrations
  * at once. After each it checks, through the API and the devices' digests, that no device was stranded and no
- * state lost, and at the end that the agents did not leak fds or threads (/proc).
+ * state lost, and at the end that the agents did not leak fds or threads (/proc) or direct buffers (the JVM's own
+ * count, from the agent's metrics).
  */
 public final class ChaosRun {
 
@@ -43,6 +45,11 @@ public final class ChaosRun {
     /** Leaks are counted above what a JVM's pools may add once warm. */
     private static final long FD_SLACK = 24;
     private static final long THREAD_SLACK = 12;
+    /**
+     * Direct memory may grow this much once warm: Netty's pools and the write queues of concurrent migrations. A
+     * buffer not released per migration (a 1 MiB chunk each) passes it within the first hundred rounds.
+     */
+    private static final long DIRECT_SLACK = 64L << 20;
 
     /** The result, as the last line says it. */
     public record Summary(int migrations, int faults, int stranded, int lost, int leaked) {
@@ -129,7 +136,7 @@ public final class ChaosRun {
                 round = m;
                 for (int i = 0; i < 2; i++) {
                     if (baseline[i] == null && m >= startedIn[i] + 3) {
-                        baseline[i] = nodes[i].resources();
+                        baseline[i] = resources(i);
                     }
                 }
                 round(fault);
@@ -318,17 +325,44 @@ public final class ChaosRun {
         return null;
     }
 
+    /** Node {@code i}'s fds and threads (from /proc) and its direct buffer memory (from its metrics). */
+    private long[] resources(int i) {
+        long[] proc = nodes[i].resources();
+        return new long[] {proc[0], proc[1], directMemory(i)};
+    }
+
+    /** The JVM's direct buffer memory in use, from the node's Prometheus scrape; -1 where it says nothing of it. */
+    private long directMemory(int node) {
+        HttpResponse<Buffer> r = http.get(nodes[node].apiPort(), "127.0.0.1", "/metrics").send().await();
+        if (r.statusCode() != 200) {
+            return -1;
+        }
+        for (String line : r.bodyAsString().split("\n")) {
+            if (line.startsWith("jvm_buffer_memory_used_bytes{") && line.contains("id=\"direct\"")) {
+                return (long) Double.parseDouble(line.substring(line.lastIndexOf(' ') + 1));
+            }
+        }
+        return -1;
+    }
+
     private int leaks() {
         int leaked = 0;
         for (int i = 0; i < 2; i++) {
-            long[] now = nodes[i].resources();
+            long[] now = resources(i);
             if (baseline[i] == null || now[0] < 0) {
+                out.printf("%s: not measured: started again in round %d, too near the end to be warm%n",
+                        nodes[i].name(), startedIn[i]);
                 continue;
             }
-            if (now[0] > baseline[i][0] + FD_SLACK || now[1] > baseline[i][1] + THREAD_SLACK) {
+            out.printf("%s: %d fds, %d threads, %s of direct buffers once warm; %d, %d, %s at the end%n",
+                    nodes[i].name(), baseline[i][0], baseline[i][1], ByteSize.format(baseline[i][2]), now[0], now[1],
+                    ByteSize.format(now[2]));
+            boolean direct = baseline[i][2] >= 0 && now[2] > baseline[i][2] + DIRECT_SLACK;
+            if (now[0] > baseline[i][0] + FD_SLACK || now[1] > baseline[i][1] + THREAD_SLACK || direct) {
                 leaked++;
-                problems.add(nodes[i].name() + ": " + baseline[i][0] + " fds and " + baseline[i][1]
-                        + " threads became " + now[0] + " and " + now[1]);
+                problems.add(nodes[i].name() + ": " + baseline[i][0] + " fds, " + baseline[i][1] + " threads and "
+                        + ByteSize.format(baseline[i][2]) + " of direct buffers became " + now[0] + ", " + now[1]
+                        + " and " + ByteSize.format(now[2]));
             }
         }
         return leaked;

@@ -45,6 +45,14 @@ class ChaosIT {
                 "cancel", "concurrent")) {
             assertThat(out).as(fault).containsPattern("(?m)^" + fault + ": [1-9]\\d* \\(");
         }
+        // The leak check measured the agents (one started again near the end is not warm): fds and threads from
+        // /proc, direct buffers from the JVM's own count.
+        String measured = ": \\d+ fds, \\d+ threads, [0-9.]+ [KMG]iB of direct buffers once warm; \\d+, \\d+, "
+                + "[0-9.]+ [KMG]iB at the end$";
+        assertThat(out).containsPattern("(?m)^chaos-[ab]" + measured);
+        for (String agent : List.of("chaos-a", "chaos-b")) {
+            assertThat(out).as(agent).containsPattern("(?m)^" + agent + "(" + measured + "|: not measured: .*)");
+        }
         // Every restarted agent's journal was emptied by its successor.
         try (var files = Files.walk(dir)) {
             assertThat(files.filter(f -> f.toString().endsWith(".json") && f.getParent().getFileName().toString()
