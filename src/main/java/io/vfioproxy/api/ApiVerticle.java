@@ -2,14 +2,11 @@ package io.vfioproxy.api;
 
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Future;
-import io.vertx.core.Handler;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.http.ClientAuth;
-import io.vertx.core.http.HttpMethod;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpServerOptions;
-import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.ServerWebSocket;
 import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonArray;
@@ -37,7 +34,7 @@ import io.vfioproxy.security.Refusals;
 import io.vfioproxy.security.Scope;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.Map;
+import java.util.function.Consumer;
 import java.util.function.Function;
 import java.util.function.Predicate;
 import java.util.function.Supplier;
@@ -60,7 +57,7 @@ public final class ApiVerticle extends VerticleBase {
     private final String agent;
     private final ApiOptions options;
     private final HttpServerOptions serverOptions;
-    private final Map<String, Handler<HttpServerRequest>> upgrades;
+    private final Consumer<Router> mounts;
     private final DeviceRegistry devices;
     private final MigrationService migrations;
     private final RelayService relays;
@@ -73,13 +70,10 @@ public final class ApiVerticle extends VerticleBase {
     private HttpServer server;
 
     /**
-     * @param serverOptions the HTTP server's options (the agent's own endpoints may need more than the defaults)
-     * @param upgrades the agent's own WebSocket endpoints by path (the migration stream), served ahead of the router
-     *        with the request as the server gave it: a router pauses and wraps each request, and a stream needs the
-     *        connection itself (its input is taken from the channel without Vert.x's copy of every frame)
+     * @param serverOptions the HTTP server's options (the agent's mounts may need more than the defaults)
+     * @param mounts adds the agent's own routes to the router, before the catch-all 404
      */
-    public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions,
-            Map<String, Handler<HttpServerRequest>> upgrades,
+    public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions, Consumer<Router> mounts,
             ApiContract contract, DeviceRegistry devices, MigrationService migrations, RelayService relays,
             Credentials credentials, Refusals refusals, PrometheusMeterRegistry registry,
             Supplier<Future<JsonObject>> readiness) {
@@ -91,7 +85,7 @@ public final class ApiVerticle extends VerticleBase {
         this.contract = contract;
         this.options = options;
         this.serverOptions = serverOptions;
-        this.upgrades = Map.copyOf(upgrades);
+        this.mounts = mounts;
         this.devices = devices;
         this.migrations = migrations;
         this.registry = registry;
@@ -115,6 +109,8 @@ public final class ApiVerticle extends VerticleBase {
         if (credentials.options().metricsPublic()) {
             router.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
         }
+        // The migration stream over WebSocket: agents prove who they are with their certificate, not a token.
+        mounts.accept(router);
         // Everything below needs a token: read to look, control to act.
         router.route().handler(auth::handle);
         if (!credentials.options().metricsPublic()) {
@@ -177,15 +173,7 @@ public final class ApiVerticle extends VerticleBase {
             connection.closeHandler(v -> permit.release());
         });
         credentials.onTlsChange(tls -> server.updateSSLOptions(tls.server(ClientAuth.REQUEST)));
-        // The migration stream over WebSocket: agents prove who they are with their certificate, not a token.
-        return server.requestHandler(request -> {
-            Handler<HttpServerRequest> upgrade = upgrades.get(request.path());
-            if (upgrade != null && request.method() == HttpMethod.GET) {
-                upgrade.handle(request);
-            } else {
-                router.handle(request);
-            }
-        }).listen();
+        return server.requestHandler(router).listen();
     }
 
     public int actualPort() {

@@ -7,14 +7,10 @@ import io.vertx.core.http.WebSocketBase;
 import io.vertx.core.streams.ReadStream;
 import io.vertx.core.streams.WriteStream;
 import io.vfioproxy.stream.StreamConnection;
-import io.vfioproxy.vertx.DirectInput;
-import io.vfioproxy.vertx.VertxInternals;
 
 /**
  * A {@link StreamConnection} over a WebSocket: every write is one binary frame, and the receiver's decoder takes
- * frames of any size and boundary, so the protocol is the same as over TCP. Its input hands on the frames Netty
- * decoded without Vert.x's copy of each into the heap ({@link DirectInput}); make it on the WebSocket's event loop
- * as the WebSocket is accepted or connected.
+ * frames of any size and boundary, so the protocol is the same as over TCP.
  */
 public final class WebSocketConnection implements StreamConnection {
 
@@ -22,7 +18,6 @@ public final class WebSocketConnection implements StreamConnection {
     public static final int MAX_FRAME = (16 << 20) + 64;
 
     private final WebSocketBase socket;
-    private final DirectInput input;
     private final String peer;
     private final Runnable onClose;
 
@@ -36,19 +31,12 @@ public final class WebSocketConnection implements StreamConnection {
         this.peer = "ws " + socket.remoteAddress();
         this.onClose = onClose;
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
-        this.input = VertxInternals.directInput(socket);
-        input.closeHandler(v -> onClose.run());
+        socket.closeHandler(v -> onClose.run());
     }
 
     @Override
     public ReadStream<Buffer> input() {
-        return input;
-    }
-
-    /** See {@link DirectInput#retainCurrent()}. */
-    @Override
-    public Runnable retainInput() {
-        return input.retainCurrent();
+        return socket;
     }
 
     @Override
@@ -58,7 +46,7 @@ public final class WebSocketConnection implements StreamConnection {
 
     @Override
     public void closeHandler(Handler<Void> handler) {
-        input.closeHandler(v -> {
+        socket.closeHandler(v -> {
             onClose.run();
             handler.handle(null);
         });
@@ -69,10 +57,8 @@ public final class WebSocketConnection implements StreamConnection {
         socket.shutdownHandler(handler);
     }
 
-    /** Closes the WebSocket; what waits behind a pause is released, not delivered. */
     @Override
     public Future<Void> close() {
-        input.discard();
         return socket.close();
     }
 

@@ -3,26 +3,19 @@ package io.vfioproxy.vertx;
 import io.netty.buffer.ByteBuf;
 import io.netty.channel.AdaptiveRecvByteBufAllocator;
 import io.netty.channel.Channel;
-import io.netty.channel.ChannelHandlerContext;
-import io.netty.channel.ChannelInboundHandlerAdapter;
-import io.netty.handler.codec.http.websocketx.BinaryWebSocketFrame;
-import io.netty.handler.codec.http.websocketx.ContinuationWebSocketFrame;
-import io.netty.handler.codec.http.websocketx.WebSocketFrame;
 import io.netty.util.ReferenceCountUtil;
 import io.vertx.core.Handler;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.internal.buffer.BufferInternal;
-import io.vertx.core.internal.http.WebSocketInternal;
 import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.streams.ReadStream;
 import io.vfioproxy.util.Demand;
 import java.util.ArrayDeque;
-import java.util.function.Consumer;
 
 /**
- * A connection's input as the pooled buffers Netty read into, for a pipe: a TCP socket's reads, or a WebSocket's
- * binary frames. Vert.x's own handlers copy every read (and every received WebSocket frame) into a new heap buffer;
- * this one hands the pooled (direct) buffer on, wrapped without a copy, and releases it when the handler returns. A consumer that keeps part of it past the handler must retain it ({@link #retainCurrent()}),
+ * A TCP socket's input as the pooled buffers Netty read into, for a pipe. Vert.x's own handler copies every read
+ * into a new heap buffer; this one hands the pooled (direct) buffer on, wrapped without a copy, and releases it when
+ * the handler returns. A consumer that keeps part of it past the handler must retain it ({@link #retainCurrent()}),
  * as the destination does for data still on its way to the device.
  *
  * <p>It keeps its own flow control, because Vert.x 5.0.7's does two things wrong for a paused reader: it reports
@@ -32,15 +25,12 @@ import java.util.function.Consumer;
  * {@link #discard()} releases them. Netty reads up to {@code receiveBufferMax} bytes at once (its default, 64 KiB,
  * costs a third of the throughput on loopback).
  *
- * <p>A WebSocket's data frames are taken before Vert.x's handler sees them; its control frames (close, ping, pong)
- * go on to Vert.x, which answers them.
- *
- * <p>Runs on the connection's event loop.
+ * <p>Runs on the socket's event loop.
  */
 public final class DirectInput implements ReadStream<Buffer> {
 
+    private final NetSocketInternal socket;
     private final Channel channel;
-    private final Consumer<Handler<Throwable>> exceptionHandlers;
     private final ArrayDeque<ByteBuf> queue = new ArrayDeque<>();
     private Handler<Buffer> handler;
     private Handler<Void> endHandler;
@@ -54,59 +44,16 @@ public final class DirectInput implements ReadStream<Buffer> {
     private boolean discarded;
     private boolean delivering;
 
-    private DirectInput(Channel channel, Consumer<Handler<Throwable>> exceptionHandlers) {
-        this.channel = channel;
-        this.exceptionHandlers = exceptionHandlers;
-    }
-
-    /** A TCP socket's input; Netty reads up to {@code receiveBufferMax} bytes at once. */
-    static DirectInput of(NetSocketInternal socket, int receiveBufferMax) {
-        Channel channel = socket.channelHandlerContext().channel();
-        DirectInput input = new DirectInput(channel, socket::exceptionHandler);
+    DirectInput(NetSocketInternal socket, int receiveBufferMax) {
+        this.socket = socket;
+        this.channel = socket.channelHandlerContext().channel();
         channel.config().setRecvByteBufAllocator(
                 new AdaptiveRecvByteBufAllocator(64, Math.min(65536, receiveBufferMax), receiveBufferMax));
-        socket.messageHandler(input::arrived);
-        socket.closeHandler(v -> input.channelClosed());
-        return input;
-    }
-
-    /**
-     * A WebSocket's binary data, frame by frame: a handler ahead of Vert.x's in the channel's pipeline takes the
-     * binary and continuation frames and passes every other frame on. Installed on the event loop before it reads
-     * again: where the WebSocket was just accepted or connected, nothing it received can have passed yet.
-     */
-    static DirectInput of(WebSocketInternal socket) {
-        ChannelHandlerContext vertxHandler = socket.channelHandlerContext();
-        DirectInput input = new DirectInput(vertxHandler.channel(), socket::exceptionHandler);
-        vertxHandler.pipeline().addBefore(vertxHandler.name(), "vmp-direct-input", new ChannelInboundHandlerAdapter() {
-            @Override
-            public void channelRead(ChannelHandlerContext ctx, Object msg) {
-                if (msg instanceof BinaryWebSocketFrame || msg instanceof ContinuationWebSocketFrame) {
-                    WebSocketFrame frame = (WebSocketFrame) msg;
-                    input.arrived(frame.content());
-                } else {
-                    ctx.fireChannelRead(msg);
-                }
-            }
-
-            @Override
-            public void channelInactive(ChannelHandlerContext ctx) {
-                input.channelClosed();
-                ctx.fireChannelInactive();
-            }
+        socket.messageHandler(this::arrived);
+        socket.closeHandler(v -> {
+            closed = true;
+            deliver();
         });
-        // Vert.x's own queue sees only the control frames now: it flows, and this input alone pauses the channel.
-        // The channel may come paused from the HTTP request it was upgraded from, which Vert.x undoes only when its
-        // WebSocket is resumed from a pause of its own: this input starts the reading itself.
-        socket.handler(ignored -> { });
-        socket.resume();
-        vertxHandler.channel().config().setAutoRead(true);
-        return input;
-    }
-
-    private void channelClosed() {
-        closed = true;
-        deliver();
     }
 
     private void arrived(Object msg) {
@@ -190,7 +137,7 @@ public final class DirectInput implements ReadStream<Buffer> {
 
     @Override
     public ReadStream<Buffer> exceptionHandler(Handler<Throwable> handler) {
-        exceptionHandlers.accept(handler);
+        socket.exceptionHandler(handler);
         return this;
     }
 

@@ -11,10 +11,8 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.buffer.impl.BufferImpl;
-import io.vertx.core.http.WebSocketBase;
 import io.vertx.core.internal.VertxInternal;
 import io.vertx.core.internal.buffer.BufferInternal;
-import io.vertx.core.internal.http.WebSocketInternal;
 import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.net.NetSocket;
 import java.nio.ByteBuffer;
@@ -99,14 +97,6 @@ public final class VertxInternals {
      * handler is set on the socket; the input then owns the socket's message and close handling.
      */
     public static DirectInput directInput(NetSocket socket, int receiveBufferMax) {
-        return DirectInput.of((NetSocketInternal) socket, receiveBufferMax);
-    }
-
-    /**
-     * The WebSocket's binary frames as Netty decoded them, without Vert.x's copy of each into the heap. Call on its
-     * event loop as it is accepted or connected, before it reads again; the input then owns its close handling.
-     */
-    public static DirectInput directInput(WebSocketBase socket) {
-        return DirectInput.of((WebSocketInternal) socket);
+        return new DirectInput((NetSocketInternal) socket, receiveBufferMax);
     }
 }
