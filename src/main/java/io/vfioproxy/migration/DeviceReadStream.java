@@ -24,9 +24,9 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 /**
  * A device's open saving session as a Vert.x {@link ReadStream} of frames, for a pipe to a connection or file.
  *
- * <p>One read is in flight at most, on the device's worker thread, and only while there is demand: a paused stream
- * reads nothing, so the device is read only as fast as the connection takes frames (vert.x's AsyncFileImpl is the
- * model). Each chunk is read straight into a direct buffer of the stream's own {@link ChunkPool}, behind room for its
+ * <p>Reads run on the device's worker thread only while there is demand, one at a time in pre-copy and
+ * {@value #STOP_COPY_READS_IN_FLIGHT} queued in stop-copy: a paused stream reads nothing, so the device is read only as
+ * fast as the connection takes frames (vert.x's AsyncFileImpl is the model). Each chunk is read straight into a direct buffer of the stream's own {@link ChunkPool}, behind room for its
  * headers; nothing is copied on the way to the socket, and the buffer is read into again once the socket wrote it.
  *
  * <p>Pre-copy (the device runs): a read that finds no data for now (ENOMSG, or 0 from drivers like mtty) ends an
@@ -96,7 +96,6 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
     private final Vertx vertx;
     private final DeviceHandle device;
     private final int channel;
-    private final int chunkSize;
     private final ChunkPool pool;
     private final ArrayDeque<DataFrame> pending = new ArrayDeque<>();
     /** Reads done on the device's thread, in their order, not yet taken on the event loop. */
@@ -126,7 +125,6 @@ final class DeviceReadStream implements ReadStream<DataFrame> {
         this.vertx = vertx;
         this.device = device;
         this.channel = channel;
-        this.chunkSize = chunkSize;
         this.pool = new ChunkPool(Frames.DATA_OFFSET + chunkSize, POOLED_CHUNKS);
         this.state = precopy ? State.PRECOPY : State.STOP_COPY;
         this.iterations = new PrecopyIterations(channel, switchoverAck);
