@@ -155,30 +155,25 @@ final class Reconciler {
 
     /** A source device back to the state it had when the migration began, closing what the dead agent left. */
     private Future<DeviceState> resume(Journal.Device d) {
-        DeviceHandle h = devices.find(d.name());
-        if (h == null) {
-            return missing(d);
-        }
         DeviceState before = "STOP".equals(d.before()) ? DeviceState.STOP : DeviceState.RUNNING;
-        return h.submit(dc -> {
-            dc.refreshState("recovery");
-            if (dc.state() != before) {
-                dc.setState(before, DeviceState.ERROR, "recovery after the agent restarted");
-            }
-            return dc.state();
-        });
+        return moveTo(d, before, "recovery after the agent restarted");
     }
 
     /** A committed source device to STOP, as the dead agent's commit would have left it (from STOP_COPY). */
     private Future<DeviceState> stop(Journal.Device d) {
+        return moveTo(d, DeviceState.STOP, "recovery after the agent restarted: committed");
+    }
+
+    /** The device, as it is now, to {@code target} unless it is there already (recover ERROR). */
+    private Future<DeviceState> moveTo(Journal.Device d, DeviceState target, String cause) {
         DeviceHandle h = devices.find(d.name());
         if (h == null) {
             return missing(d);
         }
         return h.submit(dc -> {
             dc.refreshState("recovery");
-            if (dc.state() != DeviceState.STOP) {
-                dc.setState(DeviceState.STOP, DeviceState.ERROR, "recovery after the agent restarted: committed");
+            if (dc.state() != target) {
+                dc.setState(target, DeviceState.ERROR, cause);
             }
             return dc.state();
         });
