@@ -61,7 +61,7 @@ public final class TlsMaterial {
                 .trustManager(trust().getTrustManagerFactory(vertx))
                 .clientAuth(io.netty.handler.ssl.ClientAuth.REQUIRE)
                 .protocols("TLSv1.3", "TLSv1.2")
-                .sslProvider(OpenSsl.isAvailable() ? SslProvider.OPENSSL : SslProvider.JDK)
+                .sslProvider(OpenSsl.isAvailable() ? SslProvider.OPENSSL : SslProvider.JDK) // as engine() chooses
                 .build();
     }
 
@@ -71,12 +71,12 @@ public final class TlsMaterial {
      * {@code -Dio.netty.handler.ssl.noOpenSsl=true} turns it off.
      */
     public static SSLEngineOptions engine() {
-        return OpenSSLEngineOptions.isAvailable() ? new OpenSSLEngineOptions() : new JdkSSLEngineOptions();
+        return OpenSsl.isAvailable() ? new OpenSSLEngineOptions() : new JdkSSLEngineOptions();
     }
 
     /** Which engine {@link #engine()} chose, for the start line and the bench. */
     public static String engineName() {
-        return OpenSSLEngineOptions.isAvailable() ? "OpenSSL (" + OpenSsl.versionString() + ")" : "JDK";
+        return OpenSsl.isAvailable() ? "OpenSSL (" + OpenSsl.versionString() + ")" : "JDK";
     }
 
     public ClientSSLOptions client() {
