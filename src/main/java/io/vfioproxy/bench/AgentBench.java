@@ -123,39 +123,41 @@ public final class AgentBench implements AutoCloseable {
 
     /** Runs {@code count} migrations at once, one device each, and returns each one's outcome. */
     public List<Run> migrate(int count, MigrationRequest.Mode mode) {
-        resetSources();
-        StreamEndpoint to = destinationEndpoint();
-        Promise<List<MigrationService.Started>> started = Promise.promise();
-        sourceRuntime.vertx().getOrCreateContext().runOnContext(v -> {
-            List<MigrationService.Started> list = new ArrayList<>();
-            for (int i = 0; i < count; i++) {
-                list.add(source.migrations().migrate(new MigrationRequest("d" + i, to, "d" + i, 0).withMode(mode)));
-            }
-            started.complete(list);
-        });
-        List<Run> runs = new ArrayList<>();
-        for (MigrationService.Started s : started.future().await()) {
-            MigrationStatus r = s.completion().await();
-            lastStreamBytes = r.transfer().dataBytes();
-            runs.add(new Run(sizes.get(runs.size()), r.transferSeconds(), r.downtimeMillis()));
+        List<List<Integer>> each = new ArrayList<>();
+        for (int i = 0; i < count; i++) {
+            each.add(List.of(i));
         }
-        return runs;
+        return run(each, mode);
     }
 
     /** Migrates the devices named, d0 d1 ..., as one migration: they switch over together. */
     public Run migrateTogether(List<Integer> devices, MigrationRequest.Mode mode) {
+        return run(List.of(devices), mode).get(0);
+    }
+
+    /**
+     * Starts one migration per list of device indexes, all at once from the source's context, after every source
+     * device is back in RUNNING; returns each one's outcome, its state the sum of its devices'.
+     */
+    private List<Run> run(List<List<Integer>> migrations, MigrationRequest.Mode mode) {
         resetSources();
         StreamEndpoint to = destinationEndpoint();
-        List<MigrationRequest.DevicePair> pairs = devices.stream()
-                .map(i -> new MigrationRequest.DevicePair("d" + i, "d" + i)).toList();
-        MigrationRequest request = new MigrationRequest(pairs, to, mode, false,
-                MigrationRequest.DEFAULT_DOWNTIME_LIMIT_MILLIS, MigrationRequest.DEFAULT_PRECOPY_BUDGET_MILLIS, 0, false);
-        Promise<MigrationService.Started> started = Promise.promise();
-        sourceRuntime.vertx().getOrCreateContext().runOnContext(v -> started.complete(
-                source.migrations().migrate(request)));
-        MigrationStatus r = started.future().await().completion().await();
-        long bytes = devices.stream().mapToLong(sizes::get).sum();
-        return new Run(bytes, r.transferSeconds(), r.downtimeMillis());
+        Promise<List<MigrationService.Started>> started = Promise.promise();
+        sourceRuntime.vertx().getOrCreateContext().runOnContext(v -> started.complete(migrations.stream()
+                .map(devices -> source.migrations().migrate(new MigrationRequest(devices.stream()
+                        .map(i -> new MigrationRequest.DevicePair("d" + i, "d" + i)).toList(), to, mode, false,
+                        MigrationRequest.DEFAULT_DOWNTIME_LIMIT_MILLIS, MigrationRequest.DEFAULT_PRECOPY_BUDGET_MILLIS,
+                        0, false)))
+                .toList()));
+        List<Run> runs = new ArrayList<>();
+        List<MigrationService.Started> all = started.future().await();
+        for (int m = 0; m < all.size(); m++) {
+            MigrationStatus r = all.get(m).completion().await();
+            lastStreamBytes = r.transfer().dataBytes();
+            long bytes = migrations.get(m).stream().mapToLong(sizes::get).sum();
+            runs.add(new Run(bytes, r.transferSeconds(), r.downtimeMillis()));
+        }
+        return runs;
     }
 
     private volatile long lastStreamBytes;

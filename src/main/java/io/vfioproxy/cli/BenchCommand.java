@@ -21,6 +21,7 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
+import java.util.stream.IntStream;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Option;
 
@@ -35,6 +36,8 @@ import picocli.CommandLine.Option;
 public final class BenchCommand implements Callable<Integer> {
 
     private static final int BUFFER = 1 << 20;
+    /** The source workload's dirty rate for pre-copy, unless a run sets its own. */
+    private static final String PRECOPY_DIRTY_RATE = "32MiB";
     /** State moved by each side before the measured runs. */
     private static final long WARM_UP_BYTES = 8L << 30;
 
@@ -112,7 +115,7 @@ public final class BenchCommand implements Callable<Integer> {
     private final java.util.Set<String> warmed = new java.util.HashSet<>();
 
     private Compared compare(long bytes, Mode mode, boolean withTls) throws Exception {
-        return compare(bytes, mode, withTls, mode == Mode.PRECOPY ? ByteSize.parse("32MiB") : 0);
+        return compare(bytes, mode, withTls, mode == Mode.PRECOPY ? ByteSize.parse(PRECOPY_DIRTY_RATE) : 0);
     }
 
     /** @param dirtyRate the source workload's dirty rate in bytes per second, for pre-copy */
@@ -224,11 +227,8 @@ public final class BenchCommand implements Callable<Integer> {
             // Halving, kept a whole number of pages.
             sizes.add(Math.max(LoopbackAgent.PAGE, (largest >> i) / LoopbackAgent.PAGE * LoopbackAgent.PAGE));
         }
-        List<Integer> all = new ArrayList<>();
-        for (int i = 0; i < devices; i++) {
-            all.add(i);
-        }
-        long dirty = mode == Mode.PRECOPY ? ByteSize.parse("32MiB") : 0;
+        List<Integer> all = IntStream.range(0, devices).boxed().toList();
+        long dirty = mode == Mode.PRECOPY ? ByteSize.parse(PRECOPY_DIRTY_RATE) : 0;
         console.printf("bench --devices %d: %s of simulated device state, %s, in the clear on loopback "
                 + "(security.insecure), median of %d runs%n", devices,
                 String.join(", ", sizes.stream().map(ByteSize::format).toList()),
