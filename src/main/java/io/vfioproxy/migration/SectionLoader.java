@@ -75,8 +75,16 @@ final class SectionLoader {
         }
     }
 
-    /** A slice of an input buffer and what releases it once the device has written it. */
-    private record Piece(Buffer bytes, Runnable release) {
+    /** A slice of an input buffer and what releases it once the device has written it (or never will). */
+    private record Piece(Buffer bytes, Runnable releaser) {
+        void release() {
+            releaser.run();
+        }
+    }
+
+    private static void releaseAll(List<Piece> pieces) {
+        pieces.forEach(Piece::release);
+        pieces.clear();
     }
 
     /**
@@ -164,10 +172,8 @@ final class SectionLoader {
         channels.values().forEach(c -> {
             c.aborted = true;
             // The frame that was arriving, and what waited for the device, never reach it.
-            c.frame.forEach(p -> p.release().run());
-            c.frame.clear();
-            c.waiting.forEach(p -> p.release().run());
-            c.waiting.clear();
+            releaseAll(c.frame);
+            releaseAll(c.waiting);
         });
         queued = 0;
         drain();
@@ -311,7 +317,7 @@ final class SectionLoader {
             return null;
         }).onComplete(ar -> {
             c.writing--;
-            batch.forEach(p -> p.release().run());
+            batch.forEach(Piece::release);
             if (c.aborted) {
                 return;
             }
