@@ -33,7 +33,7 @@ import java.util.function.Consumer;
  * until its CRC32C matched, then written: the hypervisor never sees a byte that did not arrive intact. So memory per
  * channel is one frame and the two sockets' write queues.
  *
- * <p>The local side's end is RELAY_END {@code {"bytes"}} to the peer, which ends its local socket once it wrote
+ * <p>The local side's end is RELAY_END {@code {"bytes", "channels"}} to the peer, which ends its local socket once it wrote
  * them all; a channel whose two directions both ended so has ended cleanly. Anything else (a socket error, a
  * protocol error, the agent connection lost, a count that does not match, an ABORT) fails the channel: its sockets
  * close at once, and the peer is told why. Runs on the remote connection's context, which is also the local
@@ -48,6 +48,14 @@ final class RelayChannel {
 
         /** The channel failed; {@code fromPeer} when the peer said so (its ABORT, or the connection lost). */
         void failed(RelayChannel channel, String reason, boolean fromPeer);
+
+        /**
+         * How many channels the relay has so far, said in this side's RELAY_END (the source, which accepts every
+         * connection of the hypervisor, knows; the destination learns it so); -1 where this side cannot tell.
+         */
+        default int channels() {
+            return -1;
+        }
     }
 
     private final Vertx vertx;
@@ -69,6 +77,8 @@ final class RelayChannel {
     private volatile boolean done;
     private volatile String state = "opening";
     private volatile String note;
+    /** The relay's channel count the peer's RELAY_END said, or -1. */
+    private volatile int peerChannels = -1;
 
     /**
      * @param handshake gets the control frames of the opening (RELAY_OPEN, RELAY_OPENED, REFUSE) before
@@ -111,6 +121,11 @@ final class RelayChannel {
 
     String note() {
         return note;
+    }
+
+    /** How many channels the peer's RELAY_END said the relay has; -1 before it came, or where it did not say. */
+    int peerChannels() {
+        return peerChannels;
     }
 
     boolean isDone() {
@@ -175,7 +190,12 @@ final class RelayChannel {
             return;
         }
         localEnded = true;
-        writer.control(FrameType.RELAY_END, 0, new JsonObject().put("bytes", toRemote)).onComplete(ar -> {
+        JsonObject end = new JsonObject().put("bytes", toRemote);
+        int channels = listener.channels();
+        if (channels >= 0) {
+            end.put("channels", channels);
+        }
+        writer.control(FrameType.RELAY_END, 0, end).onComplete(ar -> {
             if (ar.failed()) {
                 fail("sending the end to " + remote.peer() + " failed: " + ar.cause().getMessage(), true);
             } else {
@@ -259,6 +279,7 @@ final class RelayChannel {
                                 : "twice"));
                     }
                     remoteEnded = true;
+                    peerChannels = body.getInteger("channels", -1);
                     long announced = body.getLong("bytes", -1L);
                     local.end().onComplete(ar -> {
                         if (done) {

@@ -313,6 +313,17 @@ final class SourceRelay {
         public void failed(RelayChannel channel, String reason, boolean fromPeer) {
             failFromChannel(reason);
         }
+
+        /**
+         * Every connection accepted so far: each becomes a channel or fails the relay. By the time the hypervisor
+         * ends a channel, it has opened all it will (QEMU connects its multifd channels before it sends on them).
+         */
+        @Override
+        public int channels() {
+            synchronized (slots) {
+                return slots.size();
+            }
+        }
     }
 
     private void channelEnded(RelayChannel channel) {

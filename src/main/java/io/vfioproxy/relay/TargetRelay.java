@@ -17,7 +17,7 @@ import java.util.Map;
 /**
  * The destination side of one relay: connects each channel the source agent opens to the target, in the order the
  * source hypervisor opened them (QEMU 7.2 takes the first connection it accepts for its main channel), and relays.
- * It ends once every channel ended; one failed channel fails them all.
+ * It ends once every channel the source announced has ended; one failed channel fails them all.
  */
 final class TargetRelay {
 
@@ -111,16 +111,39 @@ final class TargetRelay {
         };
     }
 
+    /**
+     * Completes the relay once every channel the source announced has ended here. The source says in each
+     * RELAY_END how many it accepted: a channel it accepted last may open here after the others ended, and must
+     * not find the relay over. One announced but missing after the open timeout fails the relay.
+     */
     private void channelEnded() {
         refresh();
+        int expected;
+        int arrived;
         synchronized (this) {
             if (ended || !channels.containsKey(0)
                     || !channels.values().stream().allMatch(c -> c.state().equals("ended"))) {
                 return;
             }
-            ended = true;
+            expected = channels.values().stream().mapToInt(RelayChannel::peerChannels).max().orElse(-1);
+            arrived = channels.size();
+            if (arrived >= expected) {
+                ended = true;
+            }
         }
-        end(RelayPhase.COMPLETED, null);
+        if (arrived >= expected) {
+            end(RelayPhase.COMPLETED, null);
+            return;
+        }
+        vertx.setTimer(options.openTimeoutMillis(), id -> {
+            synchronized (this) {
+                if (ended || channels.size() > arrived) {
+                    return;
+                }
+            }
+            fail("the source announced " + expected + " channels, " + arrived + " arrived within "
+                    + options.openTimeoutMillis() + " ms of the others' end");
+        });
     }
 
     private void fail(String reason) {

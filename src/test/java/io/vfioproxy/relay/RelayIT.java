@@ -4,7 +4,10 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 import static org.awaitility.Awaitility.await;
 
+import io.vertx.core.Future;
+import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
+import io.vertx.core.net.NetClient;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
@@ -28,6 +31,7 @@ import java.util.List;
 import java.util.Random;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -308,8 +312,7 @@ class RelayIT {
         }
         SocketChannel extra = connect(relay.status().listen());
         assertThat(closedByPeer(extra)).as("a fourth connection is refused").isTrue();
-        // All three accepted before any closes: a destination whose every known channel ended completes the relay,
-        // and one whose last open is still on its way would be refused (docs/RELIABILITY.md, "Not done yet").
+        // All three accepted before any closes: what this checks is their order (a late one is the next test's).
         List<SocketChannel> atTarget = new ArrayList<>();
         for (int i = 0; i < 3; i++) {
             SocketChannel accepted = hypervisorB.accept();
@@ -330,6 +333,64 @@ class RelayIT {
             }
         });
         assertThat(ended(relay).phase()).isEqualTo(RelayPhase.COMPLETED);
+    }
+
+    @Test
+    void aChannelWhoseOpenReachesTheDestinationAfterTheOthersEndedIsStillRelayed() throws Exception {
+        // A proxy to the destination agent that passes the probe and channels 0 and 1, and holds channel 2's
+        // connection until released: its RELAY_OPEN arrives after the first two channels ended there.
+        AtomicInteger connections = new AtomicInteger();
+        Promise<Void> release = Promise.promise();
+        NetClient client = vertx.createNetClient();
+        int port = vertx.createNetServer().connectHandler(in -> {
+            in.pause();
+            Future<Void> go = connections.incrementAndGet() <= 3 ? Future.succeededFuture() : release.future();
+            go.compose(v -> client.connect(destination.streamPort(), "127.0.0.1")).onSuccess(out -> {
+                in.pipeTo(out);
+                out.pipeTo(in);
+            });
+        }).listen(0, "127.0.0.1").await().actualPort();
+        Path target = dir.resolve("late.sock");
+        ServerSocketChannel hypervisorB = listen(target);
+        RelayRecord relay = source.relays().start(RelayRequest.fromJson(new JsonObject()
+                .put("destination", "127.0.0.1:" + port).put("target", "unix:" + target).put("channels", 3)))
+                .await();
+        List<SocketChannel> opened = new ArrayList<>();
+        List<SocketChannel> atTarget = new ArrayList<>();
+        for (int i = 0; i < 2; i++) {
+            SocketChannel c = connect(relay.status().listen());
+            c.write(ByteBuffer.wrap(new byte[] {(byte) i}));
+            opened.add(c);
+            SocketChannel accepted = hypervisorB.accept();
+            closing.add(accepted);
+            atTarget.add(accepted);
+            // Read before it closes: a socket closed with unread bytes resets, and the relay fails.
+            assertThat(accepted.read(ByteBuffer.allocate(1))).isEqualTo(1);
+        }
+        SocketChannel late = connect(relay.status().listen());
+        late.write(ByteBuffer.wrap(new byte[] {2}));
+        await("channel 2's connection held").atMost(Duration.ofSeconds(30)).until(() -> connections.get() == 4);
+        for (int i = 0; i < 2; i++) {
+            atTarget.get(i).close();
+            opened.get(i).close();
+        }
+        RelayRecord there = destinationRecord(relay.id());
+        await("channels 0 and 1 ended at the destination").atMost(Duration.ofSeconds(30))
+                .until(() -> there.status().channels().stream().filter(c -> c.state().equals("ended")).count() == 2);
+        assertThat(there.status().phase()).as("the destination waits for the channel the source announced")
+                .isEqualTo(RelayPhase.RELAYING);
+        release.complete();
+        SocketChannel third = hypervisorB.accept();
+        closing.add(third);
+        ByteBuffer first = ByteBuffer.allocate(1);
+        assertThat(third.read(first)).isEqualTo(1);
+        assertThat(first.get(0)).as("the late channel at the target").isEqualTo((byte) 2);
+        third.close();
+        late.close();
+        assertThat(ended(relay).phase()).isEqualTo(RelayPhase.COMPLETED);
+        assertThat(ended(there).phase()).isEqualTo(RelayPhase.COMPLETED);
+        assertThat(ended(there).channels()).extracting(RelayStatus.Channel::state)
+                .containsExactly("ended", "ended", "ended");
     }
 
     @Test
