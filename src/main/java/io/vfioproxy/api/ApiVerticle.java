@@ -6,6 +6,7 @@ import io.vertx.core.VerticleBase;
 import io.vertx.core.eventbus.MessageConsumer;
 import io.vertx.core.http.ClientAuth;
 import io.vertx.core.http.HttpServer;
+import io.vertx.core.http.HttpMethod;
 import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.http.ServerWebSocket;
 import io.vertx.core.json.DecodeException;
@@ -16,6 +17,7 @@ import io.vertx.ext.bridge.PermittedOptions;
 import io.vertx.ext.web.Router;
 import io.vertx.ext.web.RoutingContext;
 import io.vertx.ext.web.handler.BodyHandler;
+import io.vertx.ext.web.handler.StaticHandler;
 import io.vertx.ext.web.handler.sockjs.SockJSBridgeOptions;
 import io.vertx.ext.web.handler.sockjs.SockJSHandler;
 import io.vertx.micrometer.PrometheusScrapingHandler;
@@ -53,6 +55,10 @@ public final class ApiVerticle extends VerticleBase {
             new String[] {Events.MIGRATION, "migration"},
             new String[] {Events.PROGRESS, "progress"},
             new String[] {Events.RELAY, "relay"});
+
+    /** The page loads only its own files, and talks only to this agent (its API and its WebSocket feed). */
+    private static final String PAGE_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; "
+            + "img-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
 
     private final String agent;
     private final ApiOptions options;
@@ -106,6 +112,13 @@ public final class ApiVerticle extends VerticleBase {
         Router router = Router.router(vertx);
         router.get("/healthz").handler(rc -> json(rc, 200, new JsonObject().put("status", "UP").put("agent", agent)));
         router.get("/readyz").handler(this::ready);
+        // The operators' page: static files only, no data; the page asks for a token and reads the API with it.
+        router.get("/").handler(rc -> rc.reroute("/ui/index.html"));
+        router.route("/ui/*").method(HttpMethod.GET).handler(rc -> {
+            rc.response().putHeader("Content-Security-Policy", PAGE_POLICY).putHeader("X-Content-Type-Options",
+                    "nosniff").putHeader("Referrer-Policy", "no-referrer");
+            rc.next();
+        }).handler(StaticHandler.create("webroot").setCachingEnabled(false).setDirectoryListing(false));
         if (credentials.options().metricsPublic()) {
             router.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
         }
@@ -118,6 +131,7 @@ public final class ApiVerticle extends VerticleBase {
         }
         router.get("/v1/openapi.json").handler(rc -> rc.response().putHeader("Content-Type", "application/json")
                 .end(contract.document()));
+        router.get("/v1/session").handler(this::session);
         router.get("/v1/devices").handler(this::listDevices);
         router.get("/v1/devices/:name").handler(this::getDevice);
         router.post("/v1/devices/:name/release").handler(BodyHandler.create().setBodyLimit(4096))
@@ -186,6 +200,14 @@ public final class ApiVerticle extends VerticleBase {
                     .put("error", ar.cause().getMessage());
             json(rc, checks.getBoolean("ready", false) ? 200 : 503, checks.put("agent", agent));
         });
+    }
+
+    /** Who the caller is to this agent: the scope of its token (the page shows control buttons only for control). */
+    private void session(RoutingContext rc) {
+        Scope scope = credentials.secure() ? credentials.tokens().scope(Authenticator.token(rc.request()))
+                : Scope.CONTROL;
+        json(rc, 200, new JsonObject().put("agent", agent).put("secure", credentials.secure())
+                .put("scope", scope.wireName()));
     }
 
     private void listDevices(RoutingContext rc) {
