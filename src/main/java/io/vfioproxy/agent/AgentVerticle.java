@@ -41,6 +41,8 @@ import java.util.List;
 public final class AgentVerticle extends VerticleBase {
 
     private static final System.Logger LOG = System.getLogger("io.vfioproxy.agent");
+    /** How often readiness is checked for the vmp_agent_ready gauge. */
+    private static final long READINESS_MILLIS = 5000;
 
     private final JsonObject config;
     private final PrometheusMeterRegistry registry;
@@ -55,6 +57,8 @@ public final class AgentVerticle extends VerticleBase {
     private AgentCommands commands;
     private ApiContract contract;
     private volatile boolean started;
+    private AgentMetrics metrics;
+    private long readinessTimer = -1;
     private Credentials credentials;
     private final java.util.Map<String, String> failedDevices = new java.util.concurrent.ConcurrentHashMap<>();
 
@@ -105,7 +109,7 @@ public final class AgentVerticle extends VerticleBase {
         MigrationOptions options = MigrationOptions.fromJson(config.getJsonObject("migration"))
                 .withHandshakeTimeout(transport.handshakeTimeoutMillis());
         ApiOptions apiOptions = ApiOptions.fromJson(config.getJsonObject("api"));
-        AgentMetrics metrics = new AgentMetrics(registry, name);
+        metrics = new AgentMetrics(registry, name);
         Refusals refusals = new Refusals(name);
         ConnectionLimits limits = new ConnectionLimits("stream", transport.maxConnections(),
                 transport.maxConnectionsPerPeer());
@@ -142,7 +146,7 @@ public final class AgentVerticle extends VerticleBase {
         Future<?> up = ApiContract.load(vertx).compose(c -> {
             contract = c;
             commands = new AgentCommands(vertx, name, devices, migrations, relays, contract);
-            return Future.all(opened);
+            return Future.all(opened).onSuccess(v -> devices.all().forEach(metrics::holder));
         })
                 // What a previous process of this agent left half done is put right before anything is served.
                 .compose(v -> migrations.recover().onSuccess(recovered -> recovered.forEach(r ->
@@ -166,7 +170,11 @@ public final class AgentVerticle extends VerticleBase {
                 return vertx.deployVerticle(api);
             });
         }
-        return up.onSuccess(v -> started = true);
+        return up.onSuccess(v -> {
+            started = true;
+            // vmp_agent_ready follows readiness between probes too, for the alert on an agent not ready.
+            readinessTimer = vertx.setPeriodic(0, READINESS_MILLIS, id -> readiness());
+        });
     }
 
     /** Ready: every configured device open, the stream endpoint listening, the event bus answering. */
@@ -179,11 +187,13 @@ public final class AgentVerticle extends VerticleBase {
         return commands.ping()
                 .map(v -> checks.put("eventBus", "up"))
                 .otherwise(e -> checks.put("eventBus", "down: " + e.getMessage()))
-                .map(c -> c.put("ready", ready && "up".equals(c.getString("eventBus"))));
+                .map(c -> c.put("ready", ready && "up".equals(c.getString("eventBus"))))
+                .andThen(ar -> metrics.ready(ar.succeeded() && ar.result().getBoolean("ready")));
     }
 
     @Override
     public Future<?> stop() {
+        vertx.cancelTimer(readinessTimer);
         credentials.stopReloading(vertx);
         migrations.close();
         return Future.join(relays.shutdown(), relays.close()).eventually(connector::close);

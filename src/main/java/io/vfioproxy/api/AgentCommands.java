@@ -169,6 +169,9 @@ public final class AgentCommands {
         if (d.heldFor() != null) {
             json.put("heldFor", d.heldFor());
         }
+        if (d.movedBy() != null) {
+            json.put("movedBy", d.movedBy());
+        }
         if (d.handedOverTo() != null) {
             // The consumer has it now: the agent cannot ask its state.
             return Future.succeededFuture(json.put("handedOverTo", d.handedOverTo()));

@@ -5,6 +5,7 @@ import io.micrometer.core.instrument.Gauge;
 import io.micrometer.core.instrument.MeterRegistry;
 import io.micrometer.core.instrument.Timer;
 import io.vfioproxy.device.DeviceController;
+import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.migration.MigrationMetrics;
 import io.vfioproxy.migration.MigrationStatus;
 import io.vfioproxy.relay.RelayMetrics;
@@ -33,6 +34,7 @@ public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
     private final Map<String, AtomicInteger> deviceStates = new ConcurrentHashMap<>();
     private final Map<String, AtomicInteger> active = new ConcurrentHashMap<>();
     private final Map<String, AtomicInteger> activeRelays = new ConcurrentHashMap<>();
+    private final AtomicInteger ready = new AtomicInteger();
 
     public AgentMetrics(MeterRegistry registry, String agent) {
         this.registry = registry;
@@ -47,6 +49,32 @@ public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
             Gauge.builder("vmp.relays.active", relays, AtomicInteger::get)
                     .description("Relays in progress").tags("agent", agent, "role", role).register(registry);
         }
+        // Every outcome counted from 0: an alert on increase() cannot see a counter's first value.
+        for (String role : new String[] {"source", "destination"}) {
+            for (String outcome : new String[] {"completed", "failed", "cancelled"}) {
+                migrationsEnded(role, outcome);
+                relaysEnded(role, outcome);
+            }
+        }
+        Gauge.builder("vmp.agent.ready", ready, AtomicInteger::get)
+                .description("1 while the agent is ready (GET /readyz answers 200), else 0").tags("agent", agent)
+                .register(registry);
+    }
+
+    /** The last readiness the agent found. */
+    public void ready(boolean value) {
+        ready.set(value ? 1 : 0);
+    }
+
+    /**
+     * Who accounts for {@code device} being out of RUNNING, read at each scrape: a device stopped with holder 0 is
+     * one nothing explains (an alert).
+     */
+    public void holder(DeviceHandle device) {
+        Gauge.builder("vmp.device.holder", device, d -> d.holder().value())
+                .description("Who accounts for the device's state: 0 nobody, 1 a migration, 2 held for its consumer, "
+                        + "3 moved to a destination (committed source), 4 handed over")
+                .tags("agent", agent, "device", device.name()).strongReference(true).register(registry);
     }
 
     public MeterRegistry registry() {
@@ -97,9 +125,7 @@ public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
     public void ended(MigrationStatus.Role role, MigrationStatus.Outcome outcome, double durationMillis,
             double downtimeMillis) {
         active.get(name(role)).decrementAndGet();
-        Counter.builder("vmp.migrations").description("Migrations by outcome")
-                .tags("agent", agent, "role", name(role), "outcome", outcome.name().toLowerCase()).register(registry)
-                .increment();
+        migrationsEnded(name(role), outcome.name().toLowerCase()).increment();
         if (durationMillis >= 0) {
             Timer.builder("vmp.migration.duration").description("Migration duration, handshake to end")
                     .tags("agent", agent, "role", name(role)).publishPercentileHistogram()
@@ -111,6 +137,16 @@ public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
                     .tags("agent", agent).publishPercentileHistogram()
                     .register(registry).record((long) (downtimeMillis * 1e6), TimeUnit.NANOSECONDS);
         }
+    }
+
+    private Counter migrationsEnded(String role, String outcome) {
+        return Counter.builder("vmp.migrations").description("Migrations by outcome")
+                .tags("agent", agent, "role", role, "outcome", outcome).register(registry);
+    }
+
+    private Counter relaysEnded(String role, String outcome) {
+        return Counter.builder("vmp.relays").description("Relays by outcome")
+                .tags("agent", agent, "role", role, "outcome", outcome).register(registry);
     }
 
     private static String name(MigrationStatus.Role role) {
@@ -143,8 +179,7 @@ public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
     @Override
     public void relayEnded(String role, String outcome, long durationNanos, long wireDowntimeNanos) {
         activeRelays.get(role).decrementAndGet();
-        Counter.builder("vmp.relays").description("Relays by outcome")
-                .tags("agent", agent, "role", role, "outcome", outcome).register(registry).increment();
+        relaysEnded(role, outcome).increment();
         if (durationNanos >= 0) {
             Timer.builder("vmp.relay.duration").description("Relay duration, start to end")
                     .tags("agent", agent, "role", role).publishPercentileHistogram()

@@ -21,6 +21,34 @@ public final class DeviceHandle {
     private final AtomicReference<String> owner = new AtomicReference<>();
     private volatile String handedOverTo;
     private volatile String heldFor;
+    private volatile String movedBy;
+
+    /**
+     * Who accounts for the device being out of RUNNING, as the {@code vmp_device_holder} gauge shows it: an alert
+     * fires for a device stopped with no holder.
+     */
+    public enum Holder {
+        /** Nobody: a device in RUNNING, or one left stopped that nothing explains. */
+        NONE(0),
+        /** A migration has it. */
+        MIGRATION(1),
+        /** It holds migrated state in STOP for its consumer. */
+        CONSUMER(2),
+        /** Its state moved to a destination (a committed source): stopped on purpose. */
+        MOVED(3),
+        /** It was handed over to its consumer. */
+        HANDED_OVER(4);
+
+        private final int value;
+
+        Holder(int value) {
+            this.value = value;
+        }
+
+        public int value() {
+            return value;
+        }
+    }
 
     DeviceHandle(DeviceController controller, WorkerExecutor executor, DeviceIdentity identity, DevicePolicy policy) {
         this.controller = controller;
@@ -45,6 +73,22 @@ public final class DeviceHandle {
     /** The migration whose loaded state the device holds for its consumer, or null. */
     public String heldFor() {
         return heldFor;
+    }
+
+    /** Notes that migration {@code migration} committed: the state lives at its destination, this device stays stopped. */
+    public void stateMovedBy(String migration) {
+        movedBy = migration;
+    }
+
+    /** The committed migration that moved this device's state away, or null. */
+    public String movedBy() {
+        return movedBy;
+    }
+
+    /** Who accounts for the device's state now (see {@link Holder}). */
+    public Holder holder() {
+        return handedOverTo != null ? Holder.HANDED_OVER : owner.get() != null ? Holder.MIGRATION
+                : heldFor != null ? Holder.CONSUMER : movedBy != null ? Holder.MOVED : Holder.NONE;
     }
 
     /** Where the device was handed over to, or null while the agent has it. */
@@ -73,6 +117,7 @@ public final class DeviceHandle {
         return submit(c -> {
             c.reset(cause);
             heldFor = null;
+            movedBy = null;
             return null;
         });
     }
@@ -119,6 +164,7 @@ public final class DeviceHandle {
     public Future<Void> reset(String cause) {
         return submit(c -> {
             c.reset(cause);
+            movedBy = null;
             return null;
         });
     }
@@ -133,6 +179,7 @@ public final class DeviceHandle {
             return false;
         }
         heldFor = null;
+        movedBy = null;
         return true;
     }
 

@@ -77,7 +77,7 @@ final class Reconciler {
             outcome = "; the source devices are back in the state they had before it";
         } else if (e.role() == Role.SOURCE) {
             for (Journal.Device d : e.devices()) {
-                states.add(stop(d));
+                states.add(stop(d, e));
             }
             outcome = "; it had committed: the destination holds the state and the source devices stay stopped";
         } else if (!e.committed()) {
@@ -160,7 +160,11 @@ final class Reconciler {
     }
 
     /** A committed source device to STOP, as the dead agent's commit would have left it (from STOP_COPY). */
-    private Future<DeviceState> stop(Journal.Device d) {
+    private Future<DeviceState> stop(Journal.Device d, Journal.Entry e) {
+        DeviceHandle h = devices.find(d.name());
+        if (h != null) {
+            h.stateMovedBy(e.id());
+        }
         return moveTo(d, DeviceState.STOP, "recovery after the agent restarted: committed");
     }
 

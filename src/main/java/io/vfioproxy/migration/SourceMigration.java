@@ -325,6 +325,7 @@ public final class SourceMigration {
         long downtime = System.nanoTime() - downtimeStart;
         record.update(s -> s.withTiming(new Timing(downtime, s.timing().stopCopyNanos(), s.timing().transferNanos())));
         committed = true;
+        devices.forEach(d -> d.stateMovedBy(record.id()));
         events.publish(record.status(), Lifecycle.COMMITTED);
         // Leaving STOP_COPY is not on the downtime path (QEMU defers it to cleanup for the same reason).
         List<Future<Void>> stops = new ArrayList<>();
