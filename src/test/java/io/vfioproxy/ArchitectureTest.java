@@ -17,6 +17,7 @@ import org.junit.jupiter.api.Test;
  * cli
  * bench   chaos
  * agent
+ * cluster
  * api
  * migration   relay   transport
  * security
@@ -43,6 +44,7 @@ class ArchitectureTest {
                 .layer("bench").definedBy("io.vfioproxy.bench..")
                 .layer("chaos").definedBy("io.vfioproxy.chaos..")
                 .layer("agent").definedBy("io.vfioproxy.agent..")
+                .layer("cluster").definedBy("io.vfioproxy.cluster..")
                 .layer("api").definedBy("io.vfioproxy.api..")
                 .layer("migration").definedBy("io.vfioproxy.migration..")
                 .layer("relay").definedBy("io.vfioproxy.relay..")
@@ -57,8 +59,9 @@ class ArchitectureTest {
                 .whereLayer("chaos").mayOnlyAccessLayers("agent", "util")
                 .whereLayer("bench").mayOnlyAccessLayers("agent", "api", "migration", "relay", "transport", "security",
                         "device", "stream", "uapi", "util", "vertx")
-                .whereLayer("agent").mayOnlyAccessLayers("api", "migration", "relay", "transport", "security", "device",
+                .whereLayer("agent").mayOnlyAccessLayers("cluster", "api", "migration", "relay", "transport", "security", "device",
                         "stream", "uapi", "util", "vertx")
+                .whereLayer("cluster").mayOnlyAccessLayers("api", "security", "util")
                 .whereLayer("api").mayOnlyAccessLayers("migration", "relay", "security", "device", "stream", "uapi",
                         "util", "vertx")
                 .whereLayer("relay").mayOnlyAccessLayers("stream", "util", "vertx")

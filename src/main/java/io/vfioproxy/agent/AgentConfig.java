@@ -28,8 +28,9 @@ import java.util.TreeMap;
  * case-insensitively with underscores between the words of the path: {@code VMP_STREAM_PORT=7071} sets
  * {@code stream.port}, {@code VMP_MIGRATION_PROGRESS_TIMEOUT_MILLIS=5000} sets {@code migration.progressTimeoutMillis},
  * {@code VMP_SECURITY_TLS_CERT_PATH=/tls/tls.crt} sets {@code security.tls.certPath}. The value takes the type the key
- * has (a number, a boolean, a JSON array or object, or a string); {@code VMP_DEVICES} replaces the device list with
- * a JSON array. A variable that names no key, or more than one, is an error, so a typo does not go unnoticed.
+ * has (a number, a boolean, a JSON array or object, or a string); an array also takes a comma-separated list of
+ * strings ({@code VMP_CLUSTER_MEMBERS=10.0.0.1:5701,10.0.0.2:5701}); {@code VMP_DEVICES} replaces the device list
+ * with a JSON array. A variable that names no key, or more than one, is an error, so a typo does not go unnoticed.
  */
 public final class AgentConfig {
 
@@ -143,7 +144,20 @@ public final class AgentConfig {
                 return Double.parseDouble(text.trim());
             }
             if (current instanceof JsonArray) {
-                return new JsonArray(text);
+                // A JSON array, or a comma-separated list of strings (VMP_CLUSTER_MEMBERS=a:5701,b:5701); the
+                // device list, whose entries are objects, only as JSON.
+                boolean ofObjects = path.equals("devices") || ((JsonArray) current).stream()
+                        .anyMatch(JsonObject.class::isInstance);
+                if (text.strip().startsWith("[") || ofObjects) {
+                    return new JsonArray(text);
+                }
+                JsonArray list = new JsonArray();
+                for (String item : text.split(",")) {
+                    if (!item.isBlank()) {
+                        list.add(item.strip());
+                    }
+                }
+                return list;
             }
             if (current instanceof JsonObject) {
                 return new JsonObject(text);

@@ -8,12 +8,15 @@ import io.vertx.core.VerticleBase;
 import io.vertx.core.http.HttpServerOptions;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.vertx.spi.cluster.hazelcast.HazelcastClusterManager;
 import io.vfioproxy.api.AgentCommands;
 import io.vfioproxy.api.AgentMetrics;
 import io.vfioproxy.api.ApiContract;
 import io.vfioproxy.api.ApiOptions;
 import io.vfioproxy.api.ApiVerticle;
 import io.vfioproxy.api.Events;
+import io.vfioproxy.cluster.ClusterMembership;
+import io.vfioproxy.cluster.ClusterOptions;
 import io.vfioproxy.device.DeviceController;
 import io.vfioproxy.device.DeviceRegistry;
 import io.vfioproxy.device.DeviceVerticle;
@@ -46,6 +49,8 @@ public final class AgentVerticle extends VerticleBase {
 
     private final JsonObject config;
     private final PrometheusMeterRegistry registry;
+    private final HazelcastClusterManager clusterManager;
+    private ClusterMembership membership;
     private String name;
     private int configuredDevices;
     private DeviceRegistry devices;
@@ -67,8 +72,16 @@ public final class AgentVerticle extends VerticleBase {
      *        shows both
      */
     public AgentVerticle(JsonObject config, PrometheusMeterRegistry registry) {
+        this(config, registry, null);
+    }
+
+    /**
+     * @param cluster the cluster manager of the clustered Vert.x this agent runs on ({@link AgentVertx}), or null
+     */
+    public AgentVerticle(JsonObject config, PrometheusMeterRegistry registry, HazelcastClusterManager cluster) {
         this.config = config;
         this.registry = registry;
+        this.clusterManager = cluster;
     }
 
     /** An agent with a registry of its own (Vert.x's meters then go elsewhere, or nowhere). */
@@ -145,7 +158,7 @@ public final class AgentVerticle extends VerticleBase {
                 Math.max(1, Runtime.getRuntime().availableProcessors()));
         Future<?> up = ApiContract.load(vertx).compose(c -> {
             contract = c;
-            commands = new AgentCommands(vertx, name, devices, migrations, relays, contract);
+            commands = new AgentCommands(vertx, name, devices, migrations, relays, contract, this::about);
             return Future.all(opened).onSuccess(v -> devices.all().forEach(metrics::holder));
         })
                 // What a previous process of this agent left half done is put right before anything is served.
@@ -158,7 +171,15 @@ public final class AgentVerticle extends VerticleBase {
                     streamServers.add(server);
                     return server;
                 }, new DeploymentOptions().setInstances(acceptors)))
-                .compose(v -> commands.register());
+                .compose(v -> commands.register())
+                .compose(v -> {
+                    if (clusterManager == null) {
+                        return Future.succeededFuture();
+                    }
+                    membership = new ClusterMembership(vertx, name, ClusterOptions.fromJson(
+                            config.getJsonObject("cluster")), clusterManager, migrations::peerLeft);
+                    return membership.start();
+                });
         if (apiOptions.enabled()) {
             // The migration stream over WebSocket rides on the API's HTTP server.
             WebSocketStreamEndpoint ws = new WebSocketStreamEndpoint(transport, credentials, limits, refusals,
@@ -166,7 +187,8 @@ public final class AgentVerticle extends VerticleBase {
             up = up.compose(v -> {
                 api = new ApiVerticle(name, apiOptions, WebSocketStreamEndpoint.configure(new HttpServerOptions()),
                         router -> router.get(WebSocketStreamEndpoint.PATH).handler(rc -> ws.handle(rc.request())),
-                        contract, devices, migrations, relays, credentials, refusals, registry, this::readiness);
+                        contract, devices, migrations, relays, credentials, refusals, registry, this::readiness,
+                        this::clusterView);
                 return vertx.deployVerticle(api);
             });
         }
@@ -183,7 +205,11 @@ public final class AgentVerticle extends VerticleBase {
                 .put("devices", devices.all().size() + " of " + configuredDevices + " open")
                 .put("deviceErrors", new JsonObject(new java.util.TreeMap<>(failedDevices)))
                 .put("stream", streamPort() > 0 ? "listening on " + streamPort() : "down");
-        boolean ready = started && devices.all().size() == configuredDevices && streamPort() > 0;
+        boolean clustered = clusterManager == null || clusterManager.isActive();
+        if (clusterManager != null) {
+            checks.put("cluster", clustered ? clusterManager.getNodes().size() + " member(s)" : "not a member");
+        }
+        boolean ready = started && clustered && devices.all().size() == configuredDevices && streamPort() > 0;
         return commands.ping()
                 .map(v -> checks.put("eventBus", "up"))
                 .otherwise(e -> checks.put("eventBus", "down: " + e.getMessage()))
@@ -191,8 +217,27 @@ public final class AgentVerticle extends VerticleBase {
                 .andThen(ar -> metrics.ready(ar.succeeded() && ar.result().getBoolean("ready")));
     }
 
+    /** This agent for the cluster's view: readiness and ports (the {@code agent} command adds its devices). */
+    private Future<JsonObject> about() {
+        return readiness().map(r -> new JsonObject().put("ready", r.getBoolean("ready", false))
+                .put("streamPort", streamPort()).put("apiPort", apiPort()));
+    }
+
+    /** What GET /v1/cluster answers: the cluster's agents, or this agent alone when it is not clustered. */
+    private Future<JsonObject> clusterView() {
+        if (membership != null) {
+            return membership.view();
+        }
+        return vertx.eventBus().<JsonObject>request(Events.command(name, "agent"), new JsonObject())
+                .map(m -> new JsonObject().put("clustered", false).put("agent", name)
+                        .put("agents", new JsonArray().add(m.body().copy().put("state", "up"))));
+    }
+
     @Override
     public Future<?> stop() {
+        if (membership != null) {
+            membership.stop();
+        }
         vertx.cancelTimer(readinessTimer);
         credentials.stopReloading(vertx);
         migrations.close();

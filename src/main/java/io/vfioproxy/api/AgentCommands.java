@@ -4,6 +4,7 @@ import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.eventbus.Message;
 import io.vertx.core.eventbus.MessageConsumer;
+import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.DeviceRegistry;
@@ -18,6 +19,7 @@ import io.vfioproxy.uapi.Errno;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.function.Function;
+import java.util.function.Supplier;
 
 /**
  * Request/reply commands on the event bus, for subscribers in process, on a clustered bus or through a bridge
@@ -32,6 +34,8 @@ import java.util.function.Function;
  *   <li>{@code relay}: the body of {@code POST /v1/relays}; replies with the relay, listening</li>
  *   <li>{@code cancel-relay}: {@code {"relay": id}}; replies with the relay</li>
  *   <li>{@code ping}: replies {@code {"agent": name}}</li>
+ *   <li>{@code agent}: replies {@code {"agent", "ready", "streamPort", "apiPort", "devices"}}: what
+ *   {@code GET /v1/cluster} lists for each agent</li>
  * </ul>
  *
  * A refused command fails with the HTTP status the API would give (400, 404, 409) and the same message.
@@ -44,11 +48,16 @@ public final class AgentCommands {
     private final MigrationService migrations;
     private final RelayService relays;
     private final ApiContract contract;
+    private final Supplier<Future<JsonObject>> about;
     private final List<MessageConsumer<Object>> consumers = new ArrayList<>();
 
-    /** @param contract checks command bodies against the API's schemas, as the HTTP API checks its requests */
+    /**
+     * @param contract checks command bodies against the API's schemas, as the HTTP API checks its requests
+     * @param about the agent's readiness and ports, for the {@code agent} command
+     */
     public AgentCommands(Vertx vertx, String agent, DeviceRegistry devices, MigrationService migrations,
-            RelayService relays, ApiContract contract) {
+            RelayService relays, ApiContract contract, Supplier<Future<JsonObject>> about) {
+        this.about = about;
         this.relays = relays;
         this.contract = contract;
         this.vertx = vertx;
@@ -61,6 +70,8 @@ public final class AgentCommands {
     public Future<Void> register() {
         handle("migrate", body -> {
             contract.validate("MigrationRequest", body);
+            // Routed here by another agent's API: "node-a/gpu0" names this agent's gpu0.
+            Routing.local(agent, body);
             return Future.succeededFuture(migrations.migrate(MigrationRequest.fromJson(body)).record().toJson());
         });
         handle("cancel", body -> migrations.cancel(migration(body)).map(MigrationRecord::toJson));
@@ -81,6 +92,7 @@ public final class AgentCommands {
         });
         handle("relay", body -> {
             contract.validate("RelayRequest", body);
+            body.remove("agent");
             return relays.start(RelayRequest.fromJson(body)).map(RelayRecord::toJson);
         });
         handle("cancel-relay", body -> {
@@ -91,6 +103,12 @@ public final class AgentCommands {
             return relays.cancel(id).map(RelayRecord::toJson);
         });
         handle("ping", body -> Future.succeededFuture(new JsonObject().put("agent", agent)));
+        handle("agent", body -> about.get().compose(self -> {
+            List<Future<JsonObject>> all = new ArrayList<>();
+            devices.all().forEach(d -> all.add(describe(d)));
+            return Future.all(all).map(v -> self.copy().put("agent", agent)
+                    .put("devices", new JsonArray(all.stream().map(Future::result).toList())));
+        }));
         List<Future<Void>> registered = new ArrayList<>();
         consumers.forEach(c -> registered.add(c.completion()));
         return Future.all(registered).mapEmpty();

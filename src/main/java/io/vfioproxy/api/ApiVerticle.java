@@ -3,7 +3,9 @@ package io.vfioproxy.api;
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Future;
 import io.vertx.core.VerticleBase;
+import io.vertx.core.eventbus.DeliveryOptions;
 import io.vertx.core.eventbus.MessageConsumer;
+import io.vertx.core.eventbus.ReplyException;
 import io.vertx.core.http.ClientAuth;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpMethod;
@@ -54,7 +56,10 @@ public final class ApiVerticle extends VerticleBase {
             new String[] {Events.DEVICE_STATE, "device-state"},
             new String[] {Events.MIGRATION, "migration"},
             new String[] {Events.PROGRESS, "progress"},
-            new String[] {Events.RELAY, "relay"});
+            new String[] {Events.RELAY, "relay"},
+            new String[] {Events.CLUSTER, "cluster"});
+    /** How long a request routed to another agent of the cluster may wait for its answer. */
+    private static final long ROUTE_MILLIS = 30_000;
 
     /** The page loads only its own files, and talks only to this agent (its API and its WebSocket feed). */
     private static final String PAGE_POLICY = "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -73,16 +78,19 @@ public final class ApiVerticle extends VerticleBase {
     private final PrometheusMeterRegistry registry;
     private final Supplier<Future<JsonObject>> readiness;
     private final ApiContract contract;
+    private final Supplier<Future<JsonObject>> cluster;
     private HttpServer server;
 
     /**
      * @param serverOptions the HTTP server's options (the agent's mounts may need more than the defaults)
      * @param mounts adds the agent's own routes to the router, before the catch-all 404
+     * @param cluster what {@code GET /v1/cluster} answers
      */
     public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions, Consumer<Router> mounts,
             ApiContract contract, DeviceRegistry devices, MigrationService migrations, RelayService relays,
             Credentials credentials, Refusals refusals, PrometheusMeterRegistry registry,
-            Supplier<Future<JsonObject>> readiness) {
+            Supplier<Future<JsonObject>> readiness, Supplier<Future<JsonObject>> cluster) {
+        this.cluster = cluster;
         this.relays = relays;
         this.credentials = credentials;
         this.auth = new Authenticator(agent, credentials, refusals);
@@ -132,6 +140,13 @@ public final class ApiVerticle extends VerticleBase {
         router.get("/v1/openapi.json").handler(rc -> rc.response().putHeader("Content-Type", "application/json")
                 .end(contract.document()));
         router.get("/v1/session").handler(this::session);
+        router.get("/v1/cluster").handler(rc -> cluster.get().onComplete(ar -> {
+            if (ar.succeeded()) {
+                json(rc, 200, ar.result());
+            } else {
+                error(rc, 500, "the cluster's view failed: " + ar.cause().getMessage());
+            }
+        }));
         router.get("/v1/devices").handler(this::listDevices);
         router.get("/v1/devices/:name").handler(this::getDevice);
         router.post("/v1/devices/:name/release").handler(BodyHandler.create().setBodyLimit(4096))
@@ -153,7 +168,15 @@ public final class ApiVerticle extends VerticleBase {
                 failed(rc, ar.cause());
             }
         }));
-        router.get("/v1/events").handler(rc -> feed(rc, e -> agent.equals(e.getString("agent")), null, null, null));
+        router.get("/v1/events").handler(rc -> {
+            // On a clustered event bus every agent's events arrive here; the agent's own feed keeps to its own.
+            String scope = rc.request().getParam("scope", "agent");
+            if (!scope.equals("agent") && !scope.equals("cluster")) {
+                error(rc, 400, "scope '" + scope + "': agent (this agent's events) or cluster (every agent's)");
+                return;
+            }
+            feed(rc, scope.equals("cluster") ? e -> true : e -> agent.equals(e.getString("agent")), null, null, null);
+        });
         router.get("/v1/migrations/:id/events").handler(this::migrationFeed);
         router.get("/v1/relays/:id/events").handler(this::relayFeed);
         SockJSBridgeOptions bridge = new SockJSBridgeOptions();
@@ -248,7 +271,13 @@ public final class ApiVerticle extends VerticleBase {
                 if (ar.failed()) {
                     throw ar.cause();
                 }
-                MigrationService.Started started = migrations.migrate(MigrationRequest.fromJson(ar.result()));
+                String owner = Routing.migrationOwner(agent, ar.result());
+                if (owner != null) {
+                    routed(rc, owner, "migrate", ar.result());
+                    return;
+                }
+                MigrationService.Started started = migrations.migrate(MigrationRequest.fromJson(
+                        Routing.local(agent, ar.result())));
                 rc.response().putHeader("Location", "/v1/migrations/" + started.record().id());
                 json(rc, 201, started.record().toJson());
             } catch (IllegalArgumentException | DecodeException e) {
@@ -262,15 +291,34 @@ public final class ApiVerticle extends VerticleBase {
     }
 
     private void startRelay(RoutingContext rc) {
-        contract.validate(rc, "startRelay").compose(body -> relays.start(RelayRequest.fromJson(body)))
-                .onComplete(ar -> {
-                    if (ar.succeeded()) {
-                        rc.response().putHeader("Location", "/v1/relays/" + ar.result().id());
-                        json(rc, 201, ar.result().toJson());
-                    } else {
-                        failed(rc, ar.cause());
-                    }
-                });
+        contract.validate(rc, "startRelay").onComplete(valid -> {
+            if (valid.failed()) {
+                failed(rc, valid.cause());
+                return;
+            }
+            JsonObject body = valid.result();
+            String owner = Routing.relayOwner(agent, body);
+            if (owner != null) {
+                routed(rc, owner, "relay", body);
+                return;
+            }
+            body.remove("agent");
+            Future<RelayRecord> started;
+            try {
+                started = relays.start(RelayRequest.fromJson(body));
+            } catch (RuntimeException e) {
+                failed(rc, e);
+                return;
+            }
+            started.onComplete(ar -> {
+                if (ar.succeeded()) {
+                    rc.response().putHeader("Location", "/v1/relays/" + ar.result().id());
+                    json(rc, 201, ar.result().toJson());
+                } else {
+                    failed(rc, ar.cause());
+                }
+            });
+        });
     }
 
     private void getRelay(RoutingContext rc) {
@@ -280,6 +328,32 @@ public final class ApiVerticle extends VerticleBase {
             return;
         }
         json(rc, 200, r.toJson());
+    }
+
+    /**
+     * Sends {@code command} to agent {@code owner} over the clustered event bus and answers with its reply (201),
+     * or its refusal with the status it gave; 404 for an agent the cluster does not have, 504 for one that does
+     * not answer.
+     */
+    private void routed(RoutingContext rc, String owner, String command, JsonObject body) {
+        vertx.eventBus().<JsonObject>request(Events.command(owner, command), body,
+                new DeliveryOptions().setSendTimeout(ROUTE_MILLIS)).onComplete(ar -> {
+                    if (ar.succeeded()) {
+                        json(rc, 201, ar.result().body());
+                        return;
+                    }
+                    if (!(ar.cause() instanceof ReplyException e)) {
+                        error(rc, 502, "routing to agent " + owner + " failed: " + ar.cause().getMessage());
+                        return;
+                    }
+                    switch (e.failureType()) {
+                        case NO_HANDLERS -> error(rc, 404, "no agent '" + owner + "' in the cluster of agent " + agent);
+                        case TIMEOUT -> error(rc, 504, "agent " + owner + " did not answer within " + ROUTE_MILLIS
+                                + " ms");
+                        default -> error(rc, e.failureCode() >= 400 && e.failureCode() < 600 ? e.failureCode() : 502,
+                                e.getMessage());
+                    }
+                });
     }
 
     /** A refused or failed request: 400, 404, 409 as the service says, 500 for anything unforeseen. */

@@ -26,6 +26,12 @@ public final class Events {
      */
     public static final String RELAY = "vmp.relay";
 
+    /**
+     * Cluster membership as each agent sees it: {@code {agent, event, member, interrupted, timestamp}}; {@code event}
+     * is joined or left; a left names the migrations of this agent with the member that it interrupted.
+     */
+    public static final String CLUSTER = "vmp.cluster";
+
     /** The request/reply command addresses of one agent: {@code vmp.agent.<name>.<command>}. */
     public static String command(String agent, String command) {
         return "vmp.agent." + agent + "." + command;

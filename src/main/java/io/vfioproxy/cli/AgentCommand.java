@@ -1,6 +1,7 @@
 package io.vfioproxy.cli;
 
 import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentConfig;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.AgentVertx;
@@ -21,11 +22,28 @@ public final class AgentCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
-        AgentVertx runtime = AgentVertx.create();
+        JsonObject configuration;
+        // The configuration decides the Vert.x (clustered or not): it is read with one of its own first.
+        Vertx reader = Vertx.vertx();
+        try {
+            configuration = AgentConfig.load(reader, config, System.getenv()).await();
+        } catch (Exception e) {
+            System.err.println("agent failed to start: " + e.getMessage());
+            return 1;
+        } finally {
+            reader.close().await();
+        }
+        AgentVertx runtime;
+        try {
+            runtime = AgentVertx.create(configuration).await();
+        } catch (Exception e) {
+            System.err.println("agent failed to start: " + e.getMessage());
+            return 1;
+        }
         Vertx vertx = runtime.vertx();
         AgentVerticle agent;
         try {
-            agent = new AgentVerticle(AgentConfig.load(vertx, config, System.getenv()).await(), runtime.registry());
+            agent = new AgentVerticle(configuration, runtime.registry(), runtime.cluster());
             vertx.deployVerticle(agent).await();
         } catch (Exception e) {
             System.err.println("agent failed to start: " + e.getMessage());

@@ -213,7 +213,8 @@ public final class DestinationSession {
         // What will arrive: the source's sizes, as its devices reported them when the migration started.
         long stateSize = hello.devices().stream().mapToLong(d -> Math.max(0, d.identity().stateSize())).sum();
         MigrationStatus status = record.update(s -> s.withPeers(new Peers(
-                loader.devices().stream().map(DeviceHandle::name).toList(), sources, connection.peer()))
+                loader.devices().stream().map(DeviceHandle::name).toList(), sources, connection.peer(),
+                hello.sourceAgent()))
                 .withTransfer(s.transfer().withStateSize(stateSize)));
         events.publish(status, Lifecycle.STARTED);
         journal = journalStore.writer(vertx, new Journal.Entry(record.id(), Role.DESTINATION, agent,
@@ -475,7 +476,12 @@ public final class DestinationSession {
      * @return completes once the devices are in their final state
      */
     public Future<Void> shutdown() {
-        context.runOnContext(v -> fail(new MigrationException(phase, "agent " + agent + " is shutting down")));
+        return abort("agent " + agent + " is shutting down");
+    }
+
+    /** Fails the session for {@code reason}: its devices are reset (or keep a loaded state); completes once settled. */
+    public Future<Void> abort(String reason) {
+        context.runOnContext(v -> fail(new MigrationException(phase, reason)));
         return settled.future();
     }
 

@@ -53,6 +53,8 @@ public final class MigrationService {
 
     /** How long stopping the agent waits for a migration's devices to reach their final state. */
     static final long SETTLE_SECONDS = 30;
+    /** How far back a failed migration counts as interrupted by a peer that left the cluster. */
+    static final long PEER_LEFT_WINDOW_SECONDS = 120;
 
     private final Vertx vertx;
     private final String agent;
@@ -116,6 +118,38 @@ public final class MigrationService {
         running.keySet().forEach(id -> settled.add(end(id)));
         sessions.keySet().forEach(id -> settled.add(end(id)));
         return Future.join(settled);
+    }
+
+    /**
+     * Agent {@code peer} is gone (it left the cluster): the migrations this agent runs with it fail now with
+     * {@code reason}, on their own contexts.
+     *
+     * @return those, and the ones with it that had failed in the last {@value #PEER_LEFT_WINDOW_SECONDS} s (a killed
+     *         peer's connection usually tells before the cluster does), oldest first
+     */
+    public List<String> peerLeft(String peer, String reason) {
+        List<String> interrupted = new ArrayList<>();
+        java.time.Instant since = java.time.Instant.now().minusSeconds(PEER_LEFT_WINDOW_SECONDS);
+        for (MigrationRecord r : registry.all()) {
+            MigrationStatus s = r.status();
+            if (!peer.equals(s.peers().peerAgent())) {
+                continue;
+            }
+            Running source = running.get(r.id());
+            DestinationSession destination = sessions.get(r.id());
+            if (s.outcome() == MigrationStatus.Outcome.ACTIVE && (source != null || destination != null)) {
+                interrupted.add(r.id());
+                if (source != null) {
+                    source.context().runOnContext(v -> source.migration().abort(reason));
+                } else {
+                    destination.abort(reason);
+                }
+            } else if (s.outcome() == MigrationStatus.Outcome.FAILED && s.ending() != null
+                    && s.ending().endedAt().isAfter(since)) {
+                interrupted.add(r.id());
+            }
+        }
+        return interrupted;
     }
 
     /**

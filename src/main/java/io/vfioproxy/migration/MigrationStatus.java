@@ -38,11 +38,20 @@ public record MigrationStatus(String id, Role role, String agent, Instant starte
      * @param devices this agent's devices, in the migration's order
      * @param peerDevices the peer's devices that pair with them
      * @param peer the peer agent's address
+     * @param peerAgent the peer agent's name, once its HELLO or ACCEPT said it; null before
      */
-    public record Peers(List<String> devices, List<String> peerDevices, String peer) {
+    public record Peers(List<String> devices, List<String> peerDevices, String peer, String peerAgent) {
         public Peers {
             devices = List.copyOf(devices);
             peerDevices = List.copyOf(peerDevices);
+        }
+
+        Peers(List<String> devices, List<String> peerDevices, String peer) {
+            this(devices, peerDevices, peer, null);
+        }
+
+        Peers withPeerAgent(String name) {
+            return new Peers(devices, peerDevices, peer, name);
         }
 
         static final Peers UNKNOWN = new Peers(List.of(), List.of(), null);
@@ -201,6 +210,9 @@ public record MigrationStatus(String id, Role role, String agent, Instant starte
         }
         if (transfer.bandwidth() > 0) {
             json.put("bandwidthBytesPerSecond", transfer.bandwidth());
+        }
+        if (peers.peerAgent() != null) {
+            json.put("peerAgent", peers.peerAgent());
         }
         if (switchoverReason != null) {
             json.put("switchoverReason", switchoverReason);

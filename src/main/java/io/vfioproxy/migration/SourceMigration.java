@@ -172,7 +172,12 @@ public final class SourceMigration {
      * unless the destination already holds the state. A no-op once the migration ended.
      */
     public void shutdown() {
-        fail(new MigrationException(phase(), "agent " + agent + " is shutting down"));
+        abort("agent " + agent + " is shutting down");
+    }
+
+    /** Fails the migration for {@code reason} (its peer left the cluster): the devices go back to RUNNING. */
+    public void abort(String reason) {
+        fail(new MigrationException(phase(), reason));
     }
 
     /**
@@ -258,6 +263,8 @@ public final class SourceMigration {
                 senders.stream().map(SectionSender::hello).toList());
         writer.control(FrameType.HELLO, 0, hello.toJson());
         return accepted.future().map(accept -> {
+            String destinationAgent = accept.getString("agent");
+            record.update(s -> s.withPeers(s.peers().withPeerAgent(destinationAgent)));
             switchoverAck = precopy && Hello.features(accept).contains(Hello.SWITCHOVER_ACK);
             return null;
         });

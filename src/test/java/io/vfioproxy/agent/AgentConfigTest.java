@@ -4,7 +4,9 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.assertj.core.api.Assertions.assertThatThrownBy;
 
 import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.vfioproxy.cluster.ClusterOptions;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.Map;
@@ -35,8 +37,8 @@ class AgentConfigTest {
                         .put("tls", new JsonObject().put("certPath", "/etc/tls/tls.crt")))
                 .put("migration", new JsonObject().put("progressTimeoutMillis", 30000L).put("startDestination", true)
                         .put("chunkSize", 1048576))
-                .put("relay", new JsonObject().put("allowedTargets", new io.vertx.core.json.JsonArray()))
-                .put("devices", new io.vertx.core.json.JsonArray());
+                .put("relay", new JsonObject().put("allowedTargets", new JsonArray()))
+                .put("devices", new JsonArray());
     }
 
     @Test
@@ -60,6 +62,37 @@ class AgentConfigTest {
         assertThat(c.getJsonObject("relay").getJsonArray("allowedTargets").getString(0))
                 .isEqualTo("unix:/var/run/kubevirt/");
         assertThat(c.getJsonArray("devices").getJsonObject(0).getString("name")).isEqualTo("sim9");
+    }
+
+    @Test
+    void theClusterIsConfiguredFromTheEnvironmentAsAPodGetsIt() {
+        JsonObject c = AgentConfig.applyEnvironment(AgentConfig.defaults(), Map.of(
+                "VMP_CLUSTER_ENABLED", "true",
+                "VMP_CLUSTER_HOST", "10.1.2.3",
+                "VMP_CLUSTER_PORT", "5801",
+                "VMP_CLUSTER_MEMBERS", "10.1.2.3:5801, 10.1.2.4:5801",
+                "VMP_CLUSTER_KUBERNETES_SERVICE_DNS", "agents.vfio.svc.cluster.local"));
+        ClusterOptions cluster = ClusterOptions.fromJson(c.getJsonObject("cluster"));
+        assertThat(cluster.enabled()).isTrue();
+        assertThat(cluster.host()).isEqualTo("10.1.2.3");
+        assertThat(cluster.port()).isEqualTo(5801);
+        assertThat(cluster.members()).containsExactly("10.1.2.3:5801", "10.1.2.4:5801");
+        assertThat(cluster.kubernetes().serviceDns()).isEqualTo("agents.vfio.svc.cluster.local");
+        assertThat(ClusterOptions.fromJson(AgentConfig.defaults().getJsonObject("cluster")).enabled())
+                .as("off by default").isFalse();
+    }
+
+    @Test
+    void aClusterThatCouldNotFormStopsTheAgentNamingTheKey() {
+        JsonObject alone = AgentConfig.defaults().getJsonObject("cluster").put("enabled", true);
+        assertThatThrownBy(() -> ClusterOptions.fromJson(alone))
+                .hasMessageStartingWith("cluster.enabled is true but there is no way to find the other agents");
+        assertThatThrownBy(() -> ClusterOptions.fromJson(alone.copy().put("members", new JsonArray().add("a b"))))
+                .hasMessage("cluster.members: 'a b' is not host or host:port");
+        assertThatThrownBy(() -> ClusterOptions.fromJson(alone.copy().put("port", 0)
+                .put("members", new JsonArray().add("a")))).hasMessageStartingWith("cluster.port 0");
+        assertThatThrownBy(() -> ClusterOptions.fromJson(alone.copy().put("kubernetes",
+                new JsonObject().put("enabled", true)))).hasMessageContaining("neither serviceDns");
     }
 
     @Test

@@ -1,0 +1,232 @@
+package io.vfioproxy.agent;
+
+import static org.assertj.core.api.Assertions.assertThat;
+import static org.awaitility.Awaitility.await;
+
+import io.vertx.core.Vertx;
+import io.vertx.core.buffer.Buffer;
+import io.vertx.core.http.WebSocket;
+import io.vertx.core.http.WebSocketClient;
+import io.vertx.core.http.WebSocketClientOptions;
+import io.vertx.core.http.WebSocketConnectOptions;
+import io.vertx.core.json.JsonArray;
+import io.vertx.core.json.JsonObject;
+import io.vertx.core.net.PemTrustOptions;
+import io.vertx.ext.web.client.HttpResponse;
+import io.vertx.ext.web.client.WebClient;
+import io.vertx.ext.web.client.WebClientOptions;
+import io.vfioproxy.security.Scope;
+import io.vfioproxy.security.TrialCredentials;
+import io.vfioproxy.testing.AgentProcess;
+import java.net.ServerSocket;
+import java.nio.file.Path;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.CompletableFuture;
+import java.util.concurrent.CopyOnWriteArrayList;
+import java.util.concurrent.TimeUnit;
+import java.util.function.Predicate;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.Timeout;
+import org.junit.jupiter.api.io.TempDir;
+
+/**
+ * Three secure agents, each in a JVM of its own, clustered on loopback (Hazelcast TCP-IP members, the event bus
+ * over mutual TLS): a subscriber on node-b's cluster feed follows a migration from node-a to node-c; the same
+ * migration started through node-b's API naming node-a's device; node-a SIGKILLed mid-migration, and node-b and
+ * node-c say it left, node-c naming the migration it interrupted.
+ */
+@Timeout(value = 8, unit = TimeUnit.MINUTES)
+class ClusterIT {
+
+    private static final long MIB = 1 << 20;
+    /** Three JVMs forming a cluster on a busy 2-core machine, and a member's heartbeats missed (5 s) after a kill. */
+    private static final Duration WAIT = Duration.ofSeconds(120);
+    private static final List<String> NAMES = List.of("node-a", "node-b", "node-c");
+
+    @TempDir
+    Path dir;
+    private Vertx vertx;
+    private TrialCredentials trial;
+    private final Map<String, AgentProcess> agents = new TreeMap<>();
+    private final Map<String, WebClient> apis = new TreeMap<>();
+    private final List<JsonObject> clusterFeed = new CopyOnWriteArrayList<>();
+    private WebSocketClient wsClient;
+    private boolean passed;
+
+    @BeforeEach
+    void start() throws Exception {
+        vertx = Vertx.vertx();
+        trial = TrialCredentials.create(dir.resolve("certs"), NAMES, 1);
+        List<Integer> ports = new ArrayList<>();
+        for (int i = 0; i < NAMES.size(); i++) {
+            try (ServerSocket s = new ServerSocket(0)) {
+                ports.add(s.getLocalPort());
+            }
+        }
+        JsonArray members = new JsonArray();
+        ports.forEach(p -> members.add("127.0.0.1:" + p));
+        List<CompletableFuture<AgentProcess>> starting = new ArrayList<>();
+        for (int i = 0; i < NAMES.size(); i++) {
+            String name = NAMES.get(i);
+            LoopbackAgent agent = LoopbackAgent.named(name).secure(trial)
+                    .merge("cluster", new JsonObject().put("enabled", true).put("host", "127.0.0.1")
+                            .put("port", ports.get(i)).put("members", members).put("eventBusPort", 0)
+                            .put("failureSeconds", 5));
+            if (!name.equals("node-b")) {
+                for (int d = 0; d < 3; d++) {
+                    agent.device(LoopbackAgent.simulated("gpu" + d, 16 * MIB, 10L * i + d));
+                }
+            }
+            JsonObject config = agent.config();
+            // Together: each one's join waits for the others to answer.
+            starting.add(CompletableFuture.supplyAsync(() -> {
+                try {
+                    return AgentProcess.start(dir, config);
+                } catch (Exception e) {
+                    throw new IllegalStateException(e);
+                }
+            }));
+        }
+        for (int i = 0; i < NAMES.size(); i++) {
+            AgentProcess p = starting.get(i).join();
+            agents.put(NAMES.get(i), p);
+            apis.put(NAMES.get(i), WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
+                    .setDefaultPort(p.apiPort()).setSsl(true).setVerifyHost(false)
+                    .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString()))));
+        }
+    }
+
+    @AfterEach
+    void stop() throws Exception {
+        for (AgentProcess p : agents.values()) {
+            p.close();
+        }
+        if (!passed) {
+            // What each agent said, for whoever reads a failure.
+            for (String name : NAMES) {
+                Path log = dir.resolve(name + ".log");
+                if (java.nio.file.Files.exists(log)) {
+                    System.out.println("---- " + name + " ----\n" + java.nio.file.Files.readString(log));
+                }
+            }
+        }
+        vertx.close().await();
+    }
+
+    private JsonObject get(String agent, String path) throws Exception {
+        HttpResponse<Buffer> r = apis.get(agent).get(path).bearerTokenAuthentication(trial.token(Scope.READ)).send()
+                .await();
+        assertThat(r.statusCode()).as("GET " + path + " on " + agent + ": " + r.bodyAsString()).isEqualTo(200);
+        return r.bodyAsJsonObject();
+    }
+
+    private HttpResponse<Buffer> post(String agent, String path, JsonObject body) throws Exception {
+        return apis.get(agent).post(path).bearerTokenAuthentication(trial.token(Scope.CONTROL)).sendJsonObject(body)
+                .await();
+    }
+
+    private void subscribe(String agent) throws Exception {
+        wsClient = vertx.createWebSocketClient(new WebSocketClientOptions().setSsl(true).setVerifyHost(false)
+                .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString())));
+        WebSocket ws = wsClient.connect(new WebSocketConnectOptions().setHost("127.0.0.1")
+                .setPort(agents.get(agent).apiPort()).setSsl(true)
+                .setURI("/v1/events?scope=cluster&access_token=" + trial.token(Scope.READ))).await();
+        ws.textMessageHandler(text -> clusterFeed.add(new JsonObject(text)));
+    }
+
+    /** Waits until the cluster feed carries an event of {@code type} that {@code what} accepts; returns it. */
+    private JsonObject seen(String why, String type, Predicate<JsonObject> what) {
+        return await(why).atMost(WAIT).until(() -> clusterFeed.stream()
+                .filter(m -> type.equals(m.getString("type"))).map(m -> m.getJsonObject("event"))
+                .filter(what).findFirst(), java.util.Optional::isPresent).orElseThrow();
+    }
+
+    private String digest(String agent, String device) throws Exception {
+        return get(agent, "/v1/devices/" + device).getString("stateDigest");
+    }
+
+    @Test
+    void aClusterFeedFollowsMigrationsAcrossAgentsAndTheAgentsSayWhenOneIsKilled() throws Exception {
+        await("node-b sees three agents up").atMost(WAIT).until(() -> get("node-b", "/v1/cluster")
+                .getJsonArray("agents").stream().map(JsonObject.class::cast)
+                .filter(a -> "up".equals(a.getString("state")) && a.getBoolean("ready", false)).count() == 3);
+        JsonObject cluster = get("node-b", "/v1/cluster");
+        assertThat(cluster.getBoolean("clustered")).isTrue();
+        JsonObject a = cluster.getJsonArray("agents").stream().map(JsonObject.class::cast)
+                .filter(x -> "node-a".equals(x.getString("agent"))).findFirst().orElseThrow();
+        assertThat(a.getString("stream")).isEqualTo("127.0.0.1:" + agents.get("node-a").streamPort());
+        assertThat(a.getJsonArray("devices")).hasSize(3);
+        subscribe("node-b");
+
+        // node-a to node-c, followed on node-b's cluster feed.
+        String before = digest("node-a", "gpu0");
+        String destination = "127.0.0.1:" + agents.get("node-c").streamPort();
+        HttpResponse<Buffer> started = post("node-a", "/v1/migrations", new JsonObject().put("device", "gpu0")
+                .put("destination", destination));
+        assertThat(started.statusCode()).as(started.bodyAsString()).isEqualTo(201);
+        String first = started.bodyAsJsonObject().getString("id");
+        seen("node-a's start on node-b's feed", "migration", e -> "node-a".equals(e.getString("agent"))
+                && first.equals(e.getString("migration")) && "started".equals(e.getString("event")));
+        seen("its progress", "progress", e -> "node-a".equals(e.getString("agent"))
+                && first.equals(e.getString("migration")));
+        JsonObject done = seen("its end at the source", "migration", e -> "node-a".equals(e.getString("agent"))
+                && first.equals(e.getString("migration")) && "completed".equals(e.getString("event")));
+        assertThat(done.getString("peerAgent")).isEqualTo("node-c");
+        seen("its end at the destination", "migration", e -> "node-c".equals(e.getString("agent"))
+                && first.equals(e.getString("migration")) && "completed".equals(e.getString("event")));
+        assertThat(digest("node-c", "gpu0")).as("the destination holds the source's state").isEqualTo(before);
+
+        // The same, started through node-b's API, naming node-a's device.
+        String before1 = digest("node-a", "gpu1");
+        HttpResponse<Buffer> routed = post("node-b", "/v1/migrations", new JsonObject().put("device", "node-a/gpu1")
+                .put("destination", destination));
+        assertThat(routed.statusCode()).as(routed.bodyAsString()).isEqualTo(201);
+        assertThat(routed.bodyAsJsonObject().getString("agent")).isEqualTo("node-a");
+        assertThat(routed.bodyAsJsonObject().getString("device")).isEqualTo("gpu1");
+        String second = routed.bodyAsJsonObject().getString("id");
+        seen("the routed migration's end", "migration", e -> "node-a".equals(e.getString("agent"))
+                && second.equals(e.getString("migration")) && "completed".equals(e.getString("event")));
+        await("the destination's end").atMost(WAIT).until(() -> "completed".equals(get("node-c",
+                "/v1/migrations/" + second).getString("outcome")));
+        assertThat(digest("node-c", "gpu1")).isEqualTo(before1);
+        // Refusals come back as the owner gave them, and an agent the cluster lacks is named.
+        HttpResponse<Buffer> unknownDevice = post("node-b", "/v1/migrations", new JsonObject()
+                .put("device", "node-a/nope").put("destination", destination));
+        assertThat(unknownDevice.statusCode()).isEqualTo(404);
+        assertThat(unknownDevice.bodyAsString()).contains("agent node-a has no device named 'nope'");
+        HttpResponse<Buffer> unknownAgent = post("node-b", "/v1/migrations", new JsonObject()
+                .put("device", "node-x/gpu0").put("destination", destination));
+        assertThat(unknownAgent.statusCode()).isEqualTo(404);
+        assertThat(unknownAgent.bodyAsString()).contains("no agent 'node-x' in the cluster");
+
+        // node-a killed while its migration waits for its switchover.
+        HttpResponse<Buffer> waiting = post("node-a", "/v1/migrations", new JsonObject().put("device", "gpu2")
+                .put("switchover", "manual").put("destination", destination));
+        assertThat(waiting.statusCode()).as(waiting.bodyAsString()).isEqualTo(201);
+        String third = waiting.bodyAsJsonObject().getString("id");
+        seen("the third migration ready", "migration", e -> "node-a".equals(e.getString("agent"))
+                && third.equals(e.getString("migration")) && "READY_FOR_SWITCHOVER".equals(e.getString("phase")));
+        agents.get("node-a").kill();
+        seen("node-b says node-a left", "cluster", e -> "node-b".equals(e.getString("agent"))
+                && "left".equals(e.getString("event")) && "node-a".equals(e.getString("member")));
+        JsonObject fromC = seen("node-c says node-a left", "cluster", e -> "node-c".equals(e.getString("agent"))
+                && "left".equals(e.getString("event")) && "node-a".equals(e.getString("member")));
+        assertThat(fromC.getJsonArray("interrupted")).as("node-c names the migration node-a interrupted")
+                .contains(third);
+        JsonObject atC = get("node-c", "/v1/migrations/" + third);
+        assertThat(atC.getString("outcome")).isEqualTo("failed");
+        assertThat(get("node-c", "/v1/devices/gpu2").getString("state")).as("the destination device reset")
+                .isEqualTo("RUNNING");
+        JsonObject after = get("node-b", "/v1/cluster");
+        assertThat(after.getJsonArray("agents").stream().map(JsonObject.class::cast)
+                .filter(x -> "node-a".equals(x.getString("agent"))).map(x -> x.getString("state")))
+                .containsExactly("gone");
+        passed = true;
+    }
+}
