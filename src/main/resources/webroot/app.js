@@ -11,6 +11,9 @@
 
   const view = {
     session: null,
+    /** Whether this agent is in a cluster: then the page shows every agent, fed by the cluster feed. */
+    clustered: false,
+    agents: new Map(),
     devices: new Map(),
     migrations: new Map(),
     relays: new Map(),
@@ -128,11 +131,22 @@
     view.devices.set(k, device);
   }
 
-  async function loadLists() {
-    const [devices, migrations, relays] = await Promise.all([
-      api('GET', '/v1/devices'), api('GET', '/v1/migrations'), api('GET', '/v1/relays')]);
+  // The devices of every agent this one knows: itself alone, or each agent of its cluster.
+  function agents(cluster) {
+    view.clustered = cluster.clustered === true;
+    view.agents.clear();
     view.devices.clear();
-    for (const d of devices.devices) view.devices.set(key(devices.agent, d.name), { agent: devices.agent, ...d });
+    for (const a of cluster.agents || []) {
+      if (!a.agent) continue;
+      view.agents.set(a.agent, a);
+      for (const d of a.devices || []) view.devices.set(key(a.agent, d.name), { agent: a.agent, ...d });
+    }
+  }
+
+  async function loadLists() {
+    const [cluster, migrations, relays] = await Promise.all([
+      api('GET', '/v1/cluster'), api('GET', '/v1/migrations'), api('GET', '/v1/relays')]);
+    agents(cluster);
     for (const m of migrations.migrations) migration(m);
     for (const r of relays.relays) relay(r);
     changed();
@@ -141,7 +155,10 @@
   // ---- the feed ----
   function connect() {
     const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    const query = token ? '?access_token=' + encodeURIComponent(token) : '';
+    const params = new URLSearchParams();
+    if (view.clustered) params.set('scope', 'cluster');
+    if (token) params.set('access_token', token);
+    const query = params.toString() ? '?' + params : '';
     const socket = new WebSocket(scheme + '//' + location.host + '/v1/events' + query);
     view.socket = socket;
     socket.onopen = () => {
@@ -158,6 +175,7 @@
       } else if (type === 'progress') progress(event);
       else if (type === 'relay') relay(event);
       else if (type === 'device-state') deviceState(event);
+      else if (type === 'cluster') refreshDevices();
       changed();
     };
     socket.onclose = () => {
@@ -170,8 +188,8 @@
   }
 
   function refreshDevices() {
-    api('GET', '/v1/devices').then((devices) => {
-      for (const d of devices.devices) view.devices.set(key(devices.agent, d.name), { agent: devices.agent, ...d });
+    api('GET', '/v1/cluster').then((cluster) => {
+      agents(cluster);
       changed();
     }).catch(() => {});
   }
@@ -250,6 +268,22 @@
         for (const name of m.device.split(',')) holding.set(key(m.agent, name), m.id);
       }
     }
+    $('#agents').hidden = !view.clustered;
+    const agentRows = $('#agents tbody');
+    for (const [name, a] of view.agents) {
+      const c = row(agentRows, 'data-agent', name, 5);
+      text(c[0], name);
+      text(c[1], a.state);
+      c[1].className = 'state agent-' + (a.state || '');
+      text(c[2], a.state === 'up' ? (a.ready ? 'ready' : 'not ready') : '');
+      text(c[3], a.stream || a.host || '');
+      text(c[4], a.state === 'gone' ? 'left ' + (a.leftAt || '').replace('T', ' ').replace(/\.\d+Z$/, 'Z')
+        : (a.devices || []).length + ' devices');
+    }
+    for (const tr of agentRows.querySelectorAll('tr[data-agent]')) {
+      if (!view.agents.has(tr.getAttribute('data-agent'))) tr.remove();
+    }
+
     const devices = $('#devices tbody');
     for (const [k, d] of view.devices) {
       const c = row(devices, 'data-device', k, 5);
@@ -260,6 +294,10 @@
       const held = holding.get(k) || d.migration;
       text(c[3], short(held), held);
       text(c[4], d.identity ? [d.identity.backend, d.identity.model, d.identity.driver].filter(Boolean).join(' · ') : '');
+    }
+
+    for (const tr of devices.querySelectorAll('tr[data-device]')) {
+      if (!view.devices.has(tr.getAttribute('data-device'))) tr.remove();
     }
 
     const migrations = $('#migrations tbody');
@@ -282,7 +320,8 @@
       c[10].className = 'reason outcome';
       text(c[10], m.outcome === 'active' ? 'active' : m.outcome + (m.error ? ': ' + m.error : ''));
       const actions = [];
-      if (control && m.outcome === 'active' && m.role === 'source') {
+      // This agent's API acts on its own migrations; another agent's are acted on at that agent.
+      if (control && m.agent === view.session.agent && m.outcome === 'active' && m.role === 'source') {
         actions.push({ name: 'cancel', path: '/v1/migrations/' + encodeURIComponent(m.id) + '/cancel' });
         if (m.phase === 'READY_FOR_SWITCHOVER') {
           actions.push({ name: 'switchover', path: '/v1/migrations/' + encodeURIComponent(m.id) + '/switchover' });
@@ -306,7 +345,7 @@
       text(c[8], r.qemu ? millis(r.qemu.wireDowntimeMillis) : '');
       c[9].className = 'reason outcome';
       text(c[9], isEnded(r) ? r.phase.toLowerCase() + (r.error ? ': ' + r.error : '') : 'active');
-      const actions = control && !isEnded(r) && r.role === 'source'
+      const actions = control && r.agent === view.session.agent && !isEnded(r) && r.role === 'source'
         ? [{ name: 'cancel', path: '/v1/relays/' + encodeURIComponent(r.id) + '/cancel' }] : [];
       buttons(c[10], actions);
     }

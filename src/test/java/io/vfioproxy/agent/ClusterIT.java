@@ -18,6 +18,7 @@ import io.vertx.ext.web.client.WebClientOptions;
 import io.vfioproxy.security.Scope;
 import io.vfioproxy.security.TrialCredentials;
 import io.vfioproxy.testing.AgentProcess;
+import io.vfioproxy.testing.Browser;
 import java.net.ServerSocket;
 import java.nio.file.Path;
 import java.time.Duration;
@@ -34,12 +35,17 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 import org.junit.jupiter.api.io.TempDir;
+import org.openqa.selenium.By;
+import org.openqa.selenium.WebDriver;
+import org.openqa.selenium.WebElement;
+import org.openqa.selenium.support.ui.WebDriverWait;
 
 /**
  * Three secure agents, each in a JVM of its own, clustered on loopback (Hazelcast TCP-IP members, the event bus
  * over mutual TLS): a subscriber on node-b's cluster feed follows a migration from node-a to node-c; the same
  * migration started through node-b's API naming node-a's device; node-a SIGKILLed mid-migration, and node-b and
- * node-c say it left, node-c naming the migration it interrupted.
+ * node-c say it left, node-c naming the migration it interrupted. node-b's operators' page, in headless Chromium,
+ * shows the three agents and their devices, follows node-a's migration, and shows node-a gone.
  */
 @Timeout(value = 8, unit = TimeUnit.MINUTES)
 class ClusterIT {
@@ -58,6 +64,7 @@ class ClusterIT {
     private final List<JsonObject> clusterFeed = new CopyOnWriteArrayList<>();
     private WebSocketClient wsClient;
     private boolean passed;
+    private WebDriver browser;
 
     @BeforeEach
     void start() throws Exception {
@@ -104,6 +111,9 @@ class ClusterIT {
 
     @AfterEach
     void stop() throws Exception {
+        if (browser != null) {
+            browser.quit();
+        }
         for (AgentProcess p : agents.values()) {
             p.close();
         }
@@ -145,6 +155,24 @@ class ClusterIT {
         return await(why).atMost(WAIT).until(() -> clusterFeed.stream()
                 .filter(m -> type.equals(m.getString("type"))).map(m -> m.getJsonObject("event"))
                 .filter(what).findFirst(), java.util.Optional::isPresent).orElseThrow();
+    }
+
+    private WebDriverWait waiting() {
+        return new WebDriverWait(browser, WAIT, Duration.ofMillis(100));
+    }
+
+    /** The state the page shows for agent {@code name}, or "" while it has no row. */
+    private String agentState(String name) {
+        List<WebElement> cells = browser.findElements(By.cssSelector("#agents tr[data-agent='" + name
+                + "'] td:nth-child(2)"));
+        return cells.isEmpty() ? "" : cells.get(0).getText();
+    }
+
+    /** The text of {@code column} (1-based) in the page's row of migration {@code id} at {@code agent}, or "". */
+    private String migrationCell(String agent, String id, int column) {
+        List<WebElement> cells = browser.findElements(By.cssSelector("#migrations tr[data-migration='" + agent + "/"
+                + id + "'] td:nth-child(" + column + ")"));
+        return cells.isEmpty() ? "" : cells.get(0).getText();
     }
 
     private String digest(String agent, String device) throws Exception {
@@ -205,6 +233,22 @@ class ClusterIT {
         assertThat(unknownAgent.statusCode()).isEqualTo(404);
         assertThat(unknownAgent.bodyAsString()).contains("no agent 'node-x' in the cluster");
 
+        // node-b's page, with a read token, shows every agent and follows the next migration.
+        boolean page = Browser.available("ClusterIT's page check");
+        if (page) {
+            browser = Browser.start(dir);
+            browser.get("https://127.0.0.1:" + agents.get("node-b").apiPort() + "/");
+            waiting().until(b -> b.findElement(By.id("login")).isDisplayed());
+            browser.findElement(By.id("token")).sendKeys(trial.token(Scope.READ));
+            browser.findElement(By.id("login-button")).click();
+            waiting().until(b -> b.findElement(By.id("feed")).getText().equals("feed: live"));
+            for (String name : NAMES) {
+                waiting().until(b -> agentState(name).equals("up"));
+            }
+            assertThat(browser.findElements(By.cssSelector("#devices tr[data-device^='node-a/']"))).hasSize(3);
+            assertThat(browser.findElements(By.cssSelector("#devices tr[data-device^='node-c/']"))).hasSize(3);
+        }
+
         // node-a killed while its migration waits for its switchover.
         HttpResponse<Buffer> waiting = post("node-a", "/v1/migrations", new JsonObject().put("device", "gpu2")
                 .put("switchover", "manual").put("destination", destination));
@@ -212,6 +256,10 @@ class ClusterIT {
         String third = waiting.bodyAsJsonObject().getString("id");
         seen("the third migration ready", "migration", e -> "node-a".equals(e.getString("agent"))
                 && third.equals(e.getString("migration")) && "READY_FOR_SWITCHOVER".equals(e.getString("phase")));
+        if (page) {
+            waiting().until(b -> migrationCell("node-a", third, 6).equals("READY_FOR_SWITCHOVER"));
+            assertThat(browser.findElements(By.cssSelector("#migrations button"))).as("a read token").isEmpty();
+        }
         agents.get("node-a").kill();
         seen("node-b says node-a left", "cluster", e -> "node-b".equals(e.getString("agent"))
                 && "left".equals(e.getString("event")) && "node-a".equals(e.getString("member")));
@@ -227,6 +275,12 @@ class ClusterIT {
         assertThat(after.getJsonArray("agents").stream().map(JsonObject.class::cast)
                 .filter(x -> "node-a".equals(x.getString("agent"))).map(x -> x.getString("state")))
                 .containsExactly("gone");
+        if (page) {
+            waiting().until(b -> agentState("node-a").equals("gone"));
+            waiting().until(b -> b.findElements(By.cssSelector("#devices tr[data-device^='node-a/']")).isEmpty());
+            waiting().until(b -> migrationCell("node-c", third, 11).startsWith("failed"));
+            assertThat(agentState("node-c")).isEqualTo("up");
+        }
         passed = true;
     }
 }

@@ -14,6 +14,7 @@ import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.security.Scope;
 import io.vfioproxy.security.TrialCredentials;
+import io.vfioproxy.testing.Browser;
 import java.io.File;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -29,8 +30,6 @@ import org.openqa.selenium.OutputType;
 import org.openqa.selenium.WebDriver;
 import org.openqa.selenium.WebElement;
 import org.openqa.selenium.chrome.ChromeDriver;
-import org.openqa.selenium.chrome.ChromeDriverService;
-import org.openqa.selenium.chrome.ChromeOptions;
 import org.openqa.selenium.support.ui.WebDriverWait;
 
 /**
@@ -40,8 +39,6 @@ import org.openqa.selenium.support.ui.WebDriverWait;
  */
 class OperatorsPageIT {
 
-    private static final Path CHROMIUM = Path.of("/usr/bin/chromium");
-    private static final Path DRIVER = Path.of("/usr/bin/chromedriver");
     private static final long MIB = 1 << 20;
     /** Generous: a browser starting on a busy 2-core machine, and a migration after it. */
     private static final Duration WAIT = Duration.ofSeconds(90);
@@ -57,12 +54,7 @@ class OperatorsPageIT {
 
     @BeforeEach
     void start() throws Exception {
-        boolean present = Files.isExecutable(CHROMIUM) && Files.isExecutable(DRIVER);
-        if (!present) {
-            System.out.println("OperatorsPageIT skipped: " + CHROMIUM + " and " + DRIVER
-                    + " are needed (Debian's chromium and chromium-driver; .ci/run installs them)");
-        }
-        assumeTrue(present, "Debian's chromium and chromium-driver are not installed");
+        assumeTrue(Browser.available("OperatorsPageIT"), "Debian's chromium and chromium-driver are not installed");
         vertx = Vertx.vertx();
         trial = TrialCredentials.create(dir.resolve("certs"), List.of("src", "dst"), 1);
         destination = LoopbackAgent.named("dst").secure(trial).withoutApi()
@@ -75,14 +67,7 @@ class OperatorsPageIT {
         api = WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
                 .setDefaultPort(source.apiPort()).setSsl(true).setVerifyHost(false)
                 .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString())));
-        ChromeOptions options = new ChromeOptions().setBinary(CHROMIUM.toFile());
-        // The trial CA is not the browser's: the certificate is checked by every other test.
-        options.setAcceptInsecureCerts(true);
-        options.addArguments("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                        "--window-size=1500,1100", "--user-data-dir=" + dir.resolve("chromium"));
-        ChromeDriverService service = new ChromeDriverService.Builder().usingDriverExecutable(DRIVER.toFile())
-                .withLogFile(dir.resolve("chromedriver.log").toFile()).build();
-        browser = new ChromeDriver(service, options);
+        browser = Browser.start(dir);
     }
 
     @AfterEach
