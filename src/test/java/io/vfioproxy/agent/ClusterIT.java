@@ -11,6 +11,9 @@ import io.vertx.core.http.WebSocketClientOptions;
 import io.vertx.core.http.WebSocketConnectOptions;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.vertx.core.net.NetClientOptions;
+import io.vertx.core.net.NetSocket;
+import io.vertx.core.net.PemKeyCertOptions;
 import io.vertx.core.net.PemTrustOptions;
 import io.vertx.ext.web.client.HttpResponse;
 import io.vertx.ext.web.client.WebClient;
@@ -29,6 +32,7 @@ import java.util.TreeMap;
 import java.util.concurrent.CompletableFuture;
 import java.util.concurrent.CopyOnWriteArrayList;
 import java.util.concurrent.TimeUnit;
+import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.function.Predicate;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -61,6 +65,7 @@ class ClusterIT {
     private TrialCredentials trial;
     private final Map<String, AgentProcess> agents = new TreeMap<>();
     private final Map<String, WebClient> apis = new TreeMap<>();
+    private final Map<String, Integer> eventBusPorts = new TreeMap<>();
     private final List<JsonObject> clusterFeed = new CopyOnWriteArrayList<>();
     private WebSocketClient wsClient;
     private boolean passed;
@@ -71,19 +76,19 @@ class ClusterIT {
         vertx = Vertx.vertx();
         trial = TrialCredentials.create(dir.resolve("certs"), NAMES, 1);
         List<Integer> ports = new ArrayList<>();
-        for (int i = 0; i < NAMES.size(); i++) {
+        for (int i = 0; i < 2 * NAMES.size(); i++) {
             try (ServerSocket s = new ServerSocket(0)) {
                 ports.add(s.getLocalPort());
             }
         }
         JsonArray members = new JsonArray();
-        ports.forEach(p -> members.add("127.0.0.1:" + p));
+        ports.subList(0, NAMES.size()).forEach(p -> members.add("127.0.0.1:" + p));
         List<CompletableFuture<AgentProcess>> starting = new ArrayList<>();
         for (int i = 0; i < NAMES.size(); i++) {
             String name = NAMES.get(i);
             LoopbackAgent agent = LoopbackAgent.named(name).secure(trial)
                     .merge("cluster", new JsonObject().put("enabled", true).put("host", "127.0.0.1")
-                            .put("port", ports.get(i)).put("members", members).put("eventBusPort", 0)
+                            .put("port", ports.get(i)).put("members", members).put("eventBusPort", ports.get(NAMES.size() + i))
                             .put("failureSeconds", 5));
             if (!name.equals("node-b")) {
                 for (int d = 0; d < 3; d++) {
@@ -103,6 +108,7 @@ class ClusterIT {
         for (int i = 0; i < NAMES.size(); i++) {
             AgentProcess p = starting.get(i).join();
             agents.put(NAMES.get(i), p);
+            eventBusPorts.put(NAMES.get(i), ports.get(NAMES.size() + i));
             apis.put(NAMES.get(i), WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
                     .setDefaultPort(p.apiPort()).setSsl(true).setVerifyHost(false)
                     .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString()))));
@@ -175,6 +181,34 @@ class ClusterIT {
         return cells.isEmpty() ? "" : cells.get(0).getText();
     }
 
+    /**
+     * node-b's event bus port holds a connection with an agent's certificate, and drops one without a certificate
+     * (the TLS handshake's client authentication fails) and one in plaintext.
+     */
+    private void theEventBusTakesOnlyAgents() throws Exception {
+        int port = eventBusPorts.get("node-b");
+        NetClientOptions trusting = new NetClientOptions().setSsl(true).setHostnameVerificationAlgorithm("")
+                .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString()));
+        NetSocket agent = vertx.createNetClient(new NetClientOptions(trusting).setKeyCertOptions(
+                new PemKeyCertOptions().setCertPath(trial.certificate("node-c").toString())
+                        .setKeyPath(trial.key("node-c").toString()))).connect(port, "127.0.0.1").await();
+        AtomicBoolean agentClosed = new AtomicBoolean();
+        agent.closeHandler(v -> agentClosed.set(true));
+        // The first bytes of a frame: the event bus waits for the rest.
+        agent.write(Buffer.buffer(new byte[] {0, 0})).await();
+        for (NetClientOptions stranger : List.of(trusting, new NetClientOptions())) {
+            AtomicBoolean closed = new AtomicBoolean();
+            vertx.createNetClient(stranger).connect(port, "127.0.0.1").onSuccess(socket -> {
+                socket.closeHandler(v -> closed.set(true));
+                socket.write(Buffer.buffer(new byte[] {0, 0, 0, 4, 1, 2, 3, 4}));
+            }).onFailure(e -> closed.set(true));
+            await("node-b's event bus drops a client " + (stranger.isSsl() ? "without a certificate" : "in plaintext"))
+                    .atMost(WAIT).untilTrue(closed);
+        }
+        assertThat(agentClosed).as("the agent's connection is still open").isFalse();
+        agent.close();
+    }
+
     private String digest(String agent, String device) throws Exception {
         return get(agent, "/v1/devices/" + device).getString("stateDigest");
     }
@@ -191,6 +225,7 @@ class ClusterIT {
         assertThat(a.getString("stream")).isEqualTo("127.0.0.1:" + agents.get("node-a").streamPort());
         assertThat(a.getJsonArray("devices")).hasSize(3);
         subscribe("node-b");
+        theEventBusTakesOnlyAgents();
 
         // node-a to node-c, followed on node-b's cluster feed.
         String before = digest("node-a", "gpu0");
