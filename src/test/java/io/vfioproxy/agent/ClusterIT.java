@@ -49,7 +49,8 @@ import org.openqa.selenium.support.ui.WebDriverWait;
  * over mutual TLS): a subscriber on node-b's cluster feed follows a migration from node-a to node-c; the same
  * migration started through node-b's API naming node-a's device; node-a SIGKILLed mid-migration, and node-b and
  * node-c say it left, node-c naming the migration it interrupted. node-b's operators' page, in headless Chromium,
- * shows the three agents and their devices, follows node-a's migration, and shows node-a gone.
+ * shows the three agents and their devices, follows node-a's migration, and shows node-a gone. A relay asked of
+ * node-b for node-a runs on node-a, and node-c's refusal of a target comes back through both.
  */
 @Timeout(value = 8, unit = TimeUnit.MINUTES)
 class ClusterIT {
@@ -89,7 +90,9 @@ class ClusterIT {
             LoopbackAgent agent = LoopbackAgent.named(name).secure(trial)
                     .merge("cluster", new JsonObject().put("enabled", true).put("host", "127.0.0.1")
                             .put("port", ports.get(i)).put("members", members).put("eventBusPort", ports.get(NAMES.size() + i))
-                            .put("failureSeconds", 5));
+                            .put("failureSeconds", 5))
+                    .merge("relay", new JsonObject().put("allowedTargets", new JsonArray()
+                            .add("unix:" + dir.resolve("hypervisor") + "/")));
             if (!name.equals("node-b")) {
                 for (int d = 0; d < 3; d++) {
                     agent.device(LoopbackAgent.simulated("gpu" + d, 16 * MIB, 10L * i + d));
@@ -267,6 +270,20 @@ class ClusterIT {
                 .put("device", "node-x/gpu0").put("destination", destination));
         assertThat(unknownAgent.statusCode()).isEqualTo(404);
         assertThat(unknownAgent.bodyAsString()).contains("no agent 'node-x' in the cluster");
+
+        // A relay asked of node-b for node-a: node-a listens, and node-c's refusal comes back through both.
+        JsonObject relay = new JsonObject().put("agent", "node-a").put("destination", destination);
+        HttpResponse<Buffer> relayed = post("node-b", "/v1/relays", relay.copy()
+                .put("target", "unix:" + dir.resolve("hypervisor").resolve("incoming.sock")));
+        assertThat(relayed.statusCode()).as(relayed.bodyAsString()).isEqualTo(201);
+        String relayId = relayed.bodyAsJsonObject().getString("id");
+        assertThat(relayed.bodyAsJsonObject().getString("listen")).startsWith("unix:");
+        assertThat(get("node-a", "/v1/relays/" + relayId).getString("phase")).isEqualTo("LISTENING");
+        assertThat(post("node-a", "/v1/relays/" + relayId + "/cancel", new JsonObject()).statusCode())
+                .isEqualTo(202);
+        HttpResponse<Buffer> outside = post("node-b", "/v1/relays", relay.copy().put("target", "unix:/tmp/x.sock"));
+        assertThat(outside.statusCode()).as(outside.bodyAsString()).isEqualTo(409);
+        assertThat(outside.bodyAsString()).contains("is not under any of relay.allowedTargets");
 
         // node-b's page, with a read token, shows every agent and follows the next migration.
         boolean page = Browser.available("ClusterIT's page check");
