@@ -4,6 +4,7 @@ import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
 import io.vertx.core.Vertx;
+import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentConfig;
 import io.vfioproxy.agent.AgentVerticle;
@@ -12,7 +13,10 @@ import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import java.io.ByteArrayOutputStream;
 import java.io.PrintStream;
+import java.net.InetAddress;
+import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.HashMap;
 import java.util.Map;
@@ -35,6 +39,39 @@ class CommandLineIT {
             return new Run(exit, bytes.toString(StandardCharsets.UTF_8));
         } finally {
             System.setOut(saved);
+        }
+    }
+
+    private static Run captureErrors(Callable<Integer> command) throws Exception {
+        PrintStream saved = System.err;
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        try {
+            int exit = command.call();
+            return new Run(exit, bytes.toString(StandardCharsets.UTF_8));
+        } finally {
+            System.setErr(saved);
+        }
+    }
+
+    @Test
+    void anAgentThatCannotJoinItsClusterSaysWhyAndStops(@TempDir Path dir) throws Exception {
+        try (ServerSocket taken = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            int port = taken.getLocalPort();
+            JsonObject config = new JsonObject()
+                    .put("agent", new JsonObject().put("name", "node-z"))
+                    .put("security", new JsonObject().put("insecure", true))
+                    .put("stream", new JsonObject().put("host", "127.0.0.1").put("port", 0))
+                    .put("api", new JsonObject().put("host", "127.0.0.1").put("port", 0))
+                    .put("devices", new JsonArray())
+                    .put("cluster", new JsonObject().put("enabled", true).put("host", "127.0.0.1").put("port", port)
+                            .put("members", new JsonArray().add("127.0.0.1:" + port)).put("eventBusPort", 0));
+            Path file = dir.resolve("agent.json");
+            Files.writeString(file, config.encodePrettily());
+            Run run = captureErrors(() -> Main.run("agent", "--config", file.toString()));
+            assertThat(run.exit()).isEqualTo(1);
+            assertThat(run.out()).contains("agent failed to start: agent node-z could not join cluster "
+                    + "'vfio-migration-proxy' (cluster.port " + port).contains("already in use");
         }
     }
 
