@@ -177,7 +177,8 @@ public final class AgentVerticle extends VerticleBase {
                         return Future.succeededFuture();
                     }
                     membership = new ClusterMembership(vertx, name, ClusterOptions.fromJson(
-                            config.getJsonObject("cluster")), clusterManager, migrations::peerLeft);
+                            config.getJsonObject("cluster")), clusterManager, migrations::peerLeft,
+                            metrics::clusterAgents);
                     return membership.start();
                 });
         if (apiOptions.enabled()) {

@@ -25,7 +25,8 @@ import java.util.concurrent.atomic.AtomicInteger;
  * Relays: {@code vmp_relay_bytes_total{agent,direction,channel}}, {@code vmp_relay_section_bytes_total{agent,kind}},
  * {@code vmp_relay_pages_total{agent,kind}}, {@code vmp_relays_total{agent,role,outcome}},
  * {@code vmp_relays_active{agent,role}}, {@code vmp_relay_duration_seconds} and
- * {@code vmp_relay_wire_downtime_seconds} (histograms).
+ * {@code vmp_relay_wire_downtime_seconds} (histograms). The agent: {@code vmp_agent_ready{agent}},
+ * {@code vmp_device_holder{agent,device}}, {@code vmp_cluster_agents{agent}}.
  */
 public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
 
@@ -35,6 +36,7 @@ public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
     private final Map<String, AtomicInteger> active = new ConcurrentHashMap<>();
     private final Map<String, AtomicInteger> activeRelays = new ConcurrentHashMap<>();
     private final AtomicInteger ready = new AtomicInteger();
+    private final AtomicInteger clusterAgents = new AtomicInteger();
 
     public AgentMetrics(MeterRegistry registry, String agent) {
         this.registry = registry;
@@ -59,6 +61,14 @@ public final class AgentMetrics implements MigrationMetrics, RelayMetrics {
         Gauge.builder("vmp.agent.ready", ready, AtomicInteger::get)
                 .description("1 while the agent is ready (GET /readyz answers 200), else 0").tags("agent", agent)
                 .register(registry);
+        Gauge.builder("vmp.cluster.agents", clusterAgents, AtomicInteger::get)
+                .description("Agents this agent sees in its cluster, itself included; 0 when clustering is off")
+                .tags("agent", agent).register(registry);
+    }
+
+    /** How many agents this one sees in its cluster, itself included. */
+    public void clusterAgents(int count) {
+        clusterAgents.set(count);
     }
 
     /** The last readiness the agent found. */

@@ -20,6 +20,7 @@ import java.util.TreeMap;
 import java.util.UUID;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.function.BiFunction;
+import java.util.function.IntConsumer;
 
 /**
  * What one agent knows of the cluster: the agents in it (each Hazelcast member's node metadata names its agent),
@@ -45,6 +46,7 @@ public final class ClusterMembership {
     private final ClusterOptions options;
     private final HazelcastClusterManager manager;
     private final BiFunction<String, String, List<String>> peerLeft;
+    private final IntConsumer seen;
     /** Vert.x node id of each member to the agent on it. */
     private final Map<String, String> agents = new ConcurrentHashMap<>();
     /** Agents that left, and when. */
@@ -55,14 +57,16 @@ public final class ClusterMembership {
 
     /**
      * @param peerLeft given the agent that left and why, ends this agent's migrations with it and names them
+     * @param seen told how many agents this one knows, itself included, at each change
      */
     public ClusterMembership(Vertx vertx, String agent, ClusterOptions options, HazelcastClusterManager manager,
-            BiFunction<String, String, List<String>> peerLeft) {
+            BiFunction<String, String, List<String>> peerLeft, IntConsumer seen) {
         this.vertx = vertx;
         this.agent = agent;
         this.options = options;
         this.manager = manager;
         this.peerLeft = peerLeft;
+        this.seen = seen;
     }
 
     /** The node metadata an agent's event bus carries: its name. */
@@ -117,6 +121,7 @@ public final class ClusterMembership {
             String name = ar.succeeded() && ar.result() != null ? ar.result().metadata().getString("agent") : null;
             if (name != null) {
                 agents.put(node, name);
+                seen.accept(agents.size());
                 return Future.succeededFuture(name);
             }
             if (System.currentTimeMillis() > deadline || !manager.getNodes().contains(node)) {
@@ -153,6 +158,7 @@ public final class ClusterMembership {
 
     private void left(String node) {
         String name = agents.remove(node);
+        seen.accept(agents.size());
         String who = name != null ? name : "member " + node;
         gone.put(who, Instant.now());
         List<String> interrupted = name == null ? List.of()

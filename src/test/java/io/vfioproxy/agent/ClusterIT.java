@@ -221,6 +221,8 @@ class ClusterIT {
         await("node-b sees three agents up").atMost(WAIT).until(() -> get("node-b", "/v1/cluster")
                 .getJsonArray("agents").stream().map(JsonObject.class::cast)
                 .filter(a -> "up".equals(a.getString("state")) && a.getBoolean("ready", false)).count() == 3);
+        assertThat(apis.get("node-b").get("/metrics").bearerTokenAuthentication(trial.token(Scope.READ)).send()
+                .await().bodyAsString()).containsPattern("\nvmp_cluster_agents\\{agent=\"node-b\"} 3(\\.0)?\n");
         JsonObject cluster = get("node-b", "/v1/cluster");
         assertThat(cluster.getBoolean("clustered")).isTrue();
         JsonObject a = cluster.getJsonArray("agents").stream().map(JsonObject.class::cast)
@@ -323,6 +325,9 @@ class ClusterIT {
         assertThat(atC.getString("outcome")).isEqualTo("failed");
         assertThat(get("node-c", "/v1/devices/gpu2").getString("state")).as("the destination device reset")
                 .isEqualTo("RUNNING");
+        await("node-b's metrics count two agents").atMost(WAIT).until(() -> apis.get("node-b").get("/metrics")
+                .bearerTokenAuthentication(trial.token(Scope.READ)).send().await().bodyAsString()
+                .matches("(?s).*\nvmp_cluster_agents\\{agent=\"node-b\"} 2(\\.0)?\n.*"));
         JsonObject after = get("node-b", "/v1/cluster");
         assertThat(after.getJsonArray("agents").stream().map(JsonObject.class::cast)
                 .filter(x -> "node-a".equals(x.getString("agent"))).map(x -> x.getString("state")))

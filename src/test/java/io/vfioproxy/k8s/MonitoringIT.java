@@ -143,7 +143,8 @@ class MonitoringIT {
         assertThat(resource.getKind()).isEqualTo("PrometheusRule");
         List<JsonObject> rules = rules();
         assertThat(rules).extracting(r -> r.getString("alert")).containsExactlyInAnyOrder("VfioMigrationFailed",
-                "VfioRelayFailed", "VfioDeviceStoppedUnheld", "VfioMigrationDowntimeHigh", "VfioAgentNotReady");
+                "VfioRelayFailed", "VfioDeviceStoppedUnheld", "VfioMigrationDowntimeHigh", "VfioAgentNotReady",
+                "VfioClusterAgentMissing");
         for (JsonObject r : rules) {
             assertThat(r.getJsonObject("labels").getMap()).as(r.getString("alert")).containsKey("severity");
             assertThat(r.getJsonObject("annotations").getMap()).as(r.getString("alert"))
@@ -159,7 +160,8 @@ class MonitoringIT {
         // What the device alert reads: the source's device stopped on purpose (its state moved), and ready agents.
         assertThat(scrapes.get(0)).containsPattern("vmp_device_state\\{agent=\"src\",device=\"gpu0\"} 1(\\.0)?\n")
                 .containsPattern("vmp_device_holder\\{agent=\"src\",device=\"gpu0\"} 3(\\.0)?\n")
-                .containsPattern("vmp_agent_ready\\{agent=\"src\"} 1(\\.0)?\n");
+                .containsPattern("vmp_agent_ready\\{agent=\"src\"} 1(\\.0)?\n")
+                .containsPattern("vmp_cluster_agents\\{agent=\"src\"} 0(\\.0)?\n");
         assertThat(scrapes.get(1)).containsPattern("vmp_device_state\\{agent=\"dst\",device=\"gpu0\"} 2(\\.0)?\n")
                 .containsPattern("vmp_device_holder\\{agent=\"dst\",device=\"gpu0\"} 0(\\.0)?\n");
         scrapes.forEach(text -> text.lines().filter(l -> !l.isBlank() && !l.startsWith("#"))
@@ -260,7 +262,12 @@ class MonitoringIT {
                                 .add(series("vmp_migration_downtime_seconds_max{agent=\"a\"}", "0.012x5 0.8x15"))
                                 .add(series("vmp_migration_downtime_seconds_max{agent=\"b\"}", "0.3x20"))
                                 .add(series("vmp_agent_ready{agent=\"a\"}", "1 1 0x18"))
-                                .add(series("vmp_agent_ready{agent=\"b\"}", "1x20")))
+                                .add(series("vmp_agent_ready{agent=\"b\"}", "1x20"))
+                                // a cut off from b and c after two minutes; d not clustered.
+                                .add(series("vmp_cluster_agents{agent=\"a\"}", "3 3 1x18"))
+                                .add(series("vmp_cluster_agents{agent=\"b\"}", "3x20"))
+                                .add(series("vmp_cluster_agents{agent=\"c\"}", "3x20"))
+                                .add(series("vmp_cluster_agents{agent=\"d\"}", "0x20")))
                         .put("alert_rule_test", new JsonArray()
                                 .add(expect("VfioMigrationFailed", "5m", new JsonObject().put("agent", "a")
                                         .put("role", "source").put("outcome", "failed").put("severity", "warning"),
@@ -277,7 +284,11 @@ class MonitoringIT {
                                         "A migration on agent a stopped its devices for 800ms", null))
                                 .add(quiet("VfioAgentNotReady", "5m"))
                                 .add(expect("VfioAgentNotReady", "9m", new JsonObject().put("agent", "a")
-                                        .put("severity", "critical"), "Agent a is not ready", null)))))
+                                        .put("severity", "critical"), "Agent a is not ready", null))
+                                .add(quiet("VfioClusterAgentMissing", "3m"))
+                                .add(expect("VfioClusterAgentMissing", "5m", new JsonObject().put("agent", "a")
+                                        .put("severity", "warning"),
+                                        "Agent a sees 1 agents in its cluster, fewer than run", null)))))
                 .encode());
         assertThat(promtool("test", "rules", tests.toString())).contains("SUCCESS");
     }
