@@ -30,28 +30,30 @@ class CommandLineIT {
     private record Run(int exit, String out) {
     }
 
-    private static Run capture(Callable<Integer> command) throws Exception {
-        PrintStream saved = System.out;
+    /** Runs {@code command} with what it prints to standard output (or, with {@code errors}, standard error). */
+    private static Run capture(Callable<Integer> command, boolean errors) throws Exception {
+        PrintStream saved = errors ? System.err : System.out;
         ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        System.setOut(new PrintStream(bytes, true, StandardCharsets.UTF_8));
+        PrintStream into = new PrintStream(bytes, true, StandardCharsets.UTF_8);
+        if (errors) {
+            System.setErr(into);
+        } else {
+            System.setOut(into);
+        }
         try {
             int exit = command.call();
             return new Run(exit, bytes.toString(StandardCharsets.UTF_8));
         } finally {
-            System.setOut(saved);
+            if (errors) {
+                System.setErr(saved);
+            } else {
+                System.setOut(saved);
+            }
         }
     }
 
-    private static Run captureErrors(Callable<Integer> command) throws Exception {
-        PrintStream saved = System.err;
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream();
-        System.setErr(new PrintStream(bytes, true, StandardCharsets.UTF_8));
-        try {
-            int exit = command.call();
-            return new Run(exit, bytes.toString(StandardCharsets.UTF_8));
-        } finally {
-            System.setErr(saved);
-        }
+    private static Run capture(Callable<Integer> command) throws Exception {
+        return capture(command, false);
     }
 
     @Test
@@ -68,7 +70,7 @@ class CommandLineIT {
                             .put("members", new JsonArray().add("127.0.0.1:" + port)).put("eventBusPort", 0));
             Path file = dir.resolve("agent.json");
             Files.writeString(file, config.encodePrettily());
-            Run run = captureErrors(() -> Main.run("agent", "--config", file.toString()));
+            Run run = capture(() -> Main.run("agent", "--config", file.toString()), true);
             assertThat(run.exit()).isEqualTo(1);
             assertThat(run.out()).contains("agent failed to start: agent node-z could not join cluster "
                     + "'vfio-migration-proxy' (cluster.port " + port).contains("already in use");
