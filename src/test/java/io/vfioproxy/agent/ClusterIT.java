@@ -3,6 +3,7 @@ package io.vfioproxy.agent;
 import static org.assertj.core.api.Assertions.assertThat;
 import static org.awaitility.Awaitility.await;
 
+import io.vertx.core.Future;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.http.WebSocket;
@@ -139,23 +140,35 @@ class ClusterIT {
     }
 
     private JsonObject get(String agent, String path) throws Exception {
-        HttpResponse<Buffer> r = apis.get(agent).get(path).bearerTokenAuthentication(trial.token(Scope.READ)).send()
-                .await();
+        HttpResponse<Buffer> r = step("GET " + path + " on " + agent, apis.get(agent).get(path)
+                .bearerTokenAuthentication(trial.token(Scope.READ)).send());
         assertThat(r.statusCode()).as("GET " + path + " on " + agent + ": " + r.bodyAsString()).isEqualTo(200);
         return r.bodyAsJsonObject();
     }
 
     private HttpResponse<Buffer> post(String agent, String path, JsonObject body) throws Exception {
-        return apis.get(agent).post(path).bearerTokenAuthentication(trial.token(Scope.CONTROL)).sendJsonObject(body)
-                .await();
+        return step("POST " + path + " on " + agent, apis.get(agent).post(path)
+                .bearerTokenAuthentication(trial.token(Scope.CONTROL)).sendJsonObject(body));
+    }
+
+    /**
+     * Awaits {@code f}, naming {@code what} when it fails: Vert.x's "Connection was closed" carries no stack trace,
+     * so without a name a failure here does not say which step it was.
+     */
+    private static <T> T step(String what, Future<T> f) {
+        try {
+            return f.await();
+        } catch (RuntimeException e) {
+            throw new AssertionError(what + " failed: " + e, e);
+        }
     }
 
     private void subscribe(String agent) throws Exception {
         wsClient = vertx.createWebSocketClient(new WebSocketClientOptions().setSsl(true).setVerifyHost(false)
                 .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString())));
-        WebSocket ws = wsClient.connect(new WebSocketConnectOptions().setHost("127.0.0.1")
-                .setPort(agents.get(agent).apiPort()).setSsl(true)
-                .setURI("/v1/events?scope=cluster&access_token=" + trial.token(Scope.READ))).await();
+        WebSocket ws = step("the cluster feed of " + agent, wsClient.connect(new WebSocketConnectOptions()
+                .setHost("127.0.0.1").setPort(agents.get(agent).apiPort()).setSsl(true)
+                .setURI("/v1/events?scope=cluster&access_token=" + trial.token(Scope.READ))));
         ws.textMessageHandler(text -> clusterFeed.add(new JsonObject(text)));
     }
 
@@ -192,13 +205,14 @@ class ClusterIT {
         int port = eventBusPorts.get("node-b");
         NetClientOptions trusting = new NetClientOptions().setSsl(true).setHostnameVerificationAlgorithm("")
                 .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString()));
-        NetSocket agent = vertx.createNetClient(new NetClientOptions(trusting).setKeyCertOptions(
-                new PemKeyCertOptions().setCertPath(trial.certificate("node-c").toString())
-                        .setKeyPath(trial.key("node-c").toString()))).connect(port, "127.0.0.1").await();
+        NetClientOptions asAgent = new NetClientOptions(trusting).setKeyCertOptions(new PemKeyCertOptions()
+                .setCertPath(trial.certificate("node-c").toString()).setKeyPath(trial.key("node-c").toString()));
+        NetSocket agent = step("a connection with an agent's certificate to node-b's event bus",
+                vertx.createNetClient(asAgent).connect(port, "127.0.0.1"));
         AtomicBoolean agentClosed = new AtomicBoolean();
         agent.closeHandler(v -> agentClosed.set(true));
         // The first bytes of a frame: the event bus waits for the rest.
-        agent.write(Buffer.buffer(new byte[] {0, 0})).await();
+        step("a write on it", agent.write(Buffer.buffer(new byte[] {0, 0})));
         for (NetClientOptions stranger : List.of(trusting, new NetClientOptions())) {
             AtomicBoolean closed = new AtomicBoolean();
             vertx.createNetClient(stranger).connect(port, "127.0.0.1").onSuccess(socket -> {
