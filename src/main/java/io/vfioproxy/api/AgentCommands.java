@@ -92,8 +92,7 @@ public final class AgentCommands {
         });
         handle("relay", body -> {
             contract.validate("RelayRequest", body);
-            body.remove("agent");
-            return relays.start(RelayRequest.fromJson(body)).map(RelayRecord::toJson);
+            return relays.start(RelayRequest.fromJson(Routing.localRelay(body))).map(RelayRecord::toJson);
         });
         handle("cancel-relay", body -> {
             String id = body.getString("relay");

@@ -302,10 +302,9 @@ public final class ApiVerticle extends VerticleBase {
                 routed(rc, owner, "relay", body);
                 return;
             }
-            body.remove("agent");
             Future<RelayRecord> started;
             try {
-                started = relays.start(RelayRequest.fromJson(body));
+                started = relays.start(RelayRequest.fromJson(Routing.localRelay(body)));
             } catch (RuntimeException e) {
                 failed(rc, e);
                 return;

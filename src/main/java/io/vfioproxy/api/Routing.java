@@ -41,6 +41,12 @@ final class Routing {
         return owner == null || owner.equals(self) ? null : owner;
     }
 
+    /** Takes the routing field off a relay request that runs here: the relay itself does not name its agent. */
+    static JsonObject localRelay(JsonObject body) {
+        body.remove("agent");
+        return body;
+    }
+
     /** Takes {@code self/} off the device names of a migration routed to this agent (in place). */
     static JsonObject local(String self, JsonObject body) {
         String prefix = self + "/";

@@ -13,6 +13,7 @@ import io.vfioproxy.migration.MigrationStatus.Role;
 import io.vfioproxy.stream.StreamConnection;
 import io.vfioproxy.stream.StreamConnector;
 import io.vfioproxy.vertx.VertxInternals;
+import java.time.Instant;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
@@ -129,7 +130,7 @@ public final class MigrationService {
      */
     public List<String> peerLeft(String peer, String reason) {
         List<String> interrupted = new ArrayList<>();
-        java.time.Instant since = java.time.Instant.now().minusSeconds(PEER_LEFT_WINDOW_SECONDS);
+        Instant since = Instant.now().minusSeconds(PEER_LEFT_WINDOW_SECONDS);
         for (MigrationRecord r : registry.all()) {
             MigrationStatus s = r.status();
             if (!peer.equals(s.peers().peerAgent())) {
