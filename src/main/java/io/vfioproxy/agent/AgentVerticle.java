@@ -133,9 +133,9 @@ public final class AgentVerticle extends VerticleBase {
                 event -> vertx.eventBus().publish(Events.PROGRESS, event));
         relays = new RelayService(vertx, name, connector, RelayOptions.fromJson(config.getJsonObject("relay")),
                 options.limits(), metrics, event -> vertx.eventBus().publish(Events.RELAY, event));
-        // What a connection opens, a migration or a relay channel, its first frame says.
-        ConnectionRouter connections = new ConnectionRouter(vertx, migrations::accept, relays::accept,
-                transport.handshakeTimeoutMillis());
+        // What a connection opens, a migration, a device connection of one or a relay channel, its first frame says.
+        ConnectionRouter connections = new ConnectionRouter(vertx, migrations::accept, migrations::join,
+                relays::accept, transport.handshakeTimeoutMillis());
         DeviceController.TransitionListener deviceEvents = metrics.deviceListener((device, from, to, cause, nanos) ->
                 vertx.eventBus().publish(Events.DEVICE_STATE, Events.deviceState(name, device, from, to, cause, nanos)));
 

@@ -10,8 +10,8 @@ import io.vfioproxy.stream.PrefixedConnection;
 import io.vfioproxy.stream.StreamConnection;
 
 /**
- * Hands each agent connection to what its first frame opens: a relay channel (RELAY_OPEN) to the relays, anything
- * else (HELLO, or bytes that are not the protocol at all, which the migration engine refuses with the reason) to
+ * Hands each agent connection to what its first frame opens: a relay channel (RELAY_OPEN) to the relays, a device
+ * connection of a migration (JOIN) to the migrations' joins, anything else (HELLO, or bytes that are not the protocol at all, which the migration engine refuses with the reason) to
  * the migrations. It reads the frame header's first three bytes (magic and type) and gives them back.
  */
 final class ConnectionRouter {
@@ -21,13 +21,15 @@ final class ConnectionRouter {
 
     private final Vertx vertx;
     private final Handler<StreamConnection> migrations;
+    private final Handler<StreamConnection> joins;
     private final Handler<StreamConnection> relays;
     private final long handshakeTimeoutMillis;
 
-    ConnectionRouter(Vertx vertx, Handler<StreamConnection> migrations, Handler<StreamConnection> relays,
-            long handshakeTimeoutMillis) {
+    ConnectionRouter(Vertx vertx, Handler<StreamConnection> migrations, Handler<StreamConnection> joins,
+            Handler<StreamConnection> relays, long handshakeTimeoutMillis) {
         this.vertx = vertx;
         this.migrations = migrations;
+        this.joins = joins;
         this.relays = relays;
         this.handshakeTimeoutMillis = handshakeTimeoutMillis;
     }
@@ -56,8 +58,11 @@ final class ConnectionRouter {
             input.pause();
             input.handler(null);
             StreamConnection replayed = new PrefixedConnection(connection, first, context);
-            if ((first.getByte(2) & 0xff) == FrameType.RELAY_OPEN.code()) {
+            int type = first.getByte(2) & 0xff;
+            if (type == FrameType.RELAY_OPEN.code()) {
                 relays.handle(replayed);
+            } else if (type == FrameType.JOIN.code()) {
+                joins.handle(replayed);
             } else {
                 migrations.handle(replayed);
             }

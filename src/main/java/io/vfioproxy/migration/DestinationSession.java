@@ -23,12 +23,18 @@ import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.ProtocolException;
 import io.vfioproxy.stream.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
+import java.nio.charset.StandardCharsets;
+import java.security.MessageDigest;
+import java.security.SecureRandom;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Base64;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.TreeSet;
 import java.util.function.Function;
 
@@ -38,7 +44,9 @@ import java.util.function.Function;
  * START. Phases: HANDSHAKE, RESUMING, LOADED, STARTING, COMPLETED; on failure ABORTING, FAILED.
  *
  * <p>Backpressure: the connection is piped into this session; while the devices lag, the pipe pauses the socket,
- * TCP's window closes and the source stops reading its device.
+ * TCP's window closes and the source stops reading its device. With the feature {@code device-connections} every
+ * device but the first has a connection of its own ({@link JoinedChannel}), loaded on that connection's event loop,
+ * so a slow device pauses its own connection only; control stays on this one.
  *
  * <p>START runs the devices in P2P order: every device to RUNNING_P2P before any goes to RUNNING.
  *
@@ -68,7 +76,19 @@ public final class DestinationSession {
     private final ProgressWatchdog watchdog;
     /** Completes once the session ended and its devices are in their final state. */
     private final Promise<Void> settled = Promise.promise();
+    /** The sections that arrive on this connection: every device's, or the first device's alone. */
     private SectionLoader loader;
+    /** The target devices in the HELLO's order. */
+    private final List<DeviceHandle> targets = new ArrayList<>();
+    /** Channels whose own connection has not joined yet (feature device-connections), with their devices. */
+    private final Map<Integer, DeviceHandle> awaiting = new TreeMap<>();
+    /** Channels on connections of their own. */
+    private final Map<Integer, JoinedChannel> joined = new TreeMap<>();
+    private final Set<Integer> loadedChannels = new HashSet<>();
+    private final SectionLoader.Events loadedEvents = new Loaded();
+    /** What a device connection's JOIN must present; null without the feature. */
+    private String joinToken;
+    private boolean switchoverAck;
     private DecodingSink sink;
     private MigrationRecord record;
     private final Journal journalStore;
@@ -97,7 +117,8 @@ public final class DestinationSession {
         this.writer = new FrameWriter(connection.output());
         this.decoder = new FrameDecoder(options.limits(), SectionLoader.listener(this::sections, this::onControl));
         this.watchdog = new ProgressWatchdog(vertx, options.progressTimeoutMillis(),
-                () -> decoder.bytes() + (loader == null ? 0 : loader.written()),
+                () -> decoder.bytes() + (loader == null ? 0 : loader.written())
+                        + joined.values().stream().mapToLong(c -> c.bytes() + c.written()).sum(),
                 idle -> fail(new MigrationException(phase, "nothing arrived from " + connection.peer() + " for " + idle
                         + " ms in phase " + phase)));
     }
@@ -187,8 +208,12 @@ public final class DestinationSession {
         // Of what the source offers, this agent takes what it knows.
         Set<String> features = new TreeSet<>(hello.features());
         features.retainAll(Hello.KNOWN_FEATURES);
-        loader = new SectionLoader("migration " + hello.migration(), features.contains(Hello.SWITCHOVER_ACK),
-                options.deviceWriteQueueBytes(), new Loaded());
+        if (hello.devices().size() < 2) {
+            features.remove(Hello.DEVICE_CONNECTIONS);
+        }
+        switchoverAck = features.contains(Hello.SWITCHOVER_ACK);
+        loader = new SectionLoader("migration " + hello.migration(), switchoverAck,
+                options.deviceWriteQueueBytes(), loadedEvents);
         loader.retainInput(connection::retainInput);
         List<String> sources = new ArrayList<>();
         for (Hello.Device d : hello.devices()) {
@@ -207,20 +232,30 @@ public final class DestinationSession {
                 refuse(incompatible);
                 return;
             }
-            loader.open(d.channel(), local);
+            targets.add(local);
+            if (features.contains(Hello.DEVICE_CONNECTIONS) && d != hello.devices().get(0)) {
+                awaiting.put(d.channel(), local);
+            } else {
+                loader.open(d.channel(), local);
+            }
             sources.add(d.sourceDevice());
+        }
+        if (!awaiting.isEmpty()) {
+            byte[] token = new byte[16];
+            new SecureRandom().nextBytes(token);
+            joinToken = Base64.getUrlEncoder().withoutPadding().encodeToString(token);
         }
         // What will arrive: the source's sizes, as its devices reported them when the migration started.
         long stateSize = hello.devices().stream().mapToLong(d -> Math.max(0, d.identity().stateSize())).sum();
         MigrationStatus status = record.update(s -> s.withPeers(new Peers(
-                loader.devices().stream().map(DeviceHandle::name).toList(), sources, connection.peer(),
-                hello.sourceAgent()))
+                targets.stream().map(DeviceHandle::name).toList(), sources, connection.peer(),
+                hello.sourceAgent(), 1 + awaiting.size()))
                 .withTransfer(s.transfer().withStateSize(stateSize)));
         events.publish(status, Lifecycle.STARTED);
         journal = journalStore.writer(vertx, new Journal.Entry(record.id(), Role.DESTINATION, agent,
-                connection.peer(), Phase.RESUMING, false, loader.devices().stream()
+                connection.peer(), Phase.RESUMING, false, targets.stream()
                         .map(d -> new Journal.Device(d.name(), null)).toList(), Instant.now()));
-        moved.addAll(loader.devices());
+        moved.addAll(targets);
         // On disk before any device enters RESUMING: a successor agent finds what to reset.
         journal.record(Phase.RESUMING, false).compose(v -> {
             if (phase.isEnding()) {
@@ -229,7 +264,7 @@ public final class DestinationSession {
                 return Future.failedFuture("the migration ended before its devices entered RESUMING");
             }
             List<Future<Void>> resuming = new ArrayList<>();
-            for (DeviceHandle dev : loader.devices()) {
+            for (DeviceHandle dev : targets) {
                 resuming.add(dev.submit(dc -> {
                     dc.setState(DeviceState.RESUMING, dc.state(), cause("resuming"));
                     return null;
@@ -247,10 +282,14 @@ public final class DestinationSession {
             }
             enter(Phase.RESUMING);
             JsonArray accepted = new JsonArray();
-            loader.channelIds().forEach(ch -> accepted.add(new JsonObject().put("channel", ch)));
-            writer.control(FrameType.ACCEPT, 0, new JsonObject().put("protocol", Frames.PROTOCOL_VERSION)
+            hello.devices().forEach(d -> accepted.add(new JsonObject().put("channel", d.channel())));
+            JsonObject accept = new JsonObject().put("protocol", Frames.PROTOCOL_VERSION)
                     .put("agent", agent).put("features", new JsonArray(List.copyOf(features)))
-                    .put("devices", accepted));
+                    .put("devices", accepted);
+            if (joinToken != null) {
+                accept.put("joinToken", joinToken);
+            }
+            writer.control(FrameType.ACCEPT, 0, accept);
         });
     }
 
@@ -270,7 +309,8 @@ public final class DestinationSession {
                 return;
             }
             refreshTransfer();
-            if (!loader.allLoaded()) {
+            loadedChannels.add(channel);
+            if (loadedChannels.size() < targets.size()) {
                 writer.control(FrameType.LOADED, channel, new JsonObject().put("device", device.name())
                         .put("dataBytes", dataBytes));
                 return;
@@ -311,7 +351,7 @@ public final class DestinationSession {
      * consumer can set up their DMA mappings and interrupts.
      */
     private Future<Void> startInOrder() {
-        List<DeviceHandle> run = loader.devices().stream()
+        List<DeviceHandle> run = targets.stream()
                 .filter(d -> d.policy().endState() == DeviceState.RUNNING).toList();
         List<Future<Void>> quiesced = new ArrayList<>();
         for (DeviceHandle d : run) {
@@ -342,18 +382,19 @@ public final class DestinationSession {
                 return;
             }
             JsonObject ends = new JsonObject();
-            loader.devices().forEach(d -> ends.put(d.name(), d.policy().endState().name()));
+            targets.forEach(d -> ends.put(d.name(), d.policy().endState().name()));
             // The source reads STARTED before it sees the connection end.
             writer.control(FrameType.STARTED, 0, new JsonObject().put("devices",
-                    new JsonArray(loader.devices().stream().map(DeviceHandle::name).toList())).put("endStates", ends))
+                    new JsonArray(targets.stream().map(DeviceHandle::name).toList())).put("endStates", ends))
                     .onComplete(v -> connection.close());
+            joined.values().forEach(JoinedChannel::finish);
             stop();
             release();
             refreshTransfer();
             // Completed from here: the connection's end is no failure any more; the record ends once handed back.
             phase = phase.to(Phase.COMPLETED);
             handBack().onComplete(handed -> {
-                String states = String.join(",", loader.devices().stream()
+                String states = String.join(",", targets.stream()
                         .map(d -> d.policy().endState().name()).toList());
                 events.publish(record.update(s -> s.end(Outcome.COMPLETED, null, null, states, null,
                         handed.result())), Lifecycle.COMPLETED);
@@ -371,7 +412,7 @@ public final class DestinationSession {
      */
     private Future<String> handBack() {
         List<Future<String>> failures = new ArrayList<>();
-        for (DeviceHandle d : loader.devices()) {
+        for (DeviceHandle d : targets) {
             DevicePolicy policy = d.policy();
             if (policy.endState() == DeviceState.RUNNING) {
                 continue;
@@ -397,9 +438,13 @@ public final class DestinationSession {
         if (record == null || loader == null) {
             return;
         }
-        long data = loader.dataBytes();
         Map<String, DeviceBytes> perDevice = new HashMap<>();
-        loader.devices().forEach(d -> perDevice.put(d.name(), new DeviceBytes(0, loader.dataBytes(d))));
+        targets.forEach(d -> perDevice.put(d.name(), new DeviceBytes(0, loader.dataBytes(d))));
+        joined.values().forEach(c -> {
+            DeviceHandle d = c.device();
+            perDevice.put(d.name(), new DeviceBytes(0, c.dataBytes()));
+        });
+        long data = perDevice.values().stream().mapToLong(DeviceBytes::total).sum();
         record.update(s -> {
             Transfer t = s.transfer();
             return s.withTransfer(new Transfer(t.stateSize(), data, 0, data, 0, Math.max(0, t.stateSize() - data), 0,
@@ -434,6 +479,8 @@ public final class DestinationSession {
         if (loader != null) {
             loader.abort();
         }
+        joined.values().forEach(JoinedChannel::abort);
+        awaiting.clear();
         if (cause instanceof SourceAbort || cause instanceof MigrationException m && m.isFromPeer()) {
             connection.close();
         } else {
@@ -521,6 +568,66 @@ public final class DestinationSession {
                     + body.getString("reason", "no reason given")));
             default -> throw new ProtocolException("unexpected " + type + " frame from the source");
         }
+    }
+
+    /**
+     * A device connection's JOIN for {@code channel} (from that connection's context): attached when it names a
+     * channel still waiting for its connection and presents this migration's token, else refused.
+     */
+    void join(JoinedChannel channelConnection, int channel, String token) {
+        context.runOnContext(v -> {
+            if (phase != Phase.RESUMING || joinToken == null || !MessageDigest.isEqual(
+                    joinToken.getBytes(StandardCharsets.UTF_8), token.getBytes(StandardCharsets.UTF_8))) {
+                channelConnection.refuse("migration " + record.id() + " on agent " + agent + " takes no device "
+                        + "connection for channel " + channel + " (phase " + phase + ", or a wrong token)");
+                return;
+            }
+            DeviceHandle device = awaiting.remove(channel);
+            if (device == null) {
+                channelConnection.refuse("channel " + channel + " of migration " + record.id()
+                        + " is not waiting for a connection: it is not one, or it joined already");
+                return;
+            }
+            joined.put(channel, channelConnection);
+            channelConnection.attach(device, switchoverAck, "migration " + record.id(), onThisContext(loadedEvents));
+        });
+    }
+
+    /** A device connection closed before its device loaded (from that connection's context). */
+    void channelLost(int channel, String how) {
+        context.runOnContext(v -> fail(MigrationException.fromPeer(phase, "channel " + channel + " from "
+                + connection.peer() + ": " + how + " in phase " + phase)));
+    }
+
+    /** A device connection broke the protocol (from that connection's context). */
+    void channelFailed(int channel, String problem) {
+        context.runOnContext(v -> fail(new MigrationException(phase, "protocol error from " + connection.peer()
+                + " on channel " + channel + ": " + problem)));
+    }
+
+    /** The source's ABORT on a device connection (from that connection's context). */
+    void sourceAborted(String reason) {
+        context.runOnContext(v -> fail(new SourceAbort("the source aborted the migration: " + reason)));
+    }
+
+    /** A joined channel's loader runs on its connection's context: what it reports is handled on this one. */
+    private SectionLoader.Events onThisContext(SectionLoader.Events events) {
+        return new SectionLoader.Events() {
+            @Override
+            public void loaded(int channel, DeviceHandle device, long dataBytes) {
+                context.runOnContext(v -> events.loaded(channel, device, dataBytes));
+            }
+
+            @Override
+            public void failed(Throwable cause) {
+                context.runOnContext(v -> events.failed(cause));
+            }
+
+            @Override
+            public void initialDataLoaded(int channel) {
+                context.runOnContext(v -> events.initialDataLoaded(channel));
+            }
+        };
     }
 
     /** The loader, where SECTION frames may come: after ACCEPT, before the devices loaded. */

@@ -34,8 +34,15 @@ record Hello(String migration, String sourceAgent, Mode mode, int chunkSize, boo
      */
     static final String SWITCHOVER_ACK = "switchover-ack";
 
+    /**
+     * Each device's section on a connection of its own: the destination's ACCEPT carries a {@code joinToken}, and
+     * the source opens one more connection per channel from 1 on, whose first frame is JOIN with that token. The
+     * migration's control, and channel 0, stay on the first connection. Offered for migrations of several devices.
+     */
+    static final String DEVICE_CONNECTIONS = "device-connections";
+
     /** The features this agent accepts when offered. */
-    static final Set<String> KNOWN_FEATURES = Set.of(SWITCHOVER_ACK);
+    static final Set<String> KNOWN_FEATURES = Set.of(SWITCHOVER_ACK, DEVICE_CONNECTIONS);
 
     /** A migration id the receiver accepts: 1 to 128 characters. */
     static final int MAX_ID = 128;

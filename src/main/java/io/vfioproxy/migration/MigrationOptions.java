@@ -15,9 +15,12 @@ import io.vfioproxy.stream.Limits;
  * @param maxConcurrent the most migrations the agent runs at once, as source and destination together
  * @param handshakeTimeoutMillis destination: how long a connection may take to deliver its whole HELLO
  * @param journalDir where the node's journal of migrations under way is kept ({@link Journal}); null for none
+ * @param connectionPerDevice source: offer each device of a migration of several its own connection (the feature
+ *        {@code device-connections}), so a slow destination device does not hold back its siblings
  */
 public record MigrationOptions(int chunkSize, long progressTimeoutMillis, int deviceWriteQueueBytes,
-        boolean startDestination, Limits limits, int maxConcurrent, long handshakeTimeoutMillis, String journalDir) {
+        boolean startDestination, Limits limits, int maxConcurrent, long handshakeTimeoutMillis, String journalDir,
+        boolean connectionPerDevice) {
 
     public static MigrationOptions fromJson(JsonObject json) {
         JsonObject j = json == null ? new JsonObject() : json;
@@ -30,7 +33,8 @@ public record MigrationOptions(int chunkSize, long progressTimeoutMillis, int de
         }
         return new MigrationOptions(chunk, j.getLong("progressTimeoutMillis", 30_000L),
                 j.getInteger("deviceWriteQueueBytes", 4 << 20), j.getBoolean("startDestination", true), limits,
-                j.getInteger("maxConcurrent", 16), 10_000L, blankToNull(j.getString("journalDir")));
+                j.getInteger("maxConcurrent", 16), 10_000L, blankToNull(j.getString("journalDir")),
+                j.getBoolean("connectionPerDevice", true));
     }
 
     private static String blankToNull(String s) {
@@ -39,12 +43,12 @@ public record MigrationOptions(int chunkSize, long progressTimeoutMillis, int de
 
     public MigrationOptions withChunkSize(int bytes) {
         return new MigrationOptions(bytes, progressTimeoutMillis, deviceWriteQueueBytes, startDestination, limits,
-                maxConcurrent, handshakeTimeoutMillis, journalDir);
+                maxConcurrent, handshakeTimeoutMillis, journalDir, connectionPerDevice);
     }
 
     /** The same, with the stream endpoint's handshake timeout (stream.handshakeTimeoutMillis). */
     public MigrationOptions withHandshakeTimeout(long millis) {
         return new MigrationOptions(chunkSize, progressTimeoutMillis, deviceWriteQueueBytes, startDestination, limits,
-                maxConcurrent, millis, journalDir);
+                maxConcurrent, millis, journalDir, connectionPerDevice);
     }
 }

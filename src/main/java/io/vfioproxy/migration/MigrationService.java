@@ -297,6 +297,14 @@ public final class MigrationService {
         return done.future();
     }
 
+    /**
+     * Serves a device connection of a migration this agent receives (its first frame is JOIN; feature
+     * {@code device-connections}).
+     */
+    public void join(StreamConnection connection) {
+        new JoinedChannel(vertx, agent, connection, options, sessions::get).start();
+    }
+
     /** Serves a connection from a source agent. */
     public void accept(StreamConnection connection) {
         DestinationSession[] session = new DestinationSession[1];

@@ -40,18 +40,27 @@ public record MigrationStatus(String id, Role role, String agent, Instant starte
      * @param peer the peer agent's address
      * @param peerAgent the peer agent's name, once its HELLO or ACCEPT said it; null before
      */
-    public record Peers(List<String> devices, List<String> peerDevices, String peer, String peerAgent) {
+    /**
+     * @param connections the agent-to-agent connections the migration's streams use (one, or one per device with the
+     *        {@code device-connections} feature); 0 before the handshake settled it
+     */
+    public record Peers(List<String> devices, List<String> peerDevices, String peer, String peerAgent,
+            int connections) {
         public Peers {
             devices = List.copyOf(devices);
             peerDevices = List.copyOf(peerDevices);
         }
 
         Peers(List<String> devices, List<String> peerDevices, String peer) {
-            this(devices, peerDevices, peer, null);
+            this(devices, peerDevices, peer, null, 0);
         }
 
         Peers withPeerAgent(String name) {
-            return new Peers(devices, peerDevices, peer, name);
+            return new Peers(devices, peerDevices, peer, name, connections);
+        }
+
+        Peers withConnections(int count) {
+            return new Peers(devices, peerDevices, peer, peerAgent, count);
         }
 
         static final Peers UNKNOWN = new Peers(List.of(), List.of(), null);
@@ -213,6 +222,9 @@ public record MigrationStatus(String id, Role role, String agent, Instant starte
         }
         if (peers.peerAgent() != null) {
             json.put("peerAgent", peers.peerAgent());
+        }
+        if (peers.connections() > 0) {
+            json.put("connections", peers.connections());
         }
         if (switchoverReason != null) {
             json.put("switchoverReason", switchoverReason);

@@ -55,7 +55,8 @@ final class SectionLoader {
         final int id;
         final DeviceHandle device;
         Section section = Section.SETUP;
-        long dataBytes;
+        /** Volatile: written on the loader's context only, read for status from the migration's. */
+        volatile long dataBytes;
         long dataChunks;
         boolean initialDataSent;
         /** Set on the device thread when a write failed: the device must not leave RESUMING as if loaded. */
@@ -99,7 +100,8 @@ final class SectionLoader {
     private final Events events;
     private final Map<Integer, Channel> channels = new LinkedHashMap<>();
     private long queued;
-    private long written;
+    /** Volatile: written on the loader's context only, read by the migration's watchdog from its own. */
+    private volatile long written;
     private Handler<Void> drainHandler;
     private Supplier<Runnable> retainInput = () -> () -> { };
 

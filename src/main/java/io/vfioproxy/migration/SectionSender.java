@@ -59,7 +59,12 @@ final class SectionSender {
 
     /** The HELLO's entry for this device. */
     Hello.Device hello() {
-        return new Hello.Device(channel, device.name(), target, start.identity());
+        return hello(channel, start, target);
+    }
+
+    /** The HELLO's entry for the device {@code start} read, sent on {@code channel} to {@code target}. */
+    static Hello.Device hello(int channel, DeviceAtStart start, String target) {
+        return new Hello.Device(channel, start.device().name(), target, start.identity());
     }
 
     Future<Void> setup() {

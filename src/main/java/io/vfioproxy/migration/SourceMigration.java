@@ -21,16 +21,20 @@ import io.vfioproxy.stream.StreamConnection;
 import io.vfioproxy.uapi.DeviceState;
 import java.time.Instant;
 import java.util.ArrayList;
+import java.util.Comparator;
 import java.util.HashMap;
 import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeSet;
 import java.util.function.Function;
 import java.util.function.Supplier;
 
 /**
- * The source side of one migration of one or more devices, multiplexed on one connection: a coordinator that walks
+ * The source side of one migration of one or more devices, on one connection or, where the destination takes the
+ * feature {@code device-connections}, one per device ({@link DeviceLink}) with the control on the first: a
+ * coordinator that walks
  * the phases, one method each, over parts with one job each ({@link SectionSender} per device, {@link Hello},
  * {@link BandwidthMeter}, {@link SwitchoverPolicy}, {@link ProgressWatchdog}, {@link DeviceSafety}).
  *
@@ -72,6 +76,8 @@ public final class SourceMigration {
     private Journal.Writer journal;
     private final Promise<MigrationStatus> result = Promise.promise();
     private final List<SectionSender> senders = new ArrayList<>();
+    /** The devices' own connections, for channels 1 on (feature device-connections); empty otherwise. */
+    private final List<DeviceLink> links = new ArrayList<>();
     private final Set<Integer> acked = new HashSet<>();
     private final Promise<JsonObject> accepted = Promise.promise();
     private final Promise<Void> loaded = Promise.promise();
@@ -115,7 +121,8 @@ public final class SourceMigration {
         this.options = options;
         this.events = events;
         this.watchdog = new ProgressWatchdog(vertx, options.progressTimeoutMillis(),
-                () -> (writer == null ? 0 : writer.bytesWritten()) + (decoder == null ? 0 : decoder.bytes()),
+                () -> (writer == null ? 0 : writer.bytesWritten()) + (decoder == null ? 0 : decoder.bytes())
+                        + links.stream().mapToLong(DeviceLink::bytes).sum(),
                 idle -> fail(new MigrationException(phase(), "no progress for " + idle + " ms in phase " + phase()
                         + ": the destination stopped reading or answering")));
     }
@@ -254,20 +261,65 @@ public final class SourceMigration {
         conn.input().handler(this::receive);
         conn.closeHandler(v -> fail(new MigrationException(phase(), "the connection to " + conn.peer() + " closed")));
         conn.shutdownHandler(v -> shutdown());
-        for (int i = 0; i < starts.size(); i++) {
-            senders.add(new SectionSender(vertx, starts.get(i), targets.get(i), writer, i, options.chunkSize()));
-        }
         enter(Phase.HANDSHAKE);
+        Set<String> offer = new TreeSet<>();
+        if (precopy) {
+            offer.add(Hello.SWITCHOVER_ACK);
+        }
+        if (starts.size() > 1 && options.connectionPerDevice()) {
+            offer.add(Hello.DEVICE_CONNECTIONS);
+        }
+        List<Hello.Device> entries = new ArrayList<>();
+        for (int i = 0; i < starts.size(); i++) {
+            entries.add(SectionSender.hello(i, starts.get(i), targets.get(i)));
+        }
         Hello hello = new Hello(record.id(), agent, precopy ? Mode.PRECOPY : Mode.STOP_COPY, options.chunkSize(),
-                false, precopy ? Set.of(Hello.SWITCHOVER_ACK) : Set.of(),
-                senders.stream().map(SectionSender::hello).toList());
+                false, offer, entries);
         writer.control(FrameType.HELLO, 0, hello.toJson());
-        return accepted.future().map(accept -> {
+        return accepted.future().compose(accept -> {
             String destinationAgent = accept.getString("agent");
             record.update(s -> s.withPeers(s.peers().withPeerAgent(destinationAgent)));
-            switchoverAck = precopy && Hello.features(accept).contains(Hello.SWITCHOVER_ACK);
+            Set<String> taken = Hello.features(accept);
+            switchoverAck = precopy && taken.contains(Hello.SWITCHOVER_ACK);
+            boolean ownConnections = offer.contains(Hello.DEVICE_CONNECTIONS)
+                    && taken.contains(Hello.DEVICE_CONNECTIONS);
+            return ownConnections ? joinChannels(accept.getString("joinToken", "")) : Future.succeededFuture();
+        }).map(v -> {
+            for (int i = 0; i < starts.size(); i++) {
+                FrameWriter channelWriter = i == 0 || links.isEmpty() ? writer : links.get(i - 1).writer();
+                senders.add(new SectionSender(vertx, starts.get(i), targets.get(i), channelWriter, i,
+                        options.chunkSize()));
+            }
+            int connections = 1 + links.size();
+            record.update(s -> s.withPeers(s.peers().withConnections(connections)));
             return null;
         });
+    }
+
+    /**
+     * Opens a connection of its own for every device from the second on, in parallel, and joins each to the
+     * migration with the destination's token; completes once every one is JOINED.
+     */
+    private Future<Void> joinChannels(String token) {
+        List<Future<DeviceLink>> opening = new ArrayList<>();
+        for (int i = 1; i < starts.size(); i++) {
+            opening.add(DeviceLink.open(connect, options.limits(), record.id(), i, token, this::phase, failure -> {
+                // Once committed, a device connection's end is no failure: the destination holds the state.
+                if (!committed) {
+                    fail(failure);
+                }
+            }).onSuccess(links::add));
+        }
+        return Future.all(opening).map(all -> {
+            // In channel order, whatever order they joined in.
+            links.sort(Comparator.comparingInt(DeviceLink::channel));
+            return null;
+        });
+    }
+
+    /** Device data bytes written on every connection. */
+    private long dataBytesWritten() {
+        return writer.dataBytesWritten() + links.stream().mapToLong(l -> l.writer().dataBytesWritten()).sum();
     }
 
     private Future<Void> each(Function<SectionSender, Future<Void>> step) {
@@ -384,7 +436,7 @@ public final class SourceMigration {
     /** Every 100 ms, and every 10 ms in pre-copy: the bandwidth and the transfer figures. */
     private void sample() {
         if (writer != null) {
-            meter.sample(System.nanoTime(), writer.dataBytesWritten());
+            meter.sample(System.nanoTime(), dataBytesWritten());
             refreshTransfer();
         }
     }
@@ -470,6 +522,7 @@ public final class SourceMigration {
         stopTimers();
         refreshTransfer();
         connection.close();
+        links.forEach(DeviceLink::close);
         releaseDevices();
         Boolean destinationStarted = options.startDestination() ? warning == null : null;
         MigrationStatus done = record.update(s -> s.end(Outcome.COMPLETED, null, null, DeviceState.STOP.name(),
@@ -511,9 +564,11 @@ public final class SourceMigration {
         if (connection != null) {
             if (cause instanceof MigrationException m && m.isFromPeer()) {
                 connection.close();
+                links.forEach(DeviceLink::close);
             } else {
                 writer.control(FrameType.ABORT, 0, new JsonObject().put("reason", reason));
                 connection.lingerAndClose(vertx, ABORT_LINGER_MILLIS);
+                links.forEach(l -> l.abort(vertx, reason, ABORT_LINGER_MILLIS));
             }
         }
         DeviceSafety.restore(starts, cause("rollback: " + reason)).onComplete(ar -> {

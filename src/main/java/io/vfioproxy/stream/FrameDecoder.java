@@ -110,7 +110,8 @@ public final class FrameDecoder {
     private int remaining;
     private Buffer collected;
     private long frames;
-    private long bytes;
+    /** Volatile: a migration's watchdog may read it from another event loop than the one that feeds. */
+    private volatile long bytes;
 
     public FrameDecoder(Limits limits, Listener listener) {
         this.limits = limits;

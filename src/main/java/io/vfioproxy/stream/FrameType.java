@@ -13,6 +13,14 @@ public enum FrameType {
     ACCEPT(0x02, true),
     /** Destination to source: the migration is refused; the reason is in the payload. The connection closes. */
     REFUSE(0x03, true),
+    /**
+     * Source to destination, first frame of a device's own connection (feature {@code device-connections}):
+     * {@code {"migration", "channel", "token"}}, the token the destination's ACCEPT gave. The destination answers
+     * JOINED, or REFUSE.
+     */
+    JOIN(0x04, true),
+    /** Destination to source: the connection now carries the channel's section. */
+    JOINED(0x05, true),
     /** Source to destination: one record of a device's VFIO tagged stream, on the frame's channel. */
     SECTION(0x10, false),
     /**
