@@ -39,10 +39,13 @@ public final class AgentBench implements AutoCloseable {
     private final AgentVertx sourceRuntime;
     private final AgentVertx destinationRuntime;
     private final AgentVerticle source;
+    /** A second source agent with the same devices, configured without a connection per device; made on first use. */
+    private AgentVerticle sharedSource;
     private final AgentVerticle destination;
     private final List<Long> sizes;
     private final boolean webSocket;
     private final TrialCredentials credentials;
+    private final String dirtyRate;
 
     /**
      * @param devices how many devices each agent has (d0, d1, ...)
@@ -73,11 +76,15 @@ public final class AgentBench implements AutoCloseable {
         this.destinationRuntime = AgentVertx.create();
         this.credentials = tls ? trial() : null;
         this.destination = start(destinationRuntime, "bench-destination", 1000, "0");
+        this.dirtyRate = dirtyRate;
         this.source = start(sourceRuntime, "bench-source", 0, dirtyRate);
     }
 
     private AgentVerticle start(AgentVertx runtime, String name, long seedBase, String dirtyRate) {
-        LoopbackAgent agent = LoopbackAgent.named(name);
+        return start(runtime, LoopbackAgent.named(name), seedBase, dirtyRate);
+    }
+
+    private AgentVerticle start(AgentVertx runtime, LoopbackAgent agent, long seedBase, String dirtyRate) {
         if (!webSocket) {
             agent.withoutApi();
         }
@@ -93,7 +100,7 @@ public final class AgentBench implements AutoCloseable {
     private static TrialCredentials trial() {
         try {
             return TrialCredentials.create(java.nio.file.Files.createTempDirectory("vmp-bench-certs"),
-                    List.of("bench-destination", "bench-source"), 1);
+                    List.of("bench-destination", "bench-source", "bench-source-shared"), 1);
         } catch (java.io.IOException | java.security.GeneralSecurityException e) {
             throw new IllegalStateException("cannot make the bench's certificates: " + e.getMessage(), e);
         }
@@ -112,9 +119,9 @@ public final class AgentBench implements AutoCloseable {
     }
 
     /** Every source device back to RUNNING, so the next run starts as a real migration does. */
-    private void resetSources() {
+    private void resetSources(AgentVerticle from) {
         List<Future<Void>> resets = new ArrayList<>();
-        for (DeviceHandle d : source.devices().all()) {
+        for (DeviceHandle d : from.devices().all()) {
             resets.add(d.state().compose(s -> s == DeviceState.RUNNING ? Future.succeededFuture()
                     : d.reset("bench: next run")));
         }
@@ -127,24 +134,36 @@ public final class AgentBench implements AutoCloseable {
         for (int i = 0; i < count; i++) {
             each.add(List.of(i));
         }
-        return run(each, mode);
+        return run(source, each, mode);
     }
 
-    /** Migrates the devices named, d0 d1 ..., as one migration: they switch over together. */
+    /**
+     * Migrates the devices named, d0 d1 ..., as one migration: they switch over together, each on a connection of
+     * its own.
+     */
     public Run migrateTogether(List<Integer> devices, MigrationRequest.Mode mode) {
-        return run(List.of(devices), mode).get(0);
+        return run(source, List.of(devices), mode).get(0);
+    }
+
+    /** The same, from a source agent that puts every device on one shared connection. */
+    public Run migrateOnOneConnection(List<Integer> devices, MigrationRequest.Mode mode) {
+        if (sharedSource == null) {
+            sharedSource = start(sourceRuntime, LoopbackAgent.named("bench-source-shared")
+                    .set("migration", "connectionPerDevice", false), 0, dirtyRate);
+        }
+        return run(sharedSource, List.of(devices), mode).get(0);
     }
 
     /**
      * Starts one migration per list of device indexes, all at once from the source's context, after every source
      * device is back in RUNNING; returns each one's outcome, its state the sum of its devices'.
      */
-    private List<Run> run(List<List<Integer>> migrations, MigrationRequest.Mode mode) {
-        resetSources();
+    private List<Run> run(AgentVerticle from, List<List<Integer>> migrations, MigrationRequest.Mode mode) {
+        resetSources(from);
         StreamEndpoint to = destinationEndpoint();
         Promise<List<MigrationService.Started>> started = Promise.promise();
         sourceRuntime.vertx().getOrCreateContext().runOnContext(v -> started.complete(migrations.stream()
-                .map(devices -> source.migrations().migrate(new MigrationRequest(devices.stream()
+                .map(devices -> from.migrations().migrate(new MigrationRequest(devices.stream()
                         .map(i -> new MigrationRequest.DevicePair("d" + i, "d" + i)).toList(), to, mode, false,
                         MigrationRequest.DEFAULT_DOWNTIME_LIMIT_MILLIS, MigrationRequest.DEFAULT_PRECOPY_BUDGET_MILLIS,
                         0, false)))
@@ -175,7 +194,7 @@ public final class AgentBench implements AutoCloseable {
      */
     public double[] transitionLatencyMicros(int count) {
         DeviceHandle device = source.devices().find("d0");
-        resetSources();
+        resetSources(source);
         long[] eventAt = new long[1];
         Promise<Void>[] waiting = new Promise[1];
         MessageConsumer<JsonObject> consumer = sourceRuntime.vertx().eventBus().consumer(Events.DEVICE_STATE, m -> {

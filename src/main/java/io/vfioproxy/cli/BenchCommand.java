@@ -238,17 +238,25 @@ public final class BenchCommand implements Callable<Integer> {
                 bench.migrateTogether(List.of(0), mode);
             }
             bench.migrateTogether(all, mode);
+            bench.migrateOnOneConnection(all, mode);
             double[] together = new double[runs];
+            double[] shared = new double[runs];
             double[] alone = new double[runs];
             for (int i = 0; i < runs; i++) {
                 together[i] = bench.migrateTogether(all, mode).downtimeMillis();
+                shared[i] = bench.migrateOnOneConnection(all, mode).downtimeMillis();
                 alone[i] = bench.migrateTogether(List.of(0), mode).downtimeMillis();
             }
             double group = median(together);
+            double oneConnection = median(shared);
             double single = median(alone);
-            console.printf(Locale.ROOT, "downtime: %.0f ms (the %d devices as one migration)%n", group, devices);
+            console.printf(Locale.ROOT, "downtime: %.0f ms (the %d devices as one migration, a connection each)%n",
+                    group, devices);
+            console.printf(Locale.ROOT, "downtime: %.0f ms (the %d devices as one migration on one connection)%n",
+                    oneConnection, devices);
             console.printf(Locale.ROOT, "downtime: %.0f ms (the largest alone)%n", single);
             console.printf(Locale.ROOT, "ratio to largest alone: %.2f%n", group / single);
+            console.printf(Locale.ROOT, "ratio of one connection to largest alone: %.2f%n", oneConnection / single);
         }
         return 0;
     }
