@@ -308,7 +308,14 @@ public final class SourceMigration {
                 if (!committed) {
                     fail(failure);
                 }
-            }).onSuccess(links::add));
+            }).onSuccess(link -> {
+                if (phase().isEnding()) {
+                    // Joined after the migration failed (a sibling could not join): nothing will use it.
+                    link.close();
+                } else {
+                    links.add(link);
+                }
+            }));
         }
         return Future.all(opening).map(all -> {
             // In channel order, whatever order they joined in.

@@ -15,10 +15,12 @@ import io.vfioproxy.migration.MigrationRequest.Mode;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.StreamEndpoint;
+import io.vfioproxy.testing.AgentProcess;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.RawPeer;
 import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
+import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Arrays;
 import java.util.List;
@@ -26,6 +28,7 @@ import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.extension.ExtendWith;
+import org.junit.jupiter.api.io.TempDir;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
@@ -203,6 +206,33 @@ class DeviceConnectionsIT {
         assertThat(dst.devices().find("a").state().await()).isEqualTo(DeviceState.RUNNING);
         assertThat(dst.devices().find("b").state().await()).isEqualTo(DeviceState.RUNNING);
         assertThat(dst.devices().find("b").owner()).isNull();
+    }
+
+    @Test
+    void theDestinationKilledInStopCopyLeavesEverySourceDeviceRunning(@TempDir Path dir) throws Exception {
+        long size = 64 * MIB;
+        AgentVerticle src = LoopbackAgent.named("src").device(LoopbackAgent.simulated("a", size, 1))
+                .device(LoopbackAgent.simulated("b", size, 2)).start(vertx);
+        // Destination devices slower than the link keep the migration in STOP_COPY for seconds.
+        JsonObject slow = new JsonObject().put("writeDelayMillis", 50);
+        JsonObject config = LoopbackAgent.named("dst")
+                .device(LoopbackAgent.simulated("a", size, 3).put("faults", slow))
+                .device(LoopbackAgent.simulated("b", size, 4).put("faults", slow)).config();
+        MigrationService.Started started;
+        try (AgentProcess dst = AgentProcess.start(dir, config)) {
+            started = src.migrations().migrate(request(new StreamEndpoint("127.0.0.1", dst.streamPort()),
+                    Mode.STOP_COPY, "a", "b"));
+            await("in stop-copy on two connections").atMost(Duration.ofSeconds(60)).until(() ->
+                    started.record().status().phase() == Phase.STOP_COPY
+                            && started.record().status().peers().connections() == 2);
+            dst.kill();
+        }
+        await("the source gives up").atMost(Duration.ofSeconds(30)).until(() -> started.completion().isComplete());
+        assertThat(started.record().status().outcome()).isEqualTo(MigrationStatus.Outcome.FAILED);
+        assertThat(src.devices().find("a").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(src.devices().find("b").state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(src.devices().find("a").owner()).isNull();
+        assertThat(src.devices().find("b").owner()).isNull();
     }
 
     /** A JOIN on a connection of its own; returns the REFUSE it gets, once the agent closed the connection. */
