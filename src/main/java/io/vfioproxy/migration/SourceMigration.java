@@ -303,7 +303,7 @@ public final class SourceMigration {
     private Future<Void> joinChannels(String token) {
         List<Future<DeviceLink>> opening = new ArrayList<>();
         for (int i = 1; i < starts.size(); i++) {
-            opening.add(DeviceLink.open(connect, options.limits(), record.id(), i, token, this::phase, failure -> {
+            opening.add(DeviceLink.open(vertx, connect, options.limits(), record.id(), i, token, this::phase, failure -> {
                 // Once committed, a device connection's end is no failure: the destination holds the state.
                 if (!committed) {
                     fail(failure);

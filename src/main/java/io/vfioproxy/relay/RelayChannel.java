@@ -176,7 +176,11 @@ final class RelayChannel {
         state = "open";
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
         input.pipe().endOnSuccess(false).endOnFailure(false).to(new FramingSink()).onComplete(ar -> {
-            if (ar.failed()) {
+            if (ar.failed() && ar.cause() instanceof RemoteWriteFailed lost) {
+                // The pipe fails with its destination too: a peer killed mid-write resets the connection we write.
+                fail("the connection to " + remote.peer() + " was lost before the channel ended (writing failed: "
+                        + lost.getCause().getMessage() + "; " + decoder.position() + " from it)", true);
+            } else if (ar.failed()) {
                 fail("reading the hypervisor's socket failed: " + ar.cause().getMessage(), false);
             } else {
                 localInputEnded();
@@ -348,6 +352,13 @@ final class RelayChannel {
     }
 
     /** Frames what the hypervisor wrote and sends it on, with the agent connection's backpressure. */
+    /** A write to the remote connection failed: the pipe from the hypervisor's socket reports it as its own. */
+    private static final class RemoteWriteFailed extends RuntimeException {
+        RemoteWriteFailed(Throwable cause) {
+            super(cause.getMessage(), cause, false, false);
+        }
+    }
+
     private final class FramingSink implements WriteStream<Buffer> {
         @Override
         public WriteStream<Buffer> exceptionHandler(Handler<Throwable> handler) {
@@ -369,7 +380,7 @@ final class RelayChannel {
                 int to = Math.min(n, from + limits.maxChunk());
                 last = writer.relayData(0, from == 0 && to == n ? data : data.slice(from, to));
             }
-            return last;
+            return last.recover(e -> Future.failedFuture(new RemoteWriteFailed(e)));
         }
 
         @Override
