@@ -11,8 +11,9 @@ import io.vfioproxy.stream.StreamConnection;
 
 /**
  * Hands each agent connection to what its first frame opens: a relay channel (RELAY_OPEN) to the relays, a device
- * connection of a migration (JOIN) to the migrations' joins, anything else (HELLO, or bytes that are not the protocol at all, which the migration engine refuses with the reason) to
- * the migrations. It reads the frame header's first three bytes (magic and type) and gives them back.
+ * connection of a migration (JOIN) to the migrations' joins, anything else (HELLO, or bytes that are not the
+ * protocol at all, which the migration engine refuses with the reason) to the migrations. It reads the frame
+ * header's first three bytes (magic and type) and gives them back.
  */
 final class ConnectionRouter {
 

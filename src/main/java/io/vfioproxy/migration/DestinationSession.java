@@ -58,7 +58,7 @@ import java.util.function.Function;
 public final class DestinationSession {
 
     /** After ABORT, how long the connection stays open, read and discarded, so the source can read the reason. */
-    private static final long ABORT_LINGER_MILLIS = 2000;
+    static final long ABORT_LINGER_MILLIS = 2000;
     private static final long STATUS_MILLIS = 100;
 
     private final Vertx vertx;
@@ -440,10 +440,8 @@ public final class DestinationSession {
         }
         Map<String, DeviceBytes> perDevice = new HashMap<>();
         targets.forEach(d -> perDevice.put(d.name(), new DeviceBytes(0, loader.dataBytes(d))));
-        joined.values().forEach(c -> {
-            DeviceHandle d = c.device();
-            perDevice.put(d.name(), new DeviceBytes(0, c.dataBytes()));
-        });
+        // A device on a connection of its own: what arrived there.
+        joined.values().forEach(c -> perDevice.put(c.device().name(), new DeviceBytes(0, c.dataBytes())));
         long data = perDevice.values().stream().mapToLong(DeviceBytes::total).sum();
         record.update(s -> {
             Transfer t = s.transfer();

@@ -24,9 +24,6 @@ import java.util.function.Function;
  */
 final class JoinedChannel {
 
-    /** After the migration ended, how long the connection is read and discarded so the source reads what it must. */
-    private static final long LINGER_MILLIS = 2000;
-
     private final Vertx vertx;
     private final String agent;
     private final StreamConnection connection;
@@ -190,7 +187,7 @@ final class JoinedChannel {
             writer.control(FrameType.REFUSE, Math.max(0, channel), new JsonObject().put("reason", reason));
             session = null;
             end();
-            connection.lingerAndClose(vertx, LINGER_MILLIS);
+            connection.lingerAndClose(vertx, DestinationSession.ABORT_LINGER_MILLIS);
         });
     }
 
@@ -202,7 +199,7 @@ final class JoinedChannel {
             }
             if (!ended) {
                 end();
-                connection.lingerAndClose(vertx, LINGER_MILLIS);
+                connection.lingerAndClose(vertx, DestinationSession.ABORT_LINGER_MILLIS);
             }
         });
     }
@@ -212,7 +209,7 @@ final class JoinedChannel {
         context.runOnContext(v -> {
             if (!ended) {
                 end();
-                connection.lingerAndClose(vertx, LINGER_MILLIS);
+                connection.lingerAndClose(vertx, DestinationSession.ABORT_LINGER_MILLIS);
             }
         });
     }
@@ -246,6 +243,6 @@ final class JoinedChannel {
         }
         end();
         writer.control(FrameType.REFUSE, 0, new JsonObject().put("reason", e.getMessage()));
-        connection.lingerAndClose(vertx, LINGER_MILLIS);
+        connection.lingerAndClose(vertx, DestinationSession.ABORT_LINGER_MILLIS);
     }
 }

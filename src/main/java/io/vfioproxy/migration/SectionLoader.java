@@ -14,7 +14,6 @@ import io.vfioproxy.stream.VfioTag;
 import io.vfioproxy.uapi.DeviceState;
 import io.vfioproxy.uapi.Errno;
 import java.util.ArrayList;
-import java.util.Collection;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
@@ -129,21 +128,9 @@ final class SectionLoader {
         channels.put(id, new Channel(id, device));
     }
 
-    boolean hasChannel(int id) {
-        return channels.containsKey(id);
-    }
-
-    List<DeviceHandle> devices() {
-        return channels.values().stream().map(c -> c.device).toList();
-    }
-
     /** True once every channel's section and its SECTION_END arrived (its device is loading or loaded). */
     boolean allEnded() {
         return channels.values().stream().allMatch(c -> c.section == Section.LOADING || c.section == Section.LOADED);
-    }
-
-    boolean allLoaded() {
-        return channels.values().stream().allMatch(c -> c.section == Section.LOADED);
     }
 
     /** Device data bytes received on every channel. */
@@ -362,10 +349,6 @@ final class SectionLoader {
             c.section = Section.LOADED;
             events.loaded(c.id, c.device, c.dataBytes);
         });
-    }
-
-    Collection<Integer> channelIds() {
-        return channels.keySet();
     }
 
     /**

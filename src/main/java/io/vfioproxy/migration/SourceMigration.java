@@ -34,9 +34,9 @@ import java.util.function.Supplier;
 /**
  * The source side of one migration of one or more devices, on one connection or, where the destination takes the
  * feature {@code device-connections}, one per device ({@link DeviceLink}) with the control on the first: a
- * coordinator that walks
- * the phases, one method each, over parts with one job each ({@link SectionSender} per device, {@link Hello},
- * {@link BandwidthMeter}, {@link SwitchoverPolicy}, {@link ProgressWatchdog}, {@link DeviceSafety}).
+ * coordinator that walks the phases, one method each, over parts with one job each ({@link SectionSender} per
+ * device, {@link Hello}, {@link BandwidthMeter}, {@link SwitchoverPolicy}, {@link ProgressWatchdog},
+ * {@link DeviceSafety}).
  *
  * <ol>
  *   <li>HANDSHAKE: HELLO with every device's identity; the destination checks compatibility and answers ACCEPT
@@ -303,25 +303,30 @@ public final class SourceMigration {
     private Future<Void> joinChannels(String token) {
         List<Future<DeviceLink>> opening = new ArrayList<>();
         for (int i = 1; i < starts.size(); i++) {
-            opening.add(DeviceLink.open(vertx, connect, options.limits(), record.id(), i, token, this::phase, failure -> {
-                // Once committed, a device connection's end is no failure: the destination holds the state.
-                if (!committed) {
-                    fail(failure);
-                }
-            }).onSuccess(link -> {
-                if (phase().isEnding()) {
-                    // Joined after the migration failed (a sibling could not join): nothing will use it.
-                    link.close();
-                } else {
-                    links.add(link);
-                }
-            }));
+            opening.add(DeviceLink.open(vertx, connect, options.limits(), record.id(), i, token, this::phase,
+                    this::linkFailed).onSuccess(this::linkJoined));
         }
         return Future.all(opening).map(all -> {
             // In channel order, whatever order they joined in.
             links.sort(Comparator.comparingInt(DeviceLink::channel));
             return null;
         });
+    }
+
+    private void linkJoined(DeviceLink link) {
+        if (phase().isEnding()) {
+            // Joined after the migration failed (a sibling could not join): nothing will use it.
+            link.close();
+        } else {
+            links.add(link);
+        }
+    }
+
+    private void linkFailed(Throwable failure) {
+        // Once committed, a device connection's end is no failure: the destination holds the state.
+        if (!committed) {
+            fail(failure);
+        }
     }
 
     /** Device data bytes written on every connection. */

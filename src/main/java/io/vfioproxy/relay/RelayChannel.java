@@ -142,19 +142,22 @@ final class RelayChannel {
         remote.closeHandler(v -> {
             // Both ends said they ended: the peer may close before this side finished ending its socket.
             if (!done && !(localEnded && remoteEnded)) {
-                fail("the connection to " + remote.peer() + " was lost before the channel ended ("
-                        + decoder.position() + " from it)", true);
+                remoteLost("");
             }
         });
         remote.input().pipe().endOnSuccess(false).endOnFailure(false).to(new RemoteSink()).onComplete(ar -> {
             if (!done && !(ar.succeeded() && localEnded && remoteEnded)) {
                 // A reset (a peer killed with unread bytes) and an early end are the same loss to the user; the
                 // reset's words go in the parentheses.
-                fail("the connection to " + remote.peer() + " was lost before the channel ended ("
-                        + (ar.failed() ? "reading failed: " + ar.cause().getMessage() + "; " : "")
-                        + decoder.position() + " from it)", true);
+                remoteLost(ar.failed() ? "reading failed: " + ar.cause().getMessage() + "; " : "");
             }
         });
+    }
+
+    /** The agent connection ended before the channel did; {@code detail} (may be empty) says how. */
+    private void remoteLost(String detail) {
+        fail("the connection to " + remote.peer() + " was lost before the channel ended (" + detail
+                + decoder.position() + " from it)", true);
     }
 
     Future<Void> send(FrameType type, JsonObject body) {
@@ -178,8 +181,7 @@ final class RelayChannel {
         input.pipe().endOnSuccess(false).endOnFailure(false).to(new FramingSink()).onComplete(ar -> {
             if (ar.failed() && ar.cause() instanceof RemoteWriteFailed lost) {
                 // The pipe fails with its destination too: a peer killed mid-write resets the connection we write.
-                fail("the connection to " + remote.peer() + " was lost before the channel ended (writing failed: "
-                        + lost.getCause().getMessage() + "; " + decoder.position() + " from it)", true);
+                remoteLost("writing failed: " + lost.getCause().getMessage() + "; ");
             } else if (ar.failed()) {
                 fail("reading the hypervisor's socket failed: " + ar.cause().getMessage(), false);
             } else {
@@ -351,7 +353,6 @@ final class RelayChannel {
         }
     }
 
-    /** Frames what the hypervisor wrote and sends it on, with the agent connection's backpressure. */
     /** A write to the remote connection failed: the pipe from the hypervisor's socket reports it as its own. */
     private static final class RemoteWriteFailed extends RuntimeException {
         RemoteWriteFailed(Throwable cause) {
@@ -359,6 +360,7 @@ final class RelayChannel {
         }
     }
 
+    /** Frames what the hypervisor wrote and sends it on, with the agent connection's backpressure. */
     private final class FramingSink implements WriteStream<Buffer> {
         @Override
         public WriteStream<Buffer> exceptionHandler(Handler<Throwable> handler) {

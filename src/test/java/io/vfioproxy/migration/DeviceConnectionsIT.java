@@ -10,7 +10,6 @@ import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.device.DeviceHandle;
-import io.vfioproxy.migration.MigrationRequest.DevicePair;
 import io.vfioproxy.migration.MigrationRequest.Mode;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.Frames;
@@ -18,11 +17,11 @@ import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.testing.AgentProcess;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.RawPeer;
+import io.vfioproxy.testing.Requests;
 import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import java.nio.file.Path;
 import java.time.Duration;
-import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -54,11 +53,6 @@ class DeviceConnectionsIT {
         vertx.close().await();
     }
 
-    private static MigrationRequest request(StreamEndpoint to, Mode mode, String... devices) {
-        List<DevicePair> pairs = Arrays.stream(devices).map(d -> new DevicePair(d, d)).toList();
-        return new MigrationRequest(pairs, to, mode, false, 300, 30_000, 0, false);
-    }
-
     private static long deviceBytes(MigrationRecord record, String device) {
         MigrationStatus.DeviceBytes bytes = record.status().transfer().perDevice().get(device);
         return bytes == null ? 0 : bytes.total();
@@ -80,7 +74,7 @@ class DeviceConnectionsIT {
         StreamEndpoint to = transport.equals("tcp") ? LoopbackAgent.endpoint(dst)
                 : StreamEndpoint.parse("ws://127.0.0.1:" + dst.apiPort());
 
-        MigrationService.Started started = src.migrations().migrate(request(to, Mode.STOP_COPY, "fast", "slow"));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(to, Mode.STOP_COPY, "fast", "slow"));
         String id = started.record().id();
         long fastStream = Sim.device(fastSource).fullStreamSize();
         // The fast device's whole stream arrives while its slow sibling has taken a small part of its own: on one
@@ -116,7 +110,7 @@ class DeviceConnectionsIT {
         }
         AgentVerticle dst = destination.start(vertx);
         AgentVerticle src = source.start(vertx);
-        MigrationStatus done = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY,
+        MigrationStatus done = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY,
                 "a", "b", "c")).completion().await();
         assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         assertThat(done.toJson().getInteger("connections")).isEqualTo(3);
@@ -128,7 +122,7 @@ class DeviceConnectionsIT {
         AgentVerticle shared = LoopbackAgent.named("shared").set("migration", "connectionPerDevice", false)
                 .device(LoopbackAgent.simulated("a", size, 20)).device(LoopbackAgent.simulated("b", size, 21))
                 .start(vertx);
-        MigrationStatus one = shared.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY,
+        MigrationStatus one = shared.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.STOP_COPY,
                 "a", "b")).completion().await();
         assertThat(one.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         assertThat(one.toJson().getInteger("connections")).isEqualTo(1);
@@ -146,7 +140,7 @@ class DeviceConnectionsIT {
                 .device(LoopbackAgent.simulated("b", size, 4)).start(vertx);
         long aBefore = Sim.digest(dst.devices().find("a"));
 
-        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst),
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst),
                 Mode.STOP_COPY, "a", "b"));
         assertThatThrownBy(() -> started.completion().await())
                 .hasMessageContaining("the destination aborted the migration")
@@ -220,7 +214,7 @@ class DeviceConnectionsIT {
                 .device(LoopbackAgent.simulated("b", size, 4).put("faults", slow)).config();
         MigrationService.Started started;
         try (AgentProcess dst = AgentProcess.start(dir, config)) {
-            started = src.migrations().migrate(request(new StreamEndpoint("127.0.0.1", dst.streamPort()),
+            started = src.migrations().migrate(Requests.sameNames(new StreamEndpoint("127.0.0.1", dst.streamPort()),
                     Mode.STOP_COPY, "a", "b"));
             await("in stop-copy on two connections").atMost(Duration.ofSeconds(60)).until(() ->
                     started.record().status().phase() == Phase.STOP_COPY

@@ -9,13 +9,13 @@ import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
 import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.api.Events;
-import io.vfioproxy.migration.MigrationRequest.DevicePair;
 import io.vfioproxy.migration.MigrationRequest.Mode;
 import io.vfioproxy.stream.Frames;
 import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.testing.EventLog;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.Relay;
+import io.vfioproxy.testing.Requests;
 import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import java.time.Duration;
@@ -48,11 +48,6 @@ class PrecopyIT {
     @AfterEach
     void stop() {
         vertx.close().await();
-    }
-
-    private static MigrationRequest request(StreamEndpoint to, Mode mode, String... devices) {
-        List<DevicePair> pairs = java.util.Arrays.stream(devices).map(d -> new DevicePair(d, d)).toList();
-        return new MigrationRequest(pairs, to, mode, false, 300, 30_000, 0, false);
     }
 
     private List<String> arcs(String agent, String device) {
@@ -98,7 +93,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 2)).start(vertx);
         AgentVerticle src = LoopbackAgent.named("src")
                 .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 1).put("dirtyRate", "16MiB")).start(vertx);
-        MigrationStatus r = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0"))
+        MigrationStatus r = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0"))
                 .completion().await();
 
         assertThat(r.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
@@ -122,7 +117,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 2)).start(vertx);
         AgentVerticle src = LoopbackAgent.named("src")
                 .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 1).put("dirtyRate", "8GiB")).start(vertx);
-        MigrationRequest req = request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 1, 500);
+        MigrationRequest req = Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 1, 500);
         MigrationStatus r = src.migrations().migrate(req).completion().await();
         assertThat(r.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         assertThat(r.switchoverReason()).startsWith("pre-copy budget of 500 ms ran out")
@@ -140,7 +135,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 1).put("dirtyRate", "8MiB"))
                 .device(LoopbackAgent.simulated("nic0", 32 * MIB, 2))
                 .device(LoopbackAgent.simulated("acc0", 16 * MIB, 3).put("flags", "STOP_COPY,P2P")).start(vertx);
-        MigrationStatus r = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0", "nic0",
+        MigrationStatus r = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0", "nic0",
                 "acc0")).completion().await();
         assertThat(r.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         for (String d : List.of("gpu0", "nic0", "acc0")) {
@@ -171,7 +166,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1))
                 .device(LoopbackAgent.simulated("gpu1", 32 * MIB, 2).put("faults", new JsonObject().put("failReadAt", 8 * MIB))).start(vertx);
         long before0 = Sim.digest(src.devices().find("gpu0"));
-        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0", "gpu1"));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0", "gpu1"));
         assertThatThrownBy(() -> started.completion().await()).hasMessageContaining("gpu1: read(data_fd) failed");
         assertThat(arcs("src", "gpu0")).contains("STOP>STOP_COPY");
         assertThat(src.devices().find("gpu0").state().await()).isEqualTo(DeviceState.RUNNING);
@@ -188,7 +183,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 2).put("compatibilityTag", "fw-2.1")).start(vertx);
         AgentVerticle src = LoopbackAgent.named("src")
                 .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1).put("compatibilityTag", "fw-1.9")).start(vertx);
-        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0"));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0"));
         assertThatThrownBy(() -> started.completion().await())
                 .hasMessageContaining("compatibility tags differ: source 'fw-1.9', destination 'fw-2.1'");
         assertThat(arcs("src", "gpu0")).isEmpty();
@@ -214,7 +209,7 @@ class PrecopyIT {
         AgentVerticle src = LoopbackAgent.named("src")
                 .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1)).start(vertx);
         int silent = vertx.createNetServer().connectHandler(s -> { }).listen(0, "127.0.0.1").await().actualPort();
-        MigrationService.Started started = src.migrations().migrate(request(new StreamEndpoint("127.0.0.1", silent), Mode.PRECOPY, "gpu0"));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(new StreamEndpoint("127.0.0.1", silent), Mode.PRECOPY, "gpu0"));
         awaitPhase(started.record(), Phase.HANDSHAKE);
         assertCancelled(started, src, Phase.HANDSHAKE);
         assertThat(arcs("src", "gpu0")).isEmpty();
@@ -226,7 +221,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 2)).start(vertx);
         AgentVerticle src = LoopbackAgent.named("src")
                 .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 1).put("dirtyRate", "8GiB")).start(vertx);
-        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 0, 600_000));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(false, 0, 600_000));
         awaitPhase(started.record(), Phase.PRECOPY);
         assertCancelled(started, src, Phase.PRECOPY);
         assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>PRE_COPY", "PRE_COPY>RUNNING");
@@ -241,7 +236,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 2)).start(vertx);
         AgentVerticle src = LoopbackAgent.named("src")
                 .device(LoopbackAgent.simulated("gpu0", 64 * MIB, 1).put("dirtyRate", "4MiB")).start(vertx);
-        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
         awaitPhase(started.record(), Phase.READY_FOR_SWITCHOVER);
         await("the ready event").atMost(Duration.ofSeconds(5)).until(() -> migrationEvents.stream()
                 .anyMatch(e -> e.getString("event").equals("ready-for-switchover")));
@@ -262,7 +257,7 @@ class PrecopyIT {
         AgentVerticle src = LoopbackAgent.named("src").merge("migration", quick.copy())
                 .device(LoopbackAgent.simulated("gpu0", 16 * MIB, 1)).start(vertx);
         Relay relay = Relay.start(vertx, LoopbackAgent.endpoint(dst), Long.MAX_VALUE);
-        MigrationService.Started started = src.migrations().migrate(request(relay.endpoint(), Mode.PRECOPY, "gpu0")
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(relay.endpoint(), Mode.PRECOPY, "gpu0")
                 .withSwitchover(true, 300, 30_000));
         MigrationRecord record = awaitPhase(started.record(), Phase.READY_FOR_SWITCHOVER);
         // Held while three idle iterations (one a second, a bare END_OF_STATE frame each) cross to the destination:
@@ -283,7 +278,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 2)).start(vertx);
         AgentVerticle src = LoopbackAgent.named("src")
                 .device(LoopbackAgent.simulated("gpu0", 32 * MIB, 1)).start(vertx);
-        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0").withSwitchover(true, 300, 30_000));
         awaitPhase(started.record(), Phase.READY_FOR_SWITCHOVER);
         assertCancelled(started, src, Phase.READY_FOR_SWITCHOVER);
         assertThat(destinationOutcome(dst, started.record().id()).toJson().getString("deviceState"))
@@ -298,7 +293,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 256 * MIB, 1)).start(vertx);
         // The relay passes the handshake and 8 MiB of data, then holds the rest: the source is caught in STOP_COPY.
         Relay relay = Relay.start(vertx, LoopbackAgent.endpoint(dst), 8 * MIB);
-        MigrationService.Started started = src.migrations().migrate(request(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
         awaitPhase(started.record(), Phase.STOP_COPY);
         assertCancelled(started, src, Phase.STOP_COPY);
         assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>RUNNING_P2P", "RUNNING_P2P>STOP", "STOP>STOP_COPY",
@@ -316,7 +311,7 @@ class PrecopyIT {
         // The ACCEPT reaches the source, the LOADED does not: the source waits in LOADING, the destination in LOADED.
         Relay relay = Relay.start(vertx, LoopbackAgent.endpoint(dst), Long.MAX_VALUE);
         relay.passDestinationFrames(1);
-        MigrationService.Started started = src.migrations().migrate(request(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(relay.endpoint(), Mode.STOP_COPY, "gpu0"));
         awaitPhase(started.record(), Phase.LOADING);
         await("the destination loads").atMost(Duration.ofSeconds(10)).until(() -> {
             MigrationRecord r = dst.migrations().find(started.record().id());
@@ -335,7 +330,7 @@ class PrecopyIT {
                 .device(LoopbackAgent.simulated("gpu0", 16 * MIB, 2)).start(vertx);
         AgentVerticle src = LoopbackAgent.named("src")
                 .device(LoopbackAgent.simulated("gpu0", 16 * MIB, 1)).start(vertx);
-        MigrationService.Started started = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0"));
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0"));
         started.completion().await();
         assertThatThrownBy(() -> src.migrations().cancel(started.record().id()).await())
                 .isInstanceOfSatisfying(MigrationService.Rejected.class, e -> {

@@ -13,14 +13,13 @@ import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.sim.SimulatedDevice;
 import io.vfioproxy.migration.MigrationRequest.DevicePair;
 import io.vfioproxy.migration.MigrationRequest.Mode;
-import io.vfioproxy.stream.StreamEndpoint;
 import io.vfioproxy.testing.EventLog;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.testing.Relay;
+import io.vfioproxy.testing.Requests;
 import io.vfioproxy.testing.Sim;
 import io.vfioproxy.uapi.DeviceState;
 import java.time.Duration;
-import java.util.Arrays;
 import java.util.List;
 import org.junit.jupiter.api.AfterEach;
 import org.junit.jupiter.api.BeforeEach;
@@ -50,11 +49,6 @@ class RealDeviceRulesIT {
         vertx.close().await();
     }
 
-    private static MigrationRequest request(StreamEndpoint to, Mode mode, String... devices) {
-        List<DevicePair> pairs = Arrays.stream(devices).map(d -> new DevicePair(d, d)).toList();
-        return new MigrationRequest(pairs, to, mode, false, 300, 30_000, 0, false);
-    }
-
     private List<String> arcs(String agent, String device) {
         return deviceEvents.stream()
                 .filter(e -> e.getString("agent").equals(agent) && (device == null || e.getString("device").equals(device)))
@@ -76,7 +70,7 @@ class RealDeviceRulesIT {
         // The driver's estimate moved since the agent opened the device, as mlx5's does with the device's activity.
         SimulatedDevice device = Sim.device(src.devices().find("gpu0"));
         device.reportDataSize(256 * 1024);
-        MigrationStatus done = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0"))
+        MigrationStatus done = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0"))
                 .completion().await();
         assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         assertThat(done.transfer().stateSize()).isEqualTo(256 * 1024);
@@ -98,7 +92,7 @@ class RealDeviceRulesIT {
         DeviceHandle gpu = src.devices().find("gpu0");
         // The VMM paused the workload: the device is in STOP when the migration is asked to pre-copy.
         gpu.setState(DeviceState.STOP, DeviceState.RUNNING, "the VM paused").await();
-        MigrationStatus done = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0"))
+        MigrationStatus done = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "gpu0"))
                 .completion().await();
         assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         assertThat(done.mode()).as("a stopped device stop-copies").isEqualTo(Mode.STOP_COPY);
@@ -108,7 +102,7 @@ class RealDeviceRulesIT {
         // A failed migration of a stopped device returns it to STOP, where it was, not to RUNNING.
         DeviceHandle nic = src.devices().find("nic0");
         nic.setState(DeviceState.STOP, DeviceState.RUNNING, "the VM paused").await();
-        MigrationService.Started failing = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY,
+        MigrationService.Started failing = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY,
                 "nic0"));
         assertThatThrownBy(() -> failing.completion().await()).hasMessageContaining("read(data_fd) failed");
         assertThat(nic.state().await()).isEqualTo(DeviceState.STOP);
@@ -122,7 +116,7 @@ class RealDeviceRulesIT {
         AgentVerticle src = agent("src", LoopbackAgent.simulated("gpu0", 16 * MIB, 1));
         DeviceHandle gpu = src.devices().find("gpu0");
         gpu.setState(DeviceState.RUNNING_P2P, DeviceState.RUNNING, "a peer is being quiesced").await();
-        MigrationService.Started refused = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY,
+        MigrationService.Started refused = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY,
                 "gpu0"));
         assertThatThrownBy(() -> refused.completion().await())
                 .hasMessageContaining("device gpu0 is in state RUNNING_P2P: a source device must be RUNNING or STOP");
@@ -137,7 +131,7 @@ class RealDeviceRulesIT {
         AgentVerticle dst = agent("dst", LoopbackAgent.simulated("acc0", 8 * MIB, 2));
         AgentVerticle src = agent("src", noSize);
         assertThat(src.devices().find("acc0").identity().stateSize()).isEqualTo(-1);
-        MigrationStatus done = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "acc0")
+        MigrationStatus done = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.PRECOPY, "acc0")
                 .withSwitchover(false, 300, 2000)).completion().await();
         assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         assertThat(Sim.digest(dst.devices().find("acc0"))).isEqualTo(Sim.digest(src.devices().find("acc0")));
@@ -149,7 +143,7 @@ class RealDeviceRulesIT {
         AgentVerticle src = agent("src", LoopbackAgent.simulated("gpu0", 64 * MIB, 1));
         SimulatedDevice device = Sim.device(src.devices().find("gpu0"));
         Relay relay = Relay.start(vertx, LoopbackAgent.endpoint(dst), Long.MAX_VALUE);
-        MigrationService.Started started = src.migrations().migrate(request(relay.endpoint(), Mode.PRECOPY, "gpu0")
+        MigrationService.Started started = src.migrations().migrate(Requests.sameNames(relay.endpoint(), Mode.PRECOPY, "gpu0")
                 .withSwitchover(true, 300, 30_000));
         await("ready for switchover").atMost(Duration.ofSeconds(30))
                 .until(() -> started.record().status().phase() == Phase.READY_FOR_SWITCHOVER);
@@ -189,7 +183,7 @@ class RealDeviceRulesIT {
         AgentVerticle src = agent("src", LoopbackAgent.simulated("gpu0", 16 * MIB, 1),
                 LoopbackAgent.simulated("acc0", 16 * MIB, 2).put("flags", "STOP_COPY"),
                 LoopbackAgent.simulated("nic0", 16 * MIB, 3).put("faults", new JsonObject().put("failReadAt", 4 * MIB)));
-        assertThatThrownBy(() -> src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0",
+        assertThatThrownBy(() -> src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0",
                 "acc0"))).isInstanceOfSatisfying(MigrationService.Rejected.class, e -> {
                     assertThat(e.status()).isEqualTo(400);
                     assertThat(e.getMessage()).contains("device acc0 has no VFIO_MIGRATION_P2P")
@@ -204,7 +198,7 @@ class RealDeviceRulesIT {
         // Two P2P devices, the second fails mid-stream: both were stopped; they come back through RUNNING_P2P first.
         src.devices().find("gpu0").reset("next run").await();
         deviceEvents.clear();
-        MigrationService.Started failing = src.migrations().migrate(request(LoopbackAgent.endpoint(dst),
+        MigrationService.Started failing = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst),
                 Mode.STOP_COPY, "gpu0", "nic0"));
         assertThatThrownBy(() -> failing.completion().await()).hasMessageContaining("nic0: read(data_fd) failed");
         // The device events travel the event bus: the last may arrive after the migration's end.
@@ -228,7 +222,7 @@ class RealDeviceRulesIT {
         // Dirtied faster than the link moves it: pre-copy never runs dry, the budget ends it mid-iteration.
         AgentVerticle src = agent("src", LoopbackAgent.simulated("gpu0", 32 * MIB, 1).put("dirtyRate", "8GiB"));
         Relay relay = Relay.start(vertx, LoopbackAgent.endpoint(dst), Long.MAX_VALUE);
-        MigrationStatus done = src.migrations().migrate(request(relay.endpoint(), Mode.PRECOPY, "gpu0")
+        MigrationStatus done = src.migrations().migrate(Requests.sameNames(relay.endpoint(), Mode.PRECOPY, "gpu0")
                 .withSwitchover(false, 1, 500)).completion().await();
         assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         List<String> frames = relay.sourceFrames().stream().filter(f -> !f.equals("DEV_DATA_STATE")).toList();
@@ -245,7 +239,7 @@ class RealDeviceRulesIT {
                 LoopbackAgent.simulated("vgpu0", 16 * MIB, 11));
         AgentVerticle src = agent("src", LoopbackAgent.simulated("gpu0", 16 * MIB, 1),
                 LoopbackAgent.simulated("vgpu0", 16 * MIB, 2));
-        MigrationStatus done = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0",
+        MigrationStatus done = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0",
                 "vgpu0")).completion().await();
         assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         assertThat(done.ending().destinationStarted()).isTrue();
@@ -279,7 +273,7 @@ class RealDeviceRulesIT {
         AgentVerticle dst = agent("dst", LoopbackAgent.simulated("gpu0", 8 * MIB, 10).put("afterMigration", "stop")
                 .put("handback", "/run/vmm/gpu0.sock"));
         AgentVerticle src = agent("src", LoopbackAgent.simulated("gpu0", 8 * MIB, 1));
-        MigrationStatus done = src.migrations().migrate(request(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0"))
+        MigrationStatus done = src.migrations().migrate(Requests.sameNames(LoopbackAgent.endpoint(dst), Mode.STOP_COPY, "gpu0"))
                 .completion().await();
         assertThat(done.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
         MigrationStatus atDestination = ended(dst, done.id());
