@@ -7,14 +7,10 @@ import io.vertx.core.http.WebSocketBase;
 import io.vertx.core.streams.ReadStream;
 import io.vertx.core.streams.WriteStream;
 import io.vfioproxy.stream.StreamConnection;
-import io.vfioproxy.vertx.DirectInput;
-import io.vfioproxy.vertx.VertxInternals;
 
 /**
  * A {@link StreamConnection} over a WebSocket: every write is one binary frame, and the receiver's decoder takes
- * frames of any size and boundary, so the protocol is the same as over TCP. Made on the WebSocket's event loop as
- * it is accepted or connected, its input hands on the frames Netty decoded without Vert.x's copy of each into the
- * heap ({@link DirectInput}); made elsewhere, it reads the WebSocket as Vert.x delivers it.
+ * frames of any size and boundary, so the protocol is the same as over TCP.
  */
 public final class WebSocketConnection implements StreamConnection {
 
@@ -22,8 +18,6 @@ public final class WebSocketConnection implements StreamConnection {
     public static final int MAX_FRAME = (16 << 20) + 64;
 
     private final WebSocketBase socket;
-    /** The frames as Netty decoded them, or {@code null} where the WebSocket is read as it is. */
-    private final DirectInput direct;
     private final String peer;
     private final Runnable onClose;
 
@@ -37,19 +31,12 @@ public final class WebSocketConnection implements StreamConnection {
         this.peer = "ws " + socket.remoteAddress();
         this.onClose = onClose;
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
-        this.direct = VertxInternals.directInput(socket);
-        closeHandler(v -> { });
+        socket.closeHandler(v -> onClose.run());
     }
 
     @Override
     public ReadStream<Buffer> input() {
-        return direct != null ? direct : socket;
-    }
-
-    /** See {@link DirectInput#retainCurrent()}. */
-    @Override
-    public Runnable retainInput() {
-        return direct != null ? direct.retainCurrent() : () -> { };
+        return socket;
     }
 
     @Override
@@ -59,15 +46,10 @@ public final class WebSocketConnection implements StreamConnection {
 
     @Override
     public void closeHandler(Handler<Void> handler) {
-        Handler<Void> closed = v -> {
+        socket.closeHandler(v -> {
             onClose.run();
             handler.handle(null);
-        };
-        if (direct != null) {
-            direct.closeHandler(closed);
-        } else {
-            socket.closeHandler(closed);
-        }
+        });
     }
 
     @Override
@@ -75,12 +57,8 @@ public final class WebSocketConnection implements StreamConnection {
         socket.shutdownHandler(handler);
     }
 
-    /** Closes the WebSocket; what waits behind a pause is released, not delivered. */
     @Override
     public Future<Void> close() {
-        if (direct != null) {
-            direct.discard();
-        }
         return socket.close();
     }
 
