@@ -12,6 +12,7 @@ import io.vertx.core.http.WebSocketClientOptions;
 import io.vertx.core.http.WebSocketConnectOptions;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
+import io.vertx.core.net.NetClient;
 import io.vertx.core.net.NetClientOptions;
 import io.vertx.core.net.NetSocket;
 import io.vertx.core.net.PemKeyCertOptions;
@@ -73,7 +74,9 @@ class ClusterIT {
     private boolean passed;
     private WebDriver browser;
 
+    /** Above AgentNode's 120 s for an agent to serve: the three join together, each waiting for the others. */
     @BeforeEach
+    @Timeout(value = 4, unit = TimeUnit.MINUTES)
     void start() throws Exception {
         vertx = Vertx.vertx();
         trial = TrialCredentials.create(dir.resolve("certs"), NAMES, 1);
@@ -207,23 +210,33 @@ class ClusterIT {
                 .setTrustOptions(new PemTrustOptions().addCertPath(trial.ca().toString()));
         NetClientOptions asAgent = new NetClientOptions(trusting).setKeyCertOptions(new PemKeyCertOptions()
                 .setCertPath(trial.certificate("node-c").toString()).setKeyPath(trial.key("node-c").toString()));
-        NetSocket agent = step("a connection with an agent's certificate to node-b's event bus",
-                vertx.createNetClient(asAgent).connect(port, "127.0.0.1"));
-        AtomicBoolean agentClosed = new AtomicBoolean();
-        agent.closeHandler(v -> agentClosed.set(true));
-        // The first bytes of a frame: the event bus waits for the rest.
-        step("a write on it", agent.write(Buffer.buffer(new byte[] {0, 0})));
-        for (NetClientOptions stranger : List.of(trusting, new NetClientOptions())) {
-            AtomicBoolean closed = new AtomicBoolean();
-            vertx.createNetClient(stranger).connect(port, "127.0.0.1").onSuccess(socket -> {
-                socket.closeHandler(v -> closed.set(true));
-                socket.write(Buffer.buffer(new byte[] {0, 0, 0, 4, 1, 2, 3, 4}));
-            }).onFailure(e -> closed.set(true));
-            await("node-b's event bus drops a client " + (stranger.isSsl() ? "without a certificate" : "in plaintext"))
-                    .atMost(WAIT).untilTrue(closed);
+        // Vert.x closes a client (and its connections) once the client is garbage-collected (CleanableNetClient):
+        // each is held until the end, or a collection in between would close a connection this check relies on.
+        List<NetClient> clients = new ArrayList<>();
+        try {
+            NetClient asAgentClient = vertx.createNetClient(asAgent);
+            clients.add(asAgentClient);
+            NetSocket agent = step("a connection with an agent's certificate to node-b's event bus",
+                    asAgentClient.connect(port, "127.0.0.1"));
+            AtomicBoolean agentClosed = new AtomicBoolean();
+            agent.closeHandler(v -> agentClosed.set(true));
+            // The first bytes of a frame: the event bus waits for the rest.
+            step("a write on it", agent.write(Buffer.buffer(new byte[] {0, 0})));
+            for (NetClientOptions stranger : List.of(trusting, new NetClientOptions())) {
+                NetClient client = vertx.createNetClient(stranger);
+                clients.add(client);
+                AtomicBoolean closed = new AtomicBoolean();
+                client.connect(port, "127.0.0.1").onSuccess(socket -> {
+                    socket.closeHandler(v -> closed.set(true));
+                    socket.write(Buffer.buffer(new byte[] {0, 0, 0, 4, 1, 2, 3, 4}));
+                }).onFailure(e -> closed.set(true));
+                await("node-b's event bus drops a client "
+                        + (stranger.isSsl() ? "without a certificate" : "in plaintext")).atMost(WAIT).untilTrue(closed);
+            }
+            assertThat(agentClosed).as("the agent's connection is still open").isFalse();
+        } finally {
+            clients.forEach(NetClient::close);
         }
-        assertThat(agentClosed).as("the agent's connection is still open").isFalse();
-        agent.close();
     }
 
     private String digest(String agent, String device) throws Exception {

@@ -49,7 +49,9 @@ class QemuRelayIT {
     private AgentVerticle destinationAgent;
     private final AtomicInteger runs = new AtomicInteger();
 
+    /** Above QemuVm's own limits for the boot and the fill (60 s for the QMP socket, 240 s for the fill). */
     @BeforeAll
+    @Timeout(value = 8, unit = TimeUnit.MINUTES)
     void bootTheSourceGuestOnce() throws Exception {
         String missing = QemuVm.unavailable();
         if (missing != null) {
