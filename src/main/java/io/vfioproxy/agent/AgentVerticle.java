@@ -35,6 +35,7 @@ import io.vfioproxy.transport.TransportOptions;
 import io.vfioproxy.transport.WebSocketStreamEndpoint;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
 
 /**
  * One node agent: opens its devices (one {@link DeviceVerticle} each), then serves the stream endpoint, the
@@ -187,7 +188,7 @@ public final class AgentVerticle extends VerticleBase {
                     connections::accept);
             up = up.compose(v -> {
                 api = new ApiVerticle(name, apiOptions, WebSocketStreamEndpoint.configure(new HttpServerOptions()),
-                        router -> router.get(WebSocketStreamEndpoint.PATH).handler(rc -> ws.handle(rc.request())),
+                        Map.of(WebSocketStreamEndpoint.PATH, ws::handle),
                         contract, devices, migrations, relays, credentials, refusals, registry, this::readiness,
                         this::clusterView);
                 return vertx.deployVerticle(api);

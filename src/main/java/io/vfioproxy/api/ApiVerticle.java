@@ -2,6 +2,7 @@ package io.vfioproxy.api;
 
 import io.micrometer.prometheusmetrics.PrometheusMeterRegistry;
 import io.vertx.core.Future;
+import io.vertx.core.Handler;
 import io.vertx.core.VerticleBase;
 import io.vertx.core.eventbus.DeliveryOptions;
 import io.vertx.core.eventbus.MessageConsumer;
@@ -10,6 +11,7 @@ import io.vertx.core.http.ClientAuth;
 import io.vertx.core.http.HttpServer;
 import io.vertx.core.http.HttpMethod;
 import io.vertx.core.http.HttpServerOptions;
+import io.vertx.core.http.HttpServerRequest;
 import io.vertx.core.http.ServerWebSocket;
 import io.vertx.core.json.DecodeException;
 import io.vertx.core.json.JsonArray;
@@ -38,7 +40,7 @@ import io.vfioproxy.security.Refusals;
 import io.vfioproxy.security.Scope;
 import java.util.ArrayList;
 import java.util.List;
-import java.util.function.Consumer;
+import java.util.Map;
 import java.util.function.Function;
 import java.util.function.Predicate;
 import java.util.function.Supplier;
@@ -46,7 +48,7 @@ import java.util.function.Supplier;
 /**
  * The agent's HTTP server: the API (version 1, described by {@code /v1/openapi.json}), health for Kubernetes
  * probes, the Prometheus scrape, WebSocket event feeds and a SockJS event-bus bridge, read-only unless configured;
- * and what the agent mounts besides (the migration stream over WebSocket). Errors are
+ * and what the agent serves besides (the migration stream over WebSocket). Errors are
  * {@code {"error": {"status": N, "message": "..."}}}.
  */
 public final class ApiVerticle extends VerticleBase {
@@ -68,7 +70,7 @@ public final class ApiVerticle extends VerticleBase {
     private final String agent;
     private final ApiOptions options;
     private final HttpServerOptions serverOptions;
-    private final Consumer<Router> mounts;
+    private final Map<String, Handler<HttpServerRequest>> ahead;
     private final DeviceRegistry devices;
     private final MigrationService migrations;
     private final RelayService relays;
@@ -82,11 +84,14 @@ public final class ApiVerticle extends VerticleBase {
     private HttpServer server;
 
     /**
-     * @param serverOptions the HTTP server's options (the agent's mounts may need more than the defaults)
-     * @param mounts adds the agent's own routes to the router, before the catch-all 404
+     * @param serverOptions the HTTP server's options (what the agent serves besides may need more than the defaults)
+     * @param ahead the agent's own GET handlers by path, served ahead of the router and its tokens: the migration
+     *     stream's WebSocket, whose agents prove themselves with their certificate, and whose frames the router's
+     *     request and WebSocket wrappers would hide from the stream's direct input
      * @param cluster what {@code GET /v1/cluster} answers
      */
-    public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions, Consumer<Router> mounts,
+    public ApiVerticle(String agent, ApiOptions options, HttpServerOptions serverOptions,
+            Map<String, Handler<HttpServerRequest>> ahead,
             ApiContract contract, DeviceRegistry devices, MigrationService migrations, RelayService relays,
             Credentials credentials, Refusals refusals, PrometheusMeterRegistry registry,
             Supplier<Future<JsonObject>> readiness, Supplier<Future<JsonObject>> cluster) {
@@ -99,7 +104,7 @@ public final class ApiVerticle extends VerticleBase {
         this.contract = contract;
         this.options = options;
         this.serverOptions = serverOptions;
-        this.mounts = mounts;
+        this.ahead = Map.copyOf(ahead);
         this.devices = devices;
         this.migrations = migrations;
         this.registry = registry;
@@ -130,8 +135,6 @@ public final class ApiVerticle extends VerticleBase {
         if (credentials.options().metricsPublic()) {
             router.get("/metrics").handler(PrometheusScrapingHandler.create(registry));
         }
-        // The migration stream over WebSocket: agents prove who they are with their certificate, not a token.
-        mounts.accept(router);
         // Everything below needs a token: read to look, control to act.
         router.route().handler(auth::handle);
         if (!credentials.options().metricsPublic()) {
@@ -210,7 +213,14 @@ public final class ApiVerticle extends VerticleBase {
             connection.closeHandler(v -> permit.release());
         });
         credentials.onTlsChange(tls -> server.updateSSLOptions(tls.server(ClientAuth.REQUEST)));
-        return server.requestHandler(router).listen();
+        return server.requestHandler(request -> {
+            Handler<HttpServerRequest> own = request.method() == HttpMethod.GET ? ahead.get(request.path()) : null;
+            if (own != null) {
+                own.handle(request);
+            } else {
+                router.handle(request);
+            }
+        }).listen();
     }
 
     public int actualPort() {

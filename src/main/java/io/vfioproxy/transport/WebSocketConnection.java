@@ -7,10 +7,14 @@ import io.vertx.core.http.WebSocketBase;
 import io.vertx.core.streams.ReadStream;
 import io.vertx.core.streams.WriteStream;
 import io.vfioproxy.stream.StreamConnection;
+import io.vfioproxy.vertx.DirectInput;
+import io.vfioproxy.vertx.VertxInternals;
 
 /**
  * A {@link StreamConnection} over a WebSocket: every write is one binary frame, and the receiver's decoder takes
- * frames of any size and boundary, so the protocol is the same as over TCP.
+ * frames of any size and boundary, so the protocol is the same as over TCP. Made on the WebSocket's event loop as
+ * it is accepted or connected, its input hands on the frames Netty decoded without Vert.x's copy of each into the
+ * heap ({@link DirectInput}); made elsewhere, it reads the WebSocket as Vert.x delivers it.
  */
 public final class WebSocketConnection implements StreamConnection {
 
@@ -18,6 +22,8 @@ public final class WebSocketConnection implements StreamConnection {
     public static final int MAX_FRAME = (16 << 20) + 64;
 
     private final WebSocketBase socket;
+    /** The frames as Netty decoded them, or {@code null} where the WebSocket is read as it is. */
+    private final DirectInput direct;
     private final String peer;
     private final Runnable onClose;
 
@@ -31,12 +37,19 @@ public final class WebSocketConnection implements StreamConnection {
         this.peer = "ws " + socket.remoteAddress();
         this.onClose = onClose;
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
-        socket.closeHandler(v -> onClose.run());
+        this.direct = VertxInternals.directInput(socket);
+        closeHandler(v -> { });
     }
 
     @Override
     public ReadStream<Buffer> input() {
-        return socket;
+        return direct != null ? direct : socket;
+    }
+
+    /** See {@link DirectInput#retainCurrent()}. */
+    @Override
+    public Runnable retainInput() {
+        return direct != null ? direct.retainCurrent() : () -> { };
     }
 
     @Override
@@ -46,10 +59,15 @@ public final class WebSocketConnection implements StreamConnection {
 
     @Override
     public void closeHandler(Handler<Void> handler) {
-        socket.closeHandler(v -> {
+        Handler<Void> closed = v -> {
             onClose.run();
             handler.handle(null);
-        });
+        };
+        if (direct != null) {
+            direct.closeHandler(closed);
+        } else {
+            socket.closeHandler(closed);
+        }
     }
 
     @Override
@@ -57,8 +75,12 @@ public final class WebSocketConnection implements StreamConnection {
         socket.shutdownHandler(handler);
     }
 
+    /** Closes the WebSocket; what waits behind a pause is released, not delivered. */
     @Override
     public Future<Void> close() {
+        if (direct != null) {
+            direct.discard();
+        }
         return socket.close();
     }
 

@@ -11,8 +11,10 @@ import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
 import io.vertx.core.buffer.Buffer;
 import io.vertx.core.buffer.impl.BufferImpl;
+import io.vertx.core.http.WebSocketBase;
 import io.vertx.core.internal.VertxInternal;
 import io.vertx.core.internal.buffer.BufferInternal;
+import io.vertx.core.internal.http.WebSocketInternal;
 import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.net.NetSocket;
 import java.nio.ByteBuffer;
@@ -28,6 +30,8 @@ import java.nio.ByteBuffer;
  *       its own, so concurrent migrations spread over the event loops.</li>
  *   <li>TCP input as Netty's pooled buffers ({@link DirectInput}): {@code NetSocket.handler} copies every read into
  *       the heap.</li>
+ *   <li>WebSocket input as Netty's decoded frames ({@link #directInput(WebSocketBase)}): {@code WebSocket.handler}
+ *       copies every frame into the heap.</li>
  *   <li>TLS on an accepted socket at once ({@link #startServerTls}): a server with TLS in its options hands on
  *       neither the connection before its handshake (for limits) nor the peer of a failed one (for the log), and
  *       5.0.7's {@code upgradeToSsl} installs its handler only after building the TLS context on a worker, so a
@@ -97,6 +101,17 @@ public final class VertxInternals {
      * handler is set on the socket; the input then owns the socket's message and close handling.
      */
     public static DirectInput directInput(NetSocket socket, int receiveBufferMax) {
-        return new DirectInput((NetSocketInternal) socket, receiveBufferMax);
+        return DirectInput.of((NetSocketInternal) socket, receiveBufferMax);
+    }
+
+    /**
+     * The WebSocket's binary frames as Netty decoded them, without Vert.x's copy of each into the heap; the input
+     * then owns the WebSocket's data and close handling. Call as the WebSocket is accepted or connected, on its
+     * channel's event loop (where a server's request handler and a client on an event-loop context complete);
+     * elsewhere, or for a WebSocket that is not Vert.x's own (Vert.x Web's router hands out a wrapper), this
+     * returns {@code null} and the caller reads the WebSocket as it is.
+     */
+    public static DirectInput directInput(WebSocketBase socket) {
+        return socket instanceof WebSocketInternal internal ? DirectInput.of(internal) : null;
     }
 }

@@ -114,6 +114,34 @@ class MigrationIT {
     }
 
     @Test
+    void overTheWebSocketTransportASlowDestinationHoldsTheFramesItNeedsAndNothingMore() {
+        long size = 64 * MIB;
+        // Each write waits: the destination's device lags, so the frames it holds queue up behind it, retained
+        // slices of the WebSocket frames Netty decoded (no heap copy), until the input pauses.
+        AgentVerticle dst = LoopbackAgent.named("dst").device(LoopbackAgent.simulated("gpu0", size, 2)
+                .put("faults", new JsonObject().put("writeDelayMillis", 2))).start(vertx);
+        AgentVerticle src = LoopbackAgent.named("src")
+                .device(LoopbackAgent.simulated("gpu0", size, 1)).start(vertx);
+        DeviceHandle source = src.devices().find("gpu0");
+        DeviceHandle target = dst.devices().find("gpu0");
+        Sim.device(source).dirtyPages(1_000, 5);
+
+        long idle = directMemory();
+        AtomicLong peak = new AtomicLong(idle);
+        long sampler = vertx.setPeriodic(5, id -> peak.accumulateAndGet(directMemory(), Math::max));
+        StreamEndpoint ws = StreamEndpoint.parse("ws://127.0.0.1:" + dst.apiPort());
+        MigrationStatus record = src.migrations().migrate(new MigrationRequest("gpu0", ws, "gpu0", 0)).completion()
+                .await();
+        vertx.cancelTimer(sampler);
+
+        assertThat(record.outcome()).isEqualTo(MigrationStatus.Outcome.COMPLETED);
+        assertThat(record.peers().peer()).startsWith("ws://");
+        assertThat(Sim.digest(target)).isEqualTo(Sim.digest(source));
+        assertThat(target.state().await()).isEqualTo(DeviceState.RUNNING);
+        assertThat(peak.get() - idle).as("direct memory above idle").isLessThan(48 * MIB);
+    }
+
+    @Test
     void aConnectionCutMidwayLeavesTheSourceRunningAndResetsTheDestination() {
         long size = 256 * MIB;
         List<JsonObject> migrationEvents = EventLog.record(vertx, Events.MIGRATION);
