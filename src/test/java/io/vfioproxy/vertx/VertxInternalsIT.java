@@ -286,6 +286,23 @@ class VertxInternalsIT {
             }
             received.addAndGet(b.length());
         }
+
+        /** Waits for {@code total} bytes, and checks they continued the pattern, no more and no less. */
+        void awaitAll(long total) {
+            await("every frame arrives").atMost(Duration.ofSeconds(20))
+                    .until(() -> received.get() >= total || broken.get() != null);
+            assertThat(broken.get()).isNull();
+            assertThat(received.get()).isEqualTo(total);
+        }
+    }
+
+    /** The {@code f}th frame of the pattern, {@code FRAME} bytes. */
+    private static Buffer patternFrame(int f) {
+        Buffer frame = Buffer.buffer(FRAME);
+        for (int i = 0; i < FRAME; i++) {
+            frame.appendByte(patternAt((long) f * FRAME + i));
+        }
+        return frame;
     }
 
     /**
@@ -297,11 +314,7 @@ class VertxInternalsIT {
             new WebSocketConnection(ws, MIB);
             List<Future<Void>> writes = new ArrayList<>();
             for (int f = 0; f < FRAMES; f++) {
-                Buffer frame = Buffer.buffer(FRAME);
-                for (int i = 0; i < FRAME; i++) {
-                    frame.appendByte(patternAt((long) f * FRAME + i));
-                }
-                writes.add(ws.writeBinaryMessage(frame));
+                writes.add(ws.writeBinaryMessage(patternFrame(f)));
             }
             Future.all(writes).onComplete(ar -> {
                 written.tryComplete();
@@ -337,10 +350,7 @@ class VertxInternalsIT {
             return Future.succeededFuture(c);
         });
         assertThat(connection.input()).isInstanceOf(DirectInput.class);
-        await("every frame arrives").atMost(Duration.ofSeconds(20))
-                .until(() -> check.received.get() >= (long) FRAMES * FRAME || check.broken.get() != null);
-        assertThat(check.broken.get()).isNull();
-        assertThat(check.received.get()).isEqualTo((long) FRAMES * FRAME);
+        check.awaitAll((long) FRAMES * FRAME);
         connection.close().await();
     }
 
@@ -365,10 +375,7 @@ class VertxInternalsIT {
             });
         });
         assertThat(connection.input()).isInstanceOf(DirectInput.class);
-        await("every frame arrives").atMost(Duration.ofSeconds(20))
-                .until(() -> check.received.get() >= (long) FRAMES * FRAME || check.broken.get() != null);
-        assertThat(check.broken.get()).isNull();
-        assertThat(check.received.get()).isEqualTo((long) FRAMES * FRAME);
+        check.awaitAll((long) FRAMES * FRAME);
         assertThat(check.direct).as("Vert.x's copies first").startsWith(false);
         connection.close().await();
     }
@@ -433,10 +440,7 @@ class VertxInternalsIT {
             c.input().handler(check);
             return Future.succeededFuture(c);
         });
-        await("every frame arrives").atMost(Duration.ofSeconds(20))
-                .until(() -> check.received.get() >= total || check.broken.get() != null);
-        assertThat(check.broken.get()).isNull();
-        assertThat(check.received.get()).isEqualTo(total);
+        check.awaitAll(total);
         assertThat(check.direct).as("no frame copied").doesNotContain(false);
         connection.close().await();
     }
@@ -459,9 +463,7 @@ class VertxInternalsIT {
         }, new DeploymentOptions().setThreadingModel(ThreadingModel.WORKER)).await();
         WebSocketConnection connection = made.future().await();
         assertThat(connection.input()).isNotInstanceOf(DirectInput.class);
-        await("every frame arrives").atMost(Duration.ofSeconds(20))
-                .until(() -> check.received.get() >= (long) FRAMES * FRAME || check.broken.get() != null);
-        assertThat(check.broken.get()).isNull();
+        check.awaitAll((long) FRAMES * FRAME);
         connection.close().await();
     }
 
@@ -469,11 +471,7 @@ class VertxInternalsIT {
     private void sendThePattern(int port) {
         WebSocket ws = wsConnect(port).await();
         for (int f = 0; f < FRAMES; f++) {
-            Buffer frame = Buffer.buffer(FRAME);
-            for (int i = 0; i < FRAME; i++) {
-                frame.appendByte(patternAt((long) f * FRAME + i));
-            }
-            ws.writeBinaryMessage(frame);
+            ws.writeBinaryMessage(patternFrame(f));
         }
     }
 
@@ -502,10 +500,7 @@ class VertxInternalsIT {
         sendThePattern(server.listen(0, "127.0.0.1").await().actualPort());
         WebSocketConnection connection = accepted.await();
         assertThat(connection.input()).isInstanceOf(DirectInput.class);
-        await("every frame arrives").atMost(Duration.ofSeconds(20))
-                .until(() -> check.received.get() >= (long) FRAMES * FRAME || check.broken.get() != null);
-        assertThat(check.broken.get()).isNull();
-        assertThat(check.received.get()).isEqualTo((long) FRAMES * FRAME);
+        check.awaitAll((long) FRAMES * FRAME);
         assertThat(check.direct).as("no frame copied").doesNotContain(false);
         connection.close().await();
     }
@@ -524,10 +519,7 @@ class VertxInternalsIT {
         sendThePattern(server.listen(0, "127.0.0.1").await().actualPort());
         WebSocketConnection connection = accepted.await();
         assertThat(connection.input()).isNotInstanceOf(DirectInput.class);
-        await("every frame arrives").atMost(Duration.ofSeconds(20))
-                .until(() -> check.received.get() >= (long) FRAMES * FRAME || check.broken.get() != null);
-        assertThat(check.broken.get()).isNull();
-        assertThat(check.received.get()).isEqualTo((long) FRAMES * FRAME);
+        check.awaitAll((long) FRAMES * FRAME);
         connection.close().await();
     }
 
