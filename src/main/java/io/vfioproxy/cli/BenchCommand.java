@@ -79,6 +79,20 @@ public final class BenchCommand implements Callable<Integer> {
         return v.length % 2 == 1 ? v[v.length / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
     }
 
+    /** Round by round, {@code of[i] / to[i]}: the rounds alternate, so each ratio is taken under one condition. */
+    static double[] ratios(double[] of, double[] to) {
+        double[] r = new double[of.length];
+        for (int i = 0; i < of.length; i++) {
+            r[i] = of[i] / to[i];
+        }
+        return r;
+    }
+
+    /** The values with two decimals, in order: each round's ratio, printed for the reader to see the spread. */
+    static String rounds(double[] values) {
+        return String.join(" ", Arrays.stream(values).mapToObj(v -> String.format(Locale.ROOT, "%.2f", v)).toList());
+    }
+
     /** One side of a comparison: GB of state per second and CPU seconds (user+sys, whole JVM) per GB. */
     record Measured(double gbPerSecond, double cpuSecondsPerGb) {
         static Measured median(Measured[] runs) {
@@ -100,14 +114,34 @@ public final class BenchCommand implements Callable<Integer> {
         return new Measured(stateBytes / seconds / 1e9, cpuSeconds / (stateBytes / 1e9));
     }
 
-    /** One scenario against both baselines, same run, medians of alternating runs. */
-    record Compared(Measured agents, Measured baseline, Measured devices, double downtimeMillis) {
+    /**
+     * One scenario against both baselines, same run: medians of alternating runs. The ratios are the medians of each
+     * round's own ratio: a round's three runs follow one another within seconds, so they share the machine's
+     * conditions (a neighbour's load, the host's steal time), which the medians taken apart do not.
+     *
+     * @param deviceRatios each round's agents' throughput over the device-to-device baseline's
+     * @param rawRatios each round's agents' throughput over the raw baseline's
+     * @param cpuRatios each round's agents' CPU per GB over the device-to-device baseline's
+     */
+    record Compared(Measured agents, Measured baseline, Measured devices, double downtimeMillis,
+            double[] deviceRatios, double[] rawRatios, double[] cpuRatios) {
+
+        static Compared of(Measured[] agents, Measured[] baseline, Measured[] devices, double[] downtime) {
+            double[] agentRates = Arrays.stream(agents).mapToDouble(Measured::gbPerSecond).toArray();
+            return new Compared(Measured.median(agents), Measured.median(baseline), Measured.median(devices),
+                    median(downtime),
+                    ratios(agentRates, Arrays.stream(devices).mapToDouble(Measured::gbPerSecond).toArray()),
+                    ratios(agentRates, Arrays.stream(baseline).mapToDouble(Measured::gbPerSecond).toArray()),
+                    ratios(Arrays.stream(agents).mapToDouble(Measured::cpuSecondsPerGb).toArray(),
+                            Arrays.stream(devices).mapToDouble(Measured::cpuSecondsPerGb).toArray()));
+        }
+
         double ratio() {
-            return agents.gbPerSecond() / baseline.gbPerSecond();
+            return median(rawRatios);
         }
 
         double deviceRatio() {
-            return agents.gbPerSecond() / devices.gbPerSecond();
+            return median(deviceRatios);
         }
     }
 
@@ -145,8 +179,7 @@ public final class BenchCommand implements Callable<Integer> {
                 });
                 downtime[i] = run[0].downtimeMillis();
             }
-            return new Compared(Measured.median(agents), Measured.median(baseline), Measured.median(devices),
-                    median(downtime));
+            return Compared.of(agents, baseline, devices, downtime);
         }
     }
 
@@ -173,9 +206,12 @@ public final class BenchCommand implements Callable<Integer> {
         console.printf(Locale.ROOT, "device-to-device baseline: %.2f GB/s%n", c.devices().gbPerSecond());
         console.printf(Locale.ROOT, "ratio to raw baseline: %.2f%n", c.ratio());
         console.printf(Locale.ROOT, "ratio to device-to-device baseline: %.2f%n", c.deviceRatio());
+        console.printf("ratio to device-to-device baseline, round by round: %s%n", rounds(c.deviceRatios()));
         console.printf(Locale.ROOT, "cpu per GB: agents %.2f s, device-to-device baseline %.2f s, raw baseline %.2f s "
                 + "(user+sys of this JVM)%n", c.agents().cpuSecondsPerGb(), c.devices().cpuSecondsPerGb(),
                 c.baseline().cpuSecondsPerGb());
+        console.printf(Locale.ROOT, "cpu per GB, agents over device-to-device baseline: %.2f (round by round: %s)%n",
+                median(c.cpuRatios()), rounds(c.cpuRatios()));
         return 0;
     }
 
@@ -210,7 +246,9 @@ public final class BenchCommand implements Callable<Integer> {
             double c = median(chains);
             console.printf(Locale.ROOT, "relay: %.2f GB/s%n", r);
             console.printf(Locale.ROOT, "socat chain: %.2f GB/s%n", c);
-            console.printf(Locale.ROOT, "ratio to socat chain: %.2f%n", r / c);
+            double[] toChain = ratios(relays, chains);
+            console.printf(Locale.ROOT, "ratio to socat chain: %.2f%n", median(toChain));
+            console.printf("ratio to socat chain, round by round: %s%n", rounds(toChain));
             console.printf("memory of both agents while relaying: peak direct %s, peak heap %s%n",
                     ByteSize.format(peakDirect), ByteSize.format(peakHeap));
         }
@@ -255,8 +293,11 @@ public final class BenchCommand implements Callable<Integer> {
             console.printf(Locale.ROOT, "downtime: %.0f ms (the %d devices as one migration on one connection)%n",
                     oneConnection, devices);
             console.printf(Locale.ROOT, "downtime: %.0f ms (the largest alone)%n", single);
-            console.printf(Locale.ROOT, "ratio to largest alone: %.2f%n", group / single);
-            console.printf(Locale.ROOT, "ratio of one connection to largest alone: %.2f%n", oneConnection / single);
+            double[] groupToAlone = ratios(together, alone);
+            console.printf(Locale.ROOT, "ratio to largest alone: %.2f%n", median(groupToAlone));
+            console.printf("ratio to largest alone, round by round: %s%n", rounds(groupToAlone));
+            console.printf(Locale.ROOT, "ratio of one connection to largest alone: %.2f%n",
+                    median(ratios(shared, alone)));
         }
         return 0;
     }
