@@ -96,8 +96,15 @@ public final class BenchCommand implements Callable<Integer> {
     /** One side of a comparison: GB of state per second and CPU seconds (user+sys, whole JVM) per GB. */
     record Measured(double gbPerSecond, double cpuSecondsPerGb) {
         static Measured median(Measured[] runs) {
-            return new Measured(BenchCommand.median(Arrays.stream(runs).mapToDouble(Measured::gbPerSecond).toArray()),
-                    BenchCommand.median(Arrays.stream(runs).mapToDouble(Measured::cpuSecondsPerGb).toArray()));
+            return new Measured(BenchCommand.median(rates(runs)), BenchCommand.median(cpu(runs)));
+        }
+
+        static double[] rates(Measured[] runs) {
+            return Arrays.stream(runs).mapToDouble(Measured::gbPerSecond).toArray();
+        }
+
+        static double[] cpu(Measured[] runs) {
+            return Arrays.stream(runs).mapToDouble(Measured::cpuSecondsPerGb).toArray();
         }
     }
 
@@ -127,13 +134,10 @@ public final class BenchCommand implements Callable<Integer> {
             double[] deviceRatios, double[] rawRatios, double[] cpuRatios) {
 
         static Compared of(Measured[] agents, Measured[] baseline, Measured[] devices, double[] downtime) {
-            double[] agentRates = Arrays.stream(agents).mapToDouble(Measured::gbPerSecond).toArray();
             return new Compared(Measured.median(agents), Measured.median(baseline), Measured.median(devices),
-                    median(downtime),
-                    ratios(agentRates, Arrays.stream(devices).mapToDouble(Measured::gbPerSecond).toArray()),
-                    ratios(agentRates, Arrays.stream(baseline).mapToDouble(Measured::gbPerSecond).toArray()),
-                    ratios(Arrays.stream(agents).mapToDouble(Measured::cpuSecondsPerGb).toArray(),
-                            Arrays.stream(devices).mapToDouble(Measured::cpuSecondsPerGb).toArray()));
+                    median(downtime), ratios(Measured.rates(agents), Measured.rates(devices)),
+                    ratios(Measured.rates(agents), Measured.rates(baseline)),
+                    ratios(Measured.cpu(agents), Measured.cpu(devices)));
         }
 
         double ratio() {
@@ -142,6 +146,10 @@ public final class BenchCommand implements Callable<Integer> {
 
         double deviceRatio() {
             return median(deviceRatios);
+        }
+
+        double cpuRatio() {
+            return median(cpuRatios);
         }
     }
 
@@ -211,7 +219,7 @@ public final class BenchCommand implements Callable<Integer> {
                 + "(user+sys of this JVM)%n", c.agents().cpuSecondsPerGb(), c.devices().cpuSecondsPerGb(),
                 c.baseline().cpuSecondsPerGb());
         console.printf(Locale.ROOT, "cpu per GB, agents over device-to-device baseline: %.2f (round by round: %s)%n",
-                median(c.cpuRatios()), rounds(c.cpuRatios()));
+                c.cpuRatio(), rounds(c.cpuRatios()));
         return 0;
     }
 

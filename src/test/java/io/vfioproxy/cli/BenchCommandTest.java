@@ -24,6 +24,7 @@ class BenchCommandTest {
         assertThat(c.deviceRatio()).isCloseTo(0.80, within(1e-9));
         assertThat(c.ratio()).isCloseTo(0.60, within(1e-9));
         assertThat(c.cpuRatios()).containsExactly(new double[] {1.6, 1.6, 2.0}, within(1e-9));
+        assertThat(c.cpuRatio()).isCloseTo(1.6, within(1e-9));
         // The medians of each side on their own: what the report prints as the agents' and baselines' figures.
         assertThat(c.agents().gbPerSecond()).isEqualTo(2.0);
         assertThat(c.devices().gbPerSecond()).isEqualTo(3.0);
