@@ -16,7 +16,6 @@ final class ResumeSession extends Session {
     private final int pageCount;
     private final ByteBuffer header = ByteBuffer.allocate(SimStream.HEADER_SIZE);
     private final ByteBuffer recordHeader = ByteBuffer.allocate(SimStream.RECORD_HEADER_SIZE);
-    private final int[] loaded;
     private final BitSet received;
     private PageImage incoming;
     private int page = -1;
@@ -32,7 +31,6 @@ final class ResumeSession extends Session {
         super(device);
         this.pageSize = pageSize;
         this.pageCount = pageCount;
-        this.loaded = new int[pageCount];
         this.received = new BitSet(pageCount);
         device.calls().resumeStarted();
     }
@@ -81,7 +79,7 @@ final class ResumeSession extends Session {
         long pc = header.getLong();
         long seed = header.getLong();
         // Made before the checks, so the writes that may still come after a refused header find an image.
-        incoming = new PageImage(pageSize, seed, loaded);
+        incoming = new PageImage(pageSize, seed, new int[pageCount]);
         if (magic != SimStream.MAGIC) {
             fail(call, Errno.EFAULT, String.format("bad stream magic 0x%016x", magic));
         }
@@ -121,7 +119,7 @@ final class ResumeSession extends Session {
         src.position(src.position() + n);
         contentPos += n;
         if (contentPos == pageSize) {
-            loaded[page] = version;
+            incoming.set(page, version);
             received.set(page);
             page = -1;
             recordHeader.clear();

@@ -9,7 +9,7 @@ import java.nio.ByteBuffer;
  */
 public final class SimStream {
 
-    public static final long MAGIC = 0x564D5053494D0001L;
+    public static final long MAGIC = 0x564D5053494D0002L;
     public static final int HEADER_SIZE = 32;
     public static final int RECORD_HEADER_SIZE = 16;
     public static final int TRAILER_SIZE = 16;
