@@ -12,12 +12,14 @@ import io.vfioproxy.vertx.VertxInternals;
 
 /**
  * A {@link StreamConnection} over a TCP socket. Its input hands on Netty's pooled buffers without copying them
- * into the heap ({@link DirectInput}).
+ * into the heap ({@link DirectInput}); its output is full while the socket's channel is not writable
+ * ({@link VertxInternals#output(NetSocket)}).
  */
 public final class NetSocketConnection implements StreamConnection {
 
     private final NetSocket socket;
     private final DirectInput input;
+    private final WriteStream<Buffer> output;
     private final Runnable onClose;
 
     public NetSocketConnection(NetSocket socket, int writeQueueMaxSize, int receiveBufferMax) {
@@ -29,6 +31,7 @@ public final class NetSocketConnection implements StreamConnection {
         this.socket = socket;
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
         this.input = VertxInternals.directInput(socket, receiveBufferMax);
+        this.output = VertxInternals.output(socket);
         this.onClose = onClose;
         input.closeHandler(v -> onClose.run());
     }
@@ -46,7 +49,7 @@ public final class NetSocketConnection implements StreamConnection {
 
     @Override
     public WriteStream<Buffer> output() {
-        return socket;
+        return output;
     }
 
     @Override

@@ -24,6 +24,7 @@ public final class WebSocketConnection implements StreamConnection {
     private final WebSocketBase socket;
     /** The frames as Netty decoded them, or {@code null} where the WebSocket is read as it is. */
     private final DirectInput direct;
+    private final WriteStream<Buffer> output;
     private final String peer;
     private final Runnable onClose;
 
@@ -38,6 +39,7 @@ public final class WebSocketConnection implements StreamConnection {
         this.onClose = onClose;
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
         this.direct = VertxInternals.directInput(socket);
+        this.output = VertxInternals.output(socket);
         closeHandler(v -> { });
     }
 
@@ -54,7 +56,7 @@ public final class WebSocketConnection implements StreamConnection {
 
     @Override
     public WriteStream<Buffer> output() {
-        return socket;
+        return output;
     }
 
     @Override

@@ -17,6 +17,7 @@ import io.vertx.core.internal.buffer.BufferInternal;
 import io.vertx.core.internal.http.WebSocketInternal;
 import io.vertx.core.internal.net.NetSocketInternal;
 import io.vertx.core.net.NetSocket;
+import io.vertx.core.streams.WriteStream;
 import java.nio.ByteBuffer;
 
 /**
@@ -32,6 +33,8 @@ import java.nio.ByteBuffer;
  *       the heap.</li>
  *   <li>WebSocket input as Netty's decoded frames ({@link #directInput(WebSocketBase)}): {@code WebSocket.handler}
  *       copies every frame into the heap.</li>
+ *   <li>Output backpressure from the channel's writability ({@link #output(NetSocket)}): under TLS Vert.x's
+ *       {@code writeQueueFull()} lags the channel by hundreds of MiB.</li>
  *   <li>TLS on an accepted socket at once ({@link #startServerTls}): a server with TLS in its options hands on
  *       neither the connection before its handshake (for limits) nor the peer of a failed one (for the log), and
  *       5.0.7's {@code upgradeToSsl} installs its handler only after building the TLS context on a worker, so a
@@ -102,6 +105,20 @@ public final class VertxInternals {
      */
     public static DirectInput directInput(NetSocket socket, int receiveBufferMax) {
         return DirectInput.of((NetSocketInternal) socket, receiveBufferMax);
+    }
+
+    /**
+     * The socket's output, its queue full while the channel is not writable ({@link ChannelOutput}: Vert.x's own
+     * answer lags under TLS).
+     */
+    public static WriteStream<Buffer> output(NetSocket socket) {
+        return new ChannelOutput(socket, ((NetSocketInternal) socket).channelHandlerContext().channel());
+    }
+
+    /** The same for a WebSocket; one that is not Vert.x's own (a router's wrapper) is its own output. */
+    public static WriteStream<Buffer> output(WebSocketBase socket) {
+        return socket instanceof WebSocketInternal internal
+                ? new ChannelOutput(socket, internal.channelHandlerContext().channel()) : socket;
     }
 
     /**

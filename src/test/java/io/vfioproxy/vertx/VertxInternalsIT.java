@@ -21,6 +21,11 @@ import io.vertx.core.http.WebSocket;
 import io.vertx.core.http.WebSocketClient;
 import io.vertx.core.http.WebSocketConnectOptions;
 import io.vertx.core.net.NetClient;
+import io.vertx.core.net.NetClientOptions;
+import io.vertx.core.net.NetServerOptions;
+import io.vertx.core.net.SelfSignedCertificate;
+import io.vertx.core.streams.WriteStream;
+import io.vfioproxy.security.TlsMaterial;
 import io.vertx.core.net.NetSocket;
 import io.vfioproxy.testing.NoBufferLeaks;
 import io.vfioproxy.transport.NetSocketConnection;
@@ -563,5 +568,50 @@ class VertxInternalsIT {
         await("the end").atMost(Duration.ofSeconds(20)).until(() -> seen.size() == 2);
         assertThat(received.get()).as("the frames and the server's queue that waited").isGreaterThan(FRAME + MIB);
         assertThat(seen).containsExactly("end after " + received.get(), "close after " + received.get());
+    }
+
+    @Test
+    void aTlsSocketsOutputIsFullOnceItsChannelIsAndDrainsWhenThePeerReads() {
+        // Vert.x 5.0.7 reports a TLS socket's queue full from a flag a deferred writability event updates: a writer on
+        // the socket's event loop went on to 2 GiB into Netty's outbound buffer with a peer that read nothing.
+        SelfSignedCertificate cert = SelfSignedCertificate.create();
+        AtomicReference<NetSocket> accepted = new AtomicReference<>();
+        AtomicLong received = new AtomicLong();
+        int port = vertx.createNetServer(new NetServerOptions().setSsl(true).setKeyCertOptions(cert.keyCertOptions())
+                .setSslEngineOptions(TlsMaterial.engine())).connectHandler(socket -> {
+                    socket.pause();
+                    socket.handler(b -> received.addAndGet(b.length()));
+                    accepted.set(socket);
+                }).listen(0, "127.0.0.1").await().actualPort();
+        NetClient client = vertx.createNetClient(new NetClientOptions().setSsl(true).setTrustAll(true)
+                .setHostnameVerificationAlgorithm("").setSslEngineOptions(TlsMaterial.engine()));
+        clients.add(client);
+        Context context = VertxInternals.newEventLoopContext(vertx);
+        Promise<NetSocketConnection> connected = Promise.promise();
+        context.runOnContext(v -> client.connect(port, "127.0.0.1")
+                .map(socket -> new NetSocketConnection(socket, 4 * MIB, MIB)).onComplete(connected));
+        NetSocketConnection connection = connected.future().await();
+        WriteStream<Buffer> out = connection.output();
+        Buffer chunk = Buffer.buffer(new byte[MIB]);
+        Promise<Long> full = Promise.promise();
+        Promise<Void> drained = Promise.promise();
+        // On the socket's event loop, as the agent writes: one synchronous run, as a pipe does with reads waiting.
+        context.runOnContext(v -> {
+            long written = 0;
+            while (!out.writeQueueFull() && written < 256L * MIB) {
+                out.write(chunk);
+                written += MIB;
+            }
+            out.drainHandler(d -> drained.tryComplete());
+            full.complete(written);
+        });
+        long written = full.future().await();
+        assertThat(written).as("bytes written before the queue was full (high-water mark 4 MiB)")
+                .isLessThanOrEqualTo(16L * MIB);
+        await("the server connected").atMost(Duration.ofSeconds(10)).until(() -> accepted.get() != null);
+        accepted.get().resume();
+        await("the drain").atMost(Duration.ofSeconds(20)).until(() -> drained.future().isComplete());
+        await("everything written arrives").atMost(Duration.ofSeconds(20)).until(() -> received.get() == written);
+        connection.close().await();
     }
 }
