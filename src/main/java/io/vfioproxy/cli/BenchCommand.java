@@ -68,6 +68,10 @@ public final class BenchCommand implements Callable<Integer> {
             + "(sizes --size, half of it, a quarter, ...) against the largest alone, same run: their downtimes")
     int devices;
 
+    @Option(names = "--memory", description = "memory of one stop-copy migration of --size over TCP, mutual TLS "
+            + "and WebSocket, each after one of the same size: idle, peak and above idle, heap and direct")
+    boolean memory;
+
     @Option(names = "--out", description = "with --full, also write the Markdown tables to this file")
     Path out;
 
@@ -199,6 +203,9 @@ public final class BenchCommand implements Callable<Integer> {
         if (relay) {
             return relayReport(ByteSize.parse(size));
         }
+        if (memory) {
+            return memoryReport(ByteSize.parse(size));
+        }
         if (devices > 1) {
             return devicesReport(ByteSize.parse(size), precopy ? Mode.PRECOPY : Mode.STOP_COPY);
         }
@@ -310,6 +317,68 @@ public final class BenchCommand implements Callable<Integer> {
         return 0;
     }
 
+    /** {@code bench --memory}: the memory table of docs/BENCHMARKS.md for one state size. */
+    private int memoryReport(long bytes) throws Exception {
+        console.printf("bench --memory: one stop-copy migration of %s over each transport, after one of the same size%n",
+                ByteSize.format(bytes));
+        memoryTable(bytes);
+        return 0;
+    }
+
+    /**
+     * One stop-copy migration of {@code size} over each transport, as Markdown rows (printed as they come). Each
+     * transport holds buffers of its own: TCP the socket's write queue, TLS the engine's records besides, WebSocket
+     * the frames Netty's decoder gathers.
+     */
+    private List<String> memoryTable(long size) throws Exception {
+        List<String> rows = new ArrayList<>(List.of("| transport | idle | peak | above idle |", "|---|---|---|---|"));
+        rows.forEach(console::println);
+        for (Transport transport : Transport.values()) {
+            String row = memoryRow(transport, size);
+            console.println(row);
+            rows.add(row);
+        }
+        return rows;
+    }
+
+    /** The transports the memory table covers, with their names in it. */
+    private enum Transport {
+        PLAINTEXT("plaintext", false, false), TLS("mutual TLS", true, false), WEBSOCKET("WebSocket", false, true);
+
+        final String label;
+        final boolean tls;
+        final boolean webSocket;
+
+        Transport(String label, boolean tls, boolean webSocket) {
+            this.label = label;
+            this.tls = tls;
+            this.webSocket = webSocket;
+        }
+    }
+
+    /** One stop-copy migration's memory over {@code transport}, after one of the same size as warm-up. */
+    private static String memoryRow(Transport transport, long size) throws Exception {
+        try (AgentBench bench = new AgentBench(List.of(size), transport.tls, transport.webSocket, "0")) {
+            bench.migrate(1, Mode.STOP_COPY);
+            System.gc();
+            long idleHeap = MemorySampler.heap();
+            long idleLive = liveHeap();
+            long idleDirect = MemorySampler.direct();
+            long peakLive;
+            MemorySampler sampler = new MemorySampler();
+            try (sampler) {
+                bench.migrate(1, Mode.STOP_COPY);
+                System.gc();
+                peakLive = liveHeap();
+            }
+            return String.format(Locale.ROOT, "| %s | heap in use %s, direct %s | heap in use %s (live after GC %s), "
+                    + "direct %s | direct %s, live heap %s |", transport.label, ByteSize.format(idleHeap),
+                    ByteSize.format(idleDirect), ByteSize.format(sampler.peakHeap()), ByteSize.format(peakLive),
+                    ByteSize.format(sampler.peakDirect()), ByteSize.format(sampler.peakDirect() - idleDirect),
+                    ByteSize.format(Math.max(0, peakLive - idleLive)));
+        }
+    }
+
     /** Heap in use after the last collection, over the heap pools: the live set, without garbage. */
     private static long liveHeap() {
         long sum = 0;
@@ -373,27 +442,7 @@ public final class BenchCommand implements Callable<Integer> {
         md.add("");
         md.add("### Memory during a 4 GiB stop-copy migration");
         md.add("");
-        try (AgentBench bench = new AgentBench(1, 4 * gib, false, "0")) {
-            bench.migrate(1, Mode.STOP_COPY);
-            System.gc();
-            long idleHeap = MemorySampler.heap();
-            long idleLive = liveHeap();
-            long idleDirect = MemorySampler.direct();
-            long peakLive;
-            MemorySampler sampler = new MemorySampler();
-            try (sampler) {
-                bench.migrate(1, Mode.STOP_COPY);
-                System.gc();
-                peakLive = liveHeap();
-            }
-            String row = String.format(Locale.ROOT, "| idle | peak | above idle%n|---|---|---|%n"
-                    + "| heap in use %s, direct %s | heap in use %s (live after GC %s), direct %s | direct %s, live heap %s |",
-                    ByteSize.format(idleHeap), ByteSize.format(idleDirect), ByteSize.format(sampler.peakHeap()),
-                    ByteSize.format(peakLive), ByteSize.format(sampler.peakDirect()),
-                    ByteSize.format(sampler.peakDirect() - idleDirect), ByteSize.format(Math.max(0, peakLive - idleLive)));
-            console.println(row);
-            md.add(row);
-        }
+        md.addAll(memoryTable(4 * gib));
 
         md.add("");
         md.add("### Concurrent migrations (256 MiB each, stop-copy, plaintext)");
