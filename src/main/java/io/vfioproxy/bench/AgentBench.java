@@ -46,6 +46,7 @@ public final class AgentBench implements AutoCloseable {
     private final boolean webSocket;
     private final TrialCredentials credentials;
     private final String dirtyRate;
+    private final String dataRate;
 
     /**
      * @param devices how many devices each agent has (d0, d1, ...)
@@ -70,7 +71,16 @@ public final class AgentBench implements AutoCloseable {
      * @param webSocket the stream over the WebSocket endpoint of the destination's HTTP server, not its TCP one
      */
     public AgentBench(List<Long> sizes, boolean tls, boolean webSocket, String dirtyRate) {
+        this(sizes, tls, webSocket, dirtyRate, "0");
+    }
+
+    /**
+     * @param dataRate how fast each simulated device produces and absorbs its migration data, as a device's
+     *        firmware does ("0" for as fast as the agent moves it)
+     */
+    public AgentBench(List<Long> sizes, boolean tls, boolean webSocket, String dirtyRate, String dataRate) {
         this.webSocket = webSocket;
+        this.dataRate = dataRate;
         this.sizes = List.copyOf(sizes);
         this.sourceRuntime = AgentVertx.create();
         this.destinationRuntime = AgentVertx.create();
@@ -92,7 +102,8 @@ public final class AgentBench implements AutoCloseable {
             agent.secure(credentials);
         }
         for (int i = 0; i < sizes.size(); i++) {
-            agent.device(LoopbackAgent.simulated("d" + i, sizes.get(i), seedBase + i).put("dirtyRate", dirtyRate));
+            agent.device(LoopbackAgent.simulated("d" + i, sizes.get(i), seedBase + i).put("dirtyRate", dirtyRate)
+                    .put("dataRate", dataRate));
         }
         return agent.start(runtime.vertx(), runtime.registry());
     }

@@ -68,6 +68,11 @@ public final class BenchCommand implements Callable<Integer> {
             + "(sizes --size, half of it, a quarter, ...) against the largest alone, same run: their downtimes")
     int devices;
 
+    @Option(names = "--device-rate", defaultValue = "0", description = "with --devices, how fast each simulated device "
+            + "produces and absorbs its state, as a device's firmware does (e.g. 400MB; 0: as fast as the agents move "
+            + "it, so the cores are the limit)")
+    String deviceRate;
+
     @Option(names = "--memory", description = "memory of one stop-copy migration of --size over TCP, mutual TLS "
             + "and WebSocket, each after one of the same size: idle, peak and above idle, heap and direct")
     boolean memory;
@@ -282,11 +287,14 @@ public final class BenchCommand implements Callable<Integer> {
         }
         List<Integer> all = IntStream.range(0, devices).boxed().toList();
         long dirty = mode == Mode.PRECOPY ? ByteSize.parse(PRECOPY_DIRTY_RATE) : 0;
-        console.printf("bench --devices %d: %s of simulated device state, %s, in the clear on loopback "
+        long rate = ByteSize.parse(deviceRate);
+        console.printf("bench --devices %d: %s of simulated device state, %s, %s, in the clear on loopback "
                 + "(security.insecure), median of %d runs%n", devices,
                 String.join(", ", sizes.stream().map(ByteSize::format).toList()),
-                mode == Mode.PRECOPY ? "pre-copy" : "stop-copy", runs);
-        try (AgentBench bench = new AgentBench(sizes, false, Long.toString(dirty))) {
+                mode == Mode.PRECOPY ? "pre-copy" : "stop-copy",
+                rate > 0 ? "each device moving its data at most " + ByteSize.format(rate) + "/s"
+                        : "devices as fast as the agents", runs);
+        try (AgentBench bench = new AgentBench(sizes, false, false, Long.toString(dirty), Long.toString(rate))) {
             for (long moved = 0; moved < WARM_UP_BYTES; moved += largest) {
                 bench.migrateTogether(List.of(0), mode);
             }

@@ -21,7 +21,9 @@ public final class DeviceFactory {
      *
      * <p>Simulated: {@code {"name": "sim0", "backend": "simulated", "size": "1GiB", "pageSize": 4096,
      * "flags": "STOP_COPY,P2P,PRE_COPY", "seed": 1, "dirtyRate": "64MiB", "faults": {...},
-     * "drainedPrecopyRead": "ENOMSG"}}; {@code dirtyRate} is bytes per second the workload writes while running.
+     * "drainedPrecopyRead": "ENOMSG", "dataRate": "500MB"}}; {@code dirtyRate} is bytes per second the workload writes
+     * while running, {@code dataRate} how fast the device itself produces and absorbs its migration data (none by
+     * default).
      *
      * <p>Native: {@code {"name": "gpu0", "backend": "native", "device": "0000:3b:00.1"}} (a PCI address, an
      * mdev UUID or a cdev path /dev/vfio/devices/vfioN), or {@code {"name": "vm1-gpu", "backend": "native",
@@ -77,11 +79,12 @@ public final class DeviceFactory {
             throw new IllegalArgumentException("device " + name + ": drainedPrecopyRead must be ENOMSG or ZERO");
         }
         long dirtyRate = ByteSize.parse(config.getValue("dirtyRate", "0").toString());
+        long dataRate = ByteSize.parse(config.getValue("dataRate", "0").toString());
         DeviceKind kind = DeviceKind.parse(config.getString("kind", DeviceKind.MDEV.wireName()));
         String stateFile = config.getString("stateFile");
         return SimulatedDevice.builder(name, size).pageSize(pageSize).flags(flags).seed(seed).kind(kind)
                 .faults(FaultPlan.fromJson(config.getJsonObject("faults"))).zeroReadWhenDrained(drained.equals("ZERO"))
-                .dirtyRate(dirtyRate).stateFile(stateFile == null || stateFile.isBlank() ? null
+                .dirtyRate(dirtyRate).dataRate(dataRate).stateFile(stateFile == null || stateFile.isBlank() ? null
                         : java.nio.file.Path.of(stateFile)).build();
     }
 }

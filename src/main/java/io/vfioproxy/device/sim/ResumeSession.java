@@ -38,6 +38,12 @@ final class ResumeSession extends Session {
     @Override
     public void write(ByteBuffer src) throws VfioException {
         device.delayWrite();
+        int bytes = src.remaining();
+        writeLocked(src);
+        device.pace(bytes);
+    }
+
+    private void writeLocked(ByteBuffer src) throws VfioException {
         synchronized (device) {
             String call = "write(data_fd)";
             checkUsable(call);

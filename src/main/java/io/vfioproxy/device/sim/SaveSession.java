@@ -64,6 +64,12 @@ final class SaveSession extends Session {
 
     @Override
     public int read(ByteBuffer dst) throws VfioException {
+        int n = readLocked(dst);
+        device.pace(n);
+        return n;
+    }
+
+    private int readLocked(ByteBuffer dst) throws VfioException {
         synchronized (device) {
             String call = "read(data_fd)";
             device.calls().read();

@@ -41,6 +41,7 @@ public final class SimulatedDevice implements MigrationDevice {
         private FaultPlan faults = new FaultPlan();
         private boolean zeroReadWhenDrained;
         private long dirtyBytesPerSecond;
+        private long dataBytesPerSecond;
         private DeviceKind kind = DeviceKind.MDEV;
         private java.nio.file.Path stateFile;
 
@@ -85,6 +86,15 @@ public final class SimulatedDevice implements MigrationDevice {
         }
 
         /**
+         * How fast it produces its migration data while saving and absorbs it while resuming, as a device's firmware
+         * does at its own pace; 0 (the default) for as fast as the caller moves it.
+         */
+        public Builder dataRate(long bytesPerSecond) {
+            this.dataBytesPerSecond = bytesPerSecond;
+            return this;
+        }
+
+        /**
          * MDEV (the default) keeps its state across close, as mtty does; PCI_FUNCTION behaves as vfio-pci makes a
          * function behave: reset, its state lost, when its last user closes it.
          */
@@ -122,6 +132,7 @@ public final class SimulatedDevice implements MigrationDevice {
     private final FaultPlan faults;
     private final boolean zeroReadWhenDrained;
     private final Workload workload;
+    private final Pacer pacer;
     private PageImage image;
     private DeviceState state = DeviceState.RUNNING;
     /** Where state and migration state outlive the process; null keeps them in memory only. */
@@ -202,6 +213,7 @@ public final class SimulatedDevice implements MigrationDevice {
             stateFile.save(state, image);
         }
         this.workload = new Workload(b.dirtyBytesPerSecond, b.pageSize, pageCount, b.seed);
+        this.pacer = new Pacer(b.dataBytesPerSecond);
     }
 
     /** A device named {@code name} with {@code sizeBytes} of state. */
@@ -289,6 +301,11 @@ public final class SimulatedDevice implements MigrationDevice {
     /** A failed call, named as a real device's would be. */
     VfioException error(String call, Errno errno, String detail) {
         return new VfioException(name, call, state, errno, detail);
+    }
+
+    /** Holds a data call that moved {@code bytes} to the device's data rate. Outside the lock. */
+    void pace(int bytes) {
+        pacer.pace(bytes);
     }
 
     /** A slow device: each resuming write takes this long. Outside the lock, so state reads still answer. */

@@ -90,6 +90,25 @@ class SimulatedDeviceTest {
     }
 
     @Test
+    void aDeviceWithADataRateMovesItsStreamNoFasterAndUnchanged() throws Exception {
+        // 1 MB/s over a 64-page state (about 266 KB of stream): saving and loading each take at least a quarter of
+        // a second. Only a lower bound is asserted: a busy machine makes it slower, never faster.
+        SimulatedDevice source = SimulatedDevice.builder("src", SIZE).pageSize(PAGE).seed(1).dataRate(1_000_000)
+                .build();
+        SimulatedDevice dest = SimulatedDevice.builder("dst", SIZE).pageSize(PAGE).seed(2).dataRate(1_000_000)
+                .build();
+        long minimumNanos = (long) (source.fullStreamSize() / 1e6 * 1e9);
+        long start = System.nanoTime();
+        byte[] stream = save(source, 16384);
+        long saved = System.nanoTime();
+        load(dest, stream, 16384);
+        long loaded = System.nanoTime();
+        assertThat(saved - start).as("saving at 1 MB/s").isGreaterThanOrEqualTo(minimumNanos);
+        assertThat(loaded - saved).as("loading at 1 MB/s").isGreaterThanOrEqualTo(minimumNanos);
+        assertThat(dest.stateDigest()).isEqualTo(source.stateDigest());
+    }
+
+    @Test
     void readReturnsZeroAtTheEndOfStopCopyData() throws Exception {
         SimulatedDevice d = device("d", 1);
         DataChannel ch = d.setState(STOP_COPY).orElseThrow();
