@@ -52,9 +52,14 @@ final class ChannelOutput implements WriteStream<Buffer> {
         return socket.write(data);
     }
 
+    /**
+     * Full when Vert.x says so or the open channel is past its high-water mark. A closed channel is never writable
+     * in Netty's eyes; it is not full here, so a writer goes on to a write that fails and says why, rather than
+     * waiting for a drain that will not come.
+     */
     @Override
     public boolean writeQueueFull() {
-        return socket.writeQueueFull() || !channel.isWritable();
+        return socket.writeQueueFull() || (channel.isActive() && !channel.isWritable());
     }
 
     @Override
