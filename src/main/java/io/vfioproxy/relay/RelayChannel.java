@@ -69,6 +69,8 @@ final class RelayChannel {
     private int heldBytes;
     private volatile int index;
     private NetSocket local;
+    /** The local socket's output, full while its channel is not writable. */
+    private WriteStream<Buffer> localOut;
     private Consumer<Buffer> tap;
     private volatile long toRemote;
     private volatile long toLocal;
@@ -178,6 +180,7 @@ final class RelayChannel {
         this.tap = observer;
         state = "open";
         socket.setWriteQueueMaxSize(writeQueueMaxSize);
+        this.localOut = VertxInternals.output(socket);
         input.pipe().endOnSuccess(false).endOnFailure(false).to(new FramingSink()).onComplete(ar -> {
             if (ar.failed() && ar.cause() instanceof RemoteWriteFailed lost) {
                 // The pipe fails with its destination too: a peer killed mid-write resets the connection we write.
@@ -265,7 +268,7 @@ final class RelayChannel {
         int n = heldBytes;
         held.clear();
         heldBytes = 0;
-        local.write(Frames.wrap(bytes)).onComplete(ar -> {
+        localOut.write(Frames.wrap(bytes)).onComplete(ar -> {
             bytes.release();
             if (ar.succeeded()) {
                 toLocal += n;
@@ -287,7 +290,7 @@ final class RelayChannel {
                     remoteEnded = true;
                     peerChannels = body.getInteger("channels", -1);
                     long announced = body.getLong("bytes", -1L);
-                    local.end().onComplete(ar -> {
+                    localOut.end().onComplete(ar -> {
                         if (done) {
                             return;
                         }
@@ -444,16 +447,15 @@ final class RelayChannel {
 
         @Override
         public boolean writeQueueFull() {
-            return local != null && local.writeQueueFull();
+            return localOut != null && localOut.writeQueueFull();
         }
 
         @Override
         public WriteStream<Buffer> drainHandler(Handler<Void> handler) {
-            if (local != null) {
-                local.drainHandler(handler);
-            }
-            // As above: the hypervisor's socket may have drained, on its own event loop, before the handler was set.
-            if (handler != null && (local == null || !local.writeQueueFull())) {
+            if (localOut != null) {
+                // It looks again itself: the hypervisor's socket may have drained, on its own event loop, meanwhile.
+                localOut.drainHandler(handler);
+            } else if (handler != null) {
                 vertx.runOnContext(handler);
             }
             return this;
