@@ -1,9 +1,9 @@
 package io.vfioproxy.bench;
 
-import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonArray;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.agent.AgentVerticle;
+import io.vfioproxy.agent.AgentVertx;
 import io.vfioproxy.agent.LoopbackAgent;
 import io.vfioproxy.relay.RelayPhase;
 import io.vfioproxy.relay.RelayRecord;
@@ -47,10 +47,15 @@ public final class QemuRelayBench {
         }
         int runs = args.length > 0 ? Integer.parseInt(args[0]) : 3;
         Path dir = Files.createTempDirectory("qemu-bench");
-        Vertx vertx = Vertx.vertx();
-        AgentVerticle src = LoopbackAgent.named("src").withoutApi().start(vertx);
+        // Each agent on a Vert.x of its own, as on two nodes (and as AgentBench has them): on one, a channel's
+        // sockets at both agents could share an event loop, one thread carrying both ends.
+        AgentVertx sourceRuntime = AgentVertx.create();
+        AgentVertx destinationRuntime = AgentVertx.create();
+        AgentVerticle src = LoopbackAgent.named("src").withoutApi().start(sourceRuntime.vertx(),
+                sourceRuntime.registry());
         AgentVerticle dst = LoopbackAgent.named("dst").withoutApi().merge("relay", new JsonObject()
-                .put("allowedTargets", new JsonArray().add("unix:" + dir + "/"))).start(vertx);
+                .put("allowedTargets", new JsonArray().add("unix:" + dir + "/"))).start(destinationRuntime.vertx(),
+                destinationRuntime.registry());
         Map<String, List<Result>> results = new LinkedHashMap<>();
         int[] n = {0};
         try (QemuVm source = QemuVm.source(dir, "src", 512, 384)) {
@@ -67,7 +72,8 @@ public final class QemuRelayBench {
                 }
             }
         } finally {
-            vertx.close().await();
+            sourceRuntime.vertx().close().await();
+            destinationRuntime.vertx().close().await();
         }
         System.out.println("| path | QEMU total time s | throughput GB/s | ratio to direct | downtime ms |");
         System.out.println("|---|---|---|---|---|");
