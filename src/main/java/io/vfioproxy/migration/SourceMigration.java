@@ -369,13 +369,19 @@ public final class SourceMigration {
                 });
     }
 
-    /** P2P quiescing for all first, then STOP_COPY for all; completes when every device's data has been read. */
+    /**
+     * P2P quiescing for all first, then STOP_COPY for all; completes when every device's data has been read. The
+     * downtime starts with the first arc that leaves a running state (docs/PROTOCOL.md 2.5), after the pre-copy
+     * reads still in flight returned: the devices run meanwhile, as QEMU's do until it stops the VM.
+     */
     private Future<Void> switchover() {
         enter(Phase.SWITCHOVER);
         cancelConvergenceTimer();
-        downtimeStart = System.nanoTime();
         return each(SectionSender::hold)
-                .compose(v -> each(s -> s.quiesce(cause("switchover: P2P quiesced"))))
+                .compose(v -> {
+                    downtimeStart = System.nanoTime();
+                    return each(s -> s.quiesce(cause("switchover: P2P quiesced")));
+                })
                 .compose(v -> {
                     enter(Phase.STOP_COPY);
                     return each(s -> s.stopCopy(cause("stop-copy")));
