@@ -73,8 +73,9 @@ public final class BenchCommand implements Callable<Integer> {
             + "it, so the cores are the limit)")
     String deviceRate;
 
-    @Option(names = "--memory", description = "memory of one stop-copy migration of --size over TCP, mutual TLS "
-            + "and WebSocket, each after one of the same size: idle, peak and above idle, heap and direct")
+    @Option(names = "--memory", description = "memory of one stop-copy migration of --size over TCP and WebSocket, "
+            + "each in the clear and with mutual TLS, after one of the same size: idle, peak and above idle, heap and "
+            + "direct")
     boolean memory;
 
     @Option(names = "--out", description = "with --full, also write the Markdown tables to this file")
@@ -351,7 +352,8 @@ public final class BenchCommand implements Callable<Integer> {
 
     /** The transports the memory table covers, with their names in it. */
     private enum Transport {
-        PLAINTEXT("plaintext", false, false), TLS("mutual TLS", true, false), WEBSOCKET("WebSocket", false, true);
+        PLAINTEXT("plaintext", false, false), TLS("mutual TLS", true, false), WEBSOCKET("WebSocket", false, true),
+        SECURE_WEBSOCKET("WebSocket, mutual TLS", true, true);
 
         final String label;
         final boolean tls;
