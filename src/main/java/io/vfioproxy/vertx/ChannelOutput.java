@@ -41,8 +41,21 @@ final class ChannelOutput implements WriteStream<Buffer> {
         channel.pipeline().addFirst("vmp-writability", new ChannelInboundHandlerAdapter() {
             @Override
             public void channelWritabilityChanged(ChannelHandlerContext ctx) {
-                drained();
-                ctx.fireChannelWritabilityChanged();
+                try {
+                    drained();
+                } finally {
+                    ctx.fireChannelWritabilityChanged();
+                }
+            }
+
+            /** A writer waiting for room is woken: its next write fails and says why. */
+            @Override
+            public void channelInactive(ChannelHandlerContext ctx) {
+                try {
+                    drained();
+                } finally {
+                    ctx.fireChannelInactive();
+                }
             }
         });
     }
@@ -54,12 +67,19 @@ final class ChannelOutput implements WriteStream<Buffer> {
 
     /**
      * Full when Vert.x says so or the open channel is past its high-water mark. A closed channel is never writable
-     * in Netty's eyes; it is not full here, so a writer goes on to a write that fails and says why, rather than
-     * waiting for a drain that will not come.
+     * in Netty's eyes, and a WebSocket Vert.x has closed throws when asked; neither is full here, so a writer goes on
+     * to a write that fails and says why, rather than waiting for a drain that will not come.
      */
     @Override
     public boolean writeQueueFull() {
-        return socket.writeQueueFull() || (channel.isActive() && !channel.isWritable());
+        if (!channel.isActive()) {
+            return false;
+        }
+        try {
+            return socket.writeQueueFull() || !channel.isWritable();
+        } catch (IllegalStateException closed) {
+            return false;
+        }
     }
 
     @Override
