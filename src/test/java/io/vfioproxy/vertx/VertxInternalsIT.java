@@ -617,4 +617,44 @@ class VertxInternalsIT {
         // whose hypervisor had gone stayed open so): a closed output is not full, its writes fail instead.
         assertThat(out.writeQueueFull()).as("a closed socket's output is full").isFalse();
     }
+
+    @Test
+    void aWriterWaitingForRoomIsWokenWhenThePeerCloses() {
+        // Netty calls a closed channel not writable and fires no writability change for the close: a writer waiting
+        // for a drain would wait for ever; it is woken, and its next write fails with the reason.
+        Promise<NetSocketConnection> accepted = Promise.promise();
+        int port = server(accepted);
+        Context context = VertxInternals.newEventLoopContext(vertx);
+        Promise<NetSocketConnection> connected = Promise.promise();
+        NetClient client = netClient();
+        context.runOnContext(v -> client.connect(port, "127.0.0.1")
+                .map(socket -> new NetSocketConnection(socket, MIB, MIB)).onComplete(connected));
+        WriteStream<Buffer> out = connected.future().await().output();
+        NetSocketConnection peer = accepted.future().await();
+        peer.input().pause();
+        Buffer chunk = Buffer.buffer(new byte[MIB]);
+        Promise<Long> waiting = Promise.promise();
+        Promise<Void> woken = Promise.promise();
+        context.runOnContext(v -> {
+            long written = 0;
+            while (!out.writeQueueFull() && written < 256L * MIB) {
+                out.write(chunk);
+                written += MIB;
+            }
+            out.drainHandler(d -> woken.tryComplete());
+            waiting.complete(written);
+        });
+        assertThat(waiting.future().await()).as("bytes written before the queue was full").isLessThan(256L * MIB);
+        // The peer reads nothing: no drain comes while it holds the connection back.
+        Promise<Void> looked = Promise.promise();
+        context.runOnContext(v -> looked.complete());
+        looked.future().await();
+        assertThat(woken.future().isComplete()).as("woken while the peer still holds it back").isFalse();
+        peer.close();
+        await("the writer is woken").atMost(Duration.ofSeconds(20)).until(() -> woken.future().isComplete());
+        Promise<Void> next = Promise.promise();
+        context.runOnContext(v -> out.write(chunk).onComplete(next));
+        await("the next write ends").atMost(Duration.ofSeconds(20)).until(() -> next.future().isComplete());
+        assertThat(next.future().failed()).as("a write after the close").isTrue();
+    }
 }
