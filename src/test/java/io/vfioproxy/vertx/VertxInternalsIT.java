@@ -10,6 +10,7 @@ import io.vertx.core.AbstractVerticle;
 import io.vertx.core.Context;
 import io.vertx.core.DeploymentOptions;
 import io.vertx.core.Future;
+import io.vertx.core.Handler;
 import io.vertx.core.ThreadingModel;
 import io.vertx.core.Promise;
 import io.vertx.core.Vertx;
@@ -570,6 +571,34 @@ class VertxInternalsIT {
         assertThat(seen).containsExactly("end after " + received.get(), "close after " + received.get());
     }
 
+    /** A client connection made on {@code context}, so its socket lives on that context's event loop. */
+    private static NetSocketConnection connectOn(Context context, NetClient client, int port, int writeQueueMaxSize) {
+        Promise<NetSocketConnection> connected = Promise.promise();
+        context.runOnContext(v -> client.connect(port, "127.0.0.1")
+                .map(socket -> new NetSocketConnection(socket, writeQueueMaxSize, MIB)).onComplete(connected));
+        return connected.future().await();
+    }
+
+    /**
+     * On {@code context}, the socket's event loop, as the agent writes: 1 MiB writes in one synchronous run, as a
+     * pipe makes them with reads waiting, until the queue is full (or 256 MiB went); then {@code onDrain} waits for
+     * room. Returns the bytes written.
+     */
+    private static long fillUntilFull(Context context, WriteStream<Buffer> out, Handler<Void> onDrain) {
+        Buffer chunk = Buffer.buffer(new byte[MIB]);
+        Promise<Long> full = Promise.promise();
+        context.runOnContext(v -> {
+            long written = 0;
+            while (!out.writeQueueFull() && written < 256L * MIB) {
+                out.write(chunk);
+                written += MIB;
+            }
+            out.drainHandler(onDrain);
+            full.complete(written);
+        });
+        return full.future().await();
+    }
+
     @Test
     void aTlsSocketsOutputIsFullOnceItsChannelIsAndDrainsWhenThePeerReads() {
         // Vert.x 5.0.7 reports a TLS socket's queue full from a flag a deferred writability event updates: a writer on
@@ -587,25 +616,10 @@ class VertxInternalsIT {
                 .setHostnameVerificationAlgorithm("").setSslEngineOptions(TlsMaterial.engine()));
         clients.add(client);
         Context context = VertxInternals.newEventLoopContext(vertx);
-        Promise<NetSocketConnection> connected = Promise.promise();
-        context.runOnContext(v -> client.connect(port, "127.0.0.1")
-                .map(socket -> new NetSocketConnection(socket, 4 * MIB, MIB)).onComplete(connected));
-        NetSocketConnection connection = connected.future().await();
+        NetSocketConnection connection = connectOn(context, client, port, 4 * MIB);
         WriteStream<Buffer> out = connection.output();
-        Buffer chunk = Buffer.buffer(new byte[MIB]);
-        Promise<Long> full = Promise.promise();
         Promise<Void> drained = Promise.promise();
-        // On the socket's event loop, as the agent writes: one synchronous run, as a pipe does with reads waiting.
-        context.runOnContext(v -> {
-            long written = 0;
-            while (!out.writeQueueFull() && written < 256L * MIB) {
-                out.write(chunk);
-                written += MIB;
-            }
-            out.drainHandler(d -> drained.tryComplete());
-            full.complete(written);
-        });
-        long written = full.future().await();
+        long written = fillUntilFull(context, out, d -> drained.tryComplete());
         assertThat(written).as("bytes written before the queue was full (high-water mark 4 MiB)")
                 .isLessThanOrEqualTo(16L * MIB);
         await("the server connected").atMost(Duration.ofSeconds(10)).until(() -> accepted.get() != null);
@@ -625,26 +639,12 @@ class VertxInternalsIT {
         Promise<NetSocketConnection> accepted = Promise.promise();
         int port = server(accepted);
         Context context = VertxInternals.newEventLoopContext(vertx);
-        Promise<NetSocketConnection> connected = Promise.promise();
-        NetClient client = netClient();
-        context.runOnContext(v -> client.connect(port, "127.0.0.1")
-                .map(socket -> new NetSocketConnection(socket, MIB, MIB)).onComplete(connected));
-        WriteStream<Buffer> out = connected.future().await().output();
+        WriteStream<Buffer> out = connectOn(context, netClient(), port, MIB).output();
         NetSocketConnection peer = accepted.future().await();
         peer.input().pause();
-        Buffer chunk = Buffer.buffer(new byte[MIB]);
-        Promise<Long> waiting = Promise.promise();
         Promise<Void> woken = Promise.promise();
-        context.runOnContext(v -> {
-            long written = 0;
-            while (!out.writeQueueFull() && written < 256L * MIB) {
-                out.write(chunk);
-                written += MIB;
-            }
-            out.drainHandler(d -> woken.tryComplete());
-            waiting.complete(written);
-        });
-        assertThat(waiting.future().await()).as("bytes written before the queue was full").isLessThan(256L * MIB);
+        assertThat(fillUntilFull(context, out, d -> woken.tryComplete())).as("bytes written before the queue was full")
+                .isLessThan(256L * MIB);
         // The peer reads nothing: no drain comes while it holds the connection back.
         Promise<Void> looked = Promise.promise();
         context.runOnContext(v -> looked.complete());
@@ -653,7 +653,7 @@ class VertxInternalsIT {
         peer.close();
         await("the writer is woken").atMost(Duration.ofSeconds(20)).until(() -> woken.future().isComplete());
         Promise<Void> next = Promise.promise();
-        context.runOnContext(v -> out.write(chunk).onComplete(next));
+        context.runOnContext(v -> out.write(Buffer.buffer(new byte[MIB])).onComplete(next));
         await("the next write ends").atMost(Duration.ofSeconds(20)).until(() -> next.future().isComplete());
         assertThat(next.future().failed()).as("a write after the close").isTrue();
     }
