@@ -42,14 +42,30 @@ final class BandwidthMeter {
         long bytes = totalBytes - windowBytes;
         long span = nowNanos - windowNanos;
         if (span >= WINDOW_NANOS && bytes >= MIN_WINDOW_BYTES) {
-            double rate = bytes / (span / 1e9);
-            bytesPerSecond = bytesPerSecond == 0 ? rate : 0.5 * bytesPerSecond + 0.5 * rate;
-            windowNanos = nowNanos;
-            windowBytes = totalBytes;
+            closeWindow(nowNanos, totalBytes);
         } else if (span >= WINDOW_NANOS && bytes == 0) {
             // Nothing to send is not a slow link: idle time does not count against the next window.
             windowNanos = nowNanos;
         }
+    }
+
+    /**
+     * The transfer ended at {@code nowNanos} with {@code totalBytes} written: the open window closes with what it
+     * holds, however short, so a migration that ended inside its first window still reports the rate it moved at.
+     * A window of under {@value #MIN_WINDOW_BYTES} bytes still says nothing and leaves the estimate as it was.
+     */
+    void finish(long nowNanos, long totalBytes) {
+        sample(nowNanos, totalBytes);
+        if (nowNanos > windowNanos && totalBytes - windowBytes >= MIN_WINDOW_BYTES) {
+            closeWindow(nowNanos, totalBytes);
+        }
+    }
+
+    private void closeWindow(long nowNanos, long totalBytes) {
+        double rate = (totalBytes - windowBytes) / ((nowNanos - windowNanos) / 1e9);
+        bytesPerSecond = bytesPerSecond == 0 ? rate : 0.5 * bytesPerSecond + 0.5 * rate;
+        windowNanos = nowNanos;
+        windowBytes = totalBytes;
     }
 
     Estimate estimate() {

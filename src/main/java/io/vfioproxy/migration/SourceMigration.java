@@ -343,6 +343,8 @@ public final class SourceMigration {
     private Future<Void> setup() {
         enter(Phase.SETUP);
         transferStart = System.nanoTime();
+        // The first window opens with the transfer, not with the first timer tick after it.
+        meter.sample(transferStart, 0);
         return each(SectionSender::setup);
     }
 
@@ -538,6 +540,7 @@ public final class SourceMigration {
             return;
         }
         stopTimers();
+        meter.finish(System.nanoTime(), dataBytesWritten());
         refreshTransfer();
         connection.close();
         links.forEach(DeviceLink::close);

@@ -98,4 +98,23 @@ class SwitchoverPolicyTest {
         meter.sample(200 * MS, 100 * MIB + 300 * MIB);
         assertThat(meter.estimate().bytesPerSecond()).isEqualTo((1000.0 * MIB + 3000.0 * MIB) / 2);
     }
+
+    @Test
+    void aTransferThatEndsInsideItsFirstWindowStillReportsItsRate() {
+        // 256 MiB in 80 ms: over before a window could close (the CI machine's PrecopyIT ended with bandwidth 0).
+        BandwidthMeter fast = new BandwidthMeter();
+        fast.sample(0, 0);
+        fast.sample(40 * MS, 128 * MIB);
+        assertThat(fast.estimate().measured()).isFalse();
+        fast.finish(80 * MS, 256 * MIB);
+        assertThat(fast.estimate().bytesPerSecond()).isEqualTo(256 * MIB / 0.08);
+
+        // A tail of a few bytes says nothing and leaves the measured estimate alone.
+        BandwidthMeter tail = new BandwidthMeter();
+        tail.sample(0, 0);
+        tail.sample(100 * MS, 100 * MIB);
+        tail.finish(110 * MS, 100 * MIB + 96);
+        assertThat(tail.estimate().bytesPerSecond()).isEqualTo(1000.0 * MIB);
+        assertThat(tail.estimate().measuredBytes()).isEqualTo(100 * MIB + 96);
+    }
 }
