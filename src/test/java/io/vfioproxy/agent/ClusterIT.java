@@ -99,7 +99,8 @@ class ClusterIT {
                             .add("unix:" + dir.resolve("hypervisor") + "/")));
             if (!name.equals("node-b")) {
                 for (int d = 0; d < 3; d++) {
-                    agent.device(LoopbackAgent.simulated("gpu" + d, 16 * MIB, 10L * i + d));
+                    // At 64 MB/s a migration lasts a few 100 ms progress ticks, however fast the machine.
+                    agent.device(LoopbackAgent.simulated("gpu" + d, 16 * MIB, 10L * i + d).put("dataRate", "64MB"));
                 }
             }
             JsonObject config = agent.config();

@@ -58,7 +58,10 @@ class StatusIT {
         vertx = runtime.vertx();
         destination = LoopbackAgent.named("dst").device(LoopbackAgent.simulated("gpu0", 512 * MIB, 2))
                 .device(LoopbackAgent.simulated("nic0", 32 * MIB, 3)).start(vertx, runtime.registry());
-        source = LoopbackAgent.named("src").device(LoopbackAgent.simulated("gpu0", 512 * MIB, 1).put("dirtyRate", "4MiB"))
+        // gpu0 produces its state at no more than 1 GB/s: its migration outlasts several 100 ms progress ticks on any
+        // machine (a fast one moved 256 MiB inside one tick).
+        source = LoopbackAgent.named("src").device(LoopbackAgent.simulated("gpu0", 512 * MIB, 1).put("dirtyRate", "4MiB")
+                .put("dataRate", "1GB"))
                 .device(LoopbackAgent.simulated("nic0", 32 * MIB, 4)).start(vertx, runtime.registry());
         http = WebClient.create(vertx, new WebClientOptions().setDefaultHost("127.0.0.1")
                 .setDefaultPort(source.apiPort()));
