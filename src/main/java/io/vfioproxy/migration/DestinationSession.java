@@ -438,15 +438,23 @@ public final class DestinationSession {
         if (record == null || loader == null) {
             return;
         }
+        boolean precopy = record.status().mode() == Mode.PRECOPY;
         Map<String, DeviceBytes> perDevice = new HashMap<>();
-        targets.forEach(d -> perDevice.put(d.name(), new DeviceBytes(0, loader.dataBytes(d))));
+        targets.forEach(d -> perDevice.put(d.name(), loader.deviceBytes(d, precopy)));
+        long iterations = loader.iterations();
         // A device on a connection of its own: what arrived there.
-        joined.values().forEach(c -> perDevice.put(c.device().name(), new DeviceBytes(0, c.dataBytes())));
-        long data = perDevice.values().stream().mapToLong(DeviceBytes::total).sum();
+        for (JoinedChannel c : joined.values()) {
+            perDevice.put(c.device().name(), c.deviceBytes(precopy));
+            iterations += c.iterations();
+        }
+        long pre = perDevice.values().stream().mapToLong(DeviceBytes::precopy).sum();
+        long stop = perDevice.values().stream().mapToLong(DeviceBytes::stopCopy).sum();
+        long its = iterations;
         record.update(s -> {
             Transfer t = s.transfer();
-            return s.withTransfer(new Transfer(t.stateSize(), data, 0, data, 0, Math.max(0, t.stateSize() - data), 0,
-                    perDevice));
+            long data = pre + stop;
+            return s.withTransfer(new Transfer(t.stateSize(), data, pre, stop, its, Math.max(0, t.stateSize() - data),
+                    0, perDevice));
         });
     }
 

@@ -4,6 +4,7 @@ import io.vertx.core.Context;
 import io.vertx.core.Vertx;
 import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DeviceHandle;
+import io.vfioproxy.migration.MigrationStatus.DeviceBytes;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.FrameWriter;
@@ -89,10 +90,16 @@ final class JoinedChannel {
         return decoder.bytes();
     }
 
-    /** Device data bytes that arrived on the channel. Any thread. */
-    long dataBytes() {
+    /** The channel's data bytes, sent while its device ran and after (SectionLoader#deviceBytes). Any thread. */
+    DeviceBytes deviceBytes(boolean precopy) {
         SectionLoader l = loader;
-        return l == null ? 0 : l.dataBytes();
+        return l == null ? new DeviceBytes(0, 0) : l.deviceBytes(device, precopy);
+    }
+
+    /** Pre-copy iterations the source ended on the channel. Any thread. */
+    long iterations() {
+        SectionLoader l = loader;
+        return l == null ? 0 : l.iterations();
     }
 
     /** Bytes the channel's device has taken. Any thread. */

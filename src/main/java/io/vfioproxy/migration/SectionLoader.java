@@ -6,6 +6,7 @@ import io.vertx.core.json.JsonObject;
 import io.vfioproxy.device.DataChannel;
 import io.vfioproxy.device.DeviceHandle;
 import io.vfioproxy.device.VfioException;
+import io.vfioproxy.migration.MigrationStatus.DeviceBytes;
 import io.vfioproxy.stream.FrameDecoder;
 import io.vfioproxy.stream.FrameType;
 import io.vfioproxy.stream.Frames;
@@ -53,10 +54,17 @@ final class SectionLoader {
     private static final class Channel {
         final int id;
         final DeviceHandle device;
-        Section section = Section.SETUP;
+        /** Volatile: written on the loader's context only, read for status from the migration's. */
+        volatile Section section = Section.SETUP;
         /** Volatile: written on the loader's context only, read for status from the migration's. */
         volatile long dataBytes;
         long dataChunks;
+        /** Data bytes up to the last group end in the data part (END_OF_STATE, DEV_INIT_DATA_SENT), and before it. */
+        volatile long closedBytes;
+        volatile long closedBefore;
+        /** Pre-copy iterations the source ended: the groups ended with data in them, or with DEV_INIT_DATA_SENT. */
+        volatile long iterations;
+        boolean lastGroupCounted;
         boolean initialDataSent;
         /** Set on the device thread when a write failed: the device must not leave RESUMING as if loaded. */
         volatile VfioException writeError;
@@ -133,14 +141,37 @@ final class SectionLoader {
         return channels.values().stream().allMatch(c -> c.section == Section.LOADING || c.section == Section.LOADED);
     }
 
-    /** Device data bytes received on every channel. */
-    long dataBytes() {
-        return channels.values().stream().mapToLong(c -> c.dataBytes).sum();
+    /**
+     * {@code device}'s data bytes as the source sent them: while the devices ran, and after they stopped. Once its
+     * section's data ended, the last group is the stop-copy data; before, the data since the last iteration counts as
+     * pre-copy when {@code precopy} (the migration's mode), as stop-copy data otherwise. Any thread: a read racing
+     * the loader may split the bytes as of a moment earlier, never lose them.
+     */
+    DeviceBytes deviceBytes(DeviceHandle device, boolean precopy) {
+        long pre = 0;
+        long stop = 0;
+        for (Channel c : channels.values()) {
+            if (c.device != device) {
+                continue;
+            }
+            // The section first: once past its data, the bytes read after it are final.
+            Section section = c.section;
+            long data = c.dataBytes;
+            if (section != Section.SETUP && section != Section.SETUP_END && section != Section.DATA) {
+                pre += c.closedBefore;
+                stop += data - c.closedBefore;
+            } else if (precopy) {
+                pre += data;
+            } else {
+                stop += data;
+            }
+        }
+        return new DeviceBytes(pre, stop);
     }
 
-    /** Device data bytes received for {@code device}. */
-    long dataBytes(DeviceHandle device) {
-        return channels.values().stream().filter(c -> c.device == device).mapToLong(c -> c.dataBytes).sum();
+    /** Pre-copy iterations the source ended, on every channel. */
+    long iterations() {
+        return channels.values().stream().mapToLong(c -> c.iterations).sum();
     }
 
     /** Bytes the devices have taken so far. */
@@ -200,7 +231,7 @@ final class SectionLoader {
             case END_OF_STATE -> {
                 switch (c.section) {
                     case SETUP_END -> c.section = Section.DATA;
-                    case DATA -> { }
+                    case DATA -> endGroup(c, c.dataBytes > c.closedBytes);
                     case CONFIG_END -> c.section = Section.ENDED;
                     default -> throw new ProtocolException("END_OF_STATE on channel " + c.id
                             + " where the section is in state " + c.section);
@@ -213,6 +244,7 @@ final class SectionLoader {
                             : ": sent without the switchover acknowledgement this agent agreed to"));
                 }
                 c.initialDataSent = true;
+                endGroup(c, true);
                 // Queued behind every write of this device: acknowledged once the initial data is loaded.
                 submitWaiting(c);
                 c.device.submit(dc -> null).onSuccess(v -> {
@@ -227,6 +259,19 @@ final class SectionLoader {
         }
     }
 
+    /**
+     * A group of data records ended. Only DEV_CONFIG_STATE tells which was the last, the stop-copy data (1.4 of
+     * docs/PROTOCOL.md): until then each counts as a pre-copy iteration.
+     */
+    private static void endGroup(Channel c, boolean iteration) {
+        c.closedBefore = c.closedBytes;
+        c.closedBytes = c.dataBytes;
+        c.lastGroupCounted = iteration;
+        if (iteration) {
+            c.iterations++;
+        }
+    }
+
     /** DEV_CONFIG_STATE: QEMU's device config (VMState) would follow; a device driven by the agent has none. */
     void config(int id, Buffer blob) {
         Channel c = channel(id);
@@ -234,6 +279,10 @@ final class SectionLoader {
         if (blob.length() != 0) {
             throw new ProtocolException("DEV_CONFIG_STATE on channel " + c.id + " carries " + blob.length()
                     + " bytes of device config, which an agent-driven device does not have");
+        }
+        // The group that ended last was the stop-copy data, not an iteration.
+        if (c.lastGroupCounted) {
+            c.iterations--;
         }
         c.section = Section.CONFIG_END;
     }

@@ -95,6 +95,12 @@ class MigrationIT {
         assertThat(source.state().await()).isEqualTo(DeviceState.STOP);
         assertThat(target.state().await()).isEqualTo(DeviceState.RUNNING);
         assertThat(Sim.digest(target)).isEqualTo(Sim.digest(source));
+        await("the destination's record ends").atMost(Duration.ofSeconds(15))
+                .until(() -> dst.migrations().find(record.id()).status().outcome() == MigrationStatus.Outcome.COMPLETED);
+        MigrationStatus.Transfer received = dst.migrations().find(record.id()).status().transfer();
+        assertThat(received.stopCopyBytes()).isEqualTo(record.transfer().dataBytes());
+        assertThat(received.precopyBytes()).isZero();
+        assertThat(received.iterations()).isZero();
         assertThat(source.owner()).isNull();
         assertThat(target.owner()).isNull();
         // Memory stays flat: a few chunks and the socket queues, not the state.

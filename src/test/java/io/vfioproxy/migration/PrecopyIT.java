@@ -104,6 +104,11 @@ class PrecopyIT {
         assertThat(r.transfer().stopCopyBytes()).isLessThan(r.transfer().precopyBytes() / 10);
         assertThat(r.transfer().iterations()).isPositive();
         assertThat(r.transfer().bandwidth()).isPositive();
+        // The destination splits what it received as the source sent it, from the section's grammar alone.
+        MigrationStatus.Transfer received = destinationOutcome(dst, r.id()).status().transfer();
+        assertThat(received.precopyBytes()).isEqualTo(r.transfer().precopyBytes());
+        assertThat(received.stopCopyBytes()).isEqualTo(r.transfer().stopCopyBytes());
+        assertThat(received.iterations()).isEqualTo(r.transfer().iterations());
         assertThat(Sim.digest(dst.devices().find("gpu0"))).isEqualTo(Sim.digest(src.devices().find("gpu0")));
         assertThat(arcs("src", "gpu0")).containsExactly("RUNNING>PRE_COPY", "PRE_COPY>PRE_COPY_P2P",
                 "PRE_COPY_P2P>STOP_COPY", "STOP_COPY>STOP");
@@ -141,6 +146,11 @@ class PrecopyIT {
         for (String d : List.of("gpu0", "nic0", "acc0")) {
             assertThat(Sim.digest(dst.devices().find(d))).as(d).isEqualTo(Sim.digest(src.devices().find(d)));
         }
+        // Each device on a connection of its own, split as the source sent it (acc0: stop-copy only).
+        MigrationStatus.Transfer received = destinationOutcome(dst, r.id()).status().transfer();
+        assertThat(received.perDevice()).isEqualTo(r.transfer().perDevice());
+        assertThat(received.perDevice().get("acc0").precopy()).isZero();
+        assertThat(received.iterations()).isEqualTo(r.transfer().iterations());
         List<String> source = arcs("src", null);
         int lastQuiesced = last(source, a -> a.endsWith(">RUNNING_P2P") || a.endsWith(">PRE_COPY_P2P"));
         int firstStopped = first(source, a -> a.endsWith(">STOP") || a.endsWith(">STOP_COPY"));
