@@ -31,6 +31,7 @@ import io.vfioproxy.stream.VfioRecordReader;
 import io.vfioproxy.stream.VfioTag;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -44,7 +45,8 @@ import java.util.function.LongSupplier;
  * configuration section, then sections (START, PART, END, FULL; each with a footer), commands, EOF and the
  * VM description. Inside them: RAM records (migration/ram.c), VFIO device sections ({@link VfioRecordReader}, the
  * codec the agents' own sections use), and device state in VMState format, which it does not decode but skips to
- * the section's footer.
+ * the section's footer. Those bytes may hold a footer's five by chance, so a footer found there counts only once the
+ * bytes after it start what may follow a section (at most {@value #PROBE_MAX} bytes, looked at, not held back).
  *
  * <p>Where it meets something it cannot read (another format, a newer QEMU, a stream that lost its framing) it
  * notes the offset and why, once, and from there only counts bytes.
@@ -68,8 +70,16 @@ public final class QemuStreamObserver {
         SECTION_ID, IDSTR_LEN, IDSTR, INSTANCE_ID, VERSION_ID,
         RAM_WORD, RAM_BLOCK_LEN, RAM_BLOCK_NAME, RAM_BLOCK_SIZE, RAM_BLOCK_EXTRA, RAM_ID_LEN, RAM_ID,
         RAM_XBZRLE_HEADER, RAM_COMPRESS_HEADER, SKIP,
-        VFIO, SCAN_FOOTER, AFTER_SECTION, FOOTER_ID, COMMAND_HEADER, VMDESC_LEN, AFTER_EOF, DONE, LOST
+        VFIO, SCAN_FOOTER, PROBE, AFTER_SECTION, FOOTER_ID, COMMAND_HEADER, VMDESC_LEN, AFTER_EOF, DONE, LOST
     }
+
+    /**
+     * The most bytes after a footer candidate that decide it: a SECTION_START or SECTION_FULL header with the longest
+     * idstr (type, section id, idstr length and idstr, instance and version ids).
+     */
+    private static final int PROBE_MAX = 1 + 4 + 1 + 255 + 4 + 4;
+    /** QEMU's commands number fewer than this (enum qemu_vm_cmd); a larger number is no command. */
+    private static final int COMMANDS_BELOW = 32;
 
     /** One device's sections (by idstr). */
     private static final class Section {
@@ -109,6 +119,10 @@ public final class QemuStreamObserver {
     private long footerWindow;
     private long footerPattern;
     private int scanned;
+    /** The bytes after a footer candidate in a body not decoded, until they show whether a section follows. */
+    private final byte[] probe = new byte[PROBE_MAX];
+    private int probeLen;
+    private long probeFrom;
 
     // Configuration.
     private int configLeft;
@@ -151,19 +165,21 @@ public final class QemuStreamObserver {
 
     /** Reads {@code bytes}, the next part of the stream. Never throws: a problem becomes the note. */
     public synchronized void feed(Buffer bytes) {
-        int end = bytes.length();
-        totalBytes += end;
-        int pos = 0;
+        totalBytes += bytes.length();
         try {
-            while (pos < end && step != Step.LOST) {
-                if (step == Step.DONE) {
-                    trailingBytes += end - pos;
-                    return;
-                }
-                pos = advance(bytes, pos, end);
-            }
+            consume(bytes, 0, bytes.length());
         } catch (RuntimeException e) {
             lose("the observer failed: " + e);
+        }
+    }
+
+    private void consume(Buffer bytes, int pos, int end) {
+        while (pos < end && step != Step.LOST) {
+            if (step == Step.DONE) {
+                trailingBytes += end - pos;
+                return;
+            }
+            pos = advance(bytes, pos, end);
         }
     }
 
@@ -198,11 +214,24 @@ public final class QemuStreamObserver {
                     offset++;
                     scanned++;
                     if (scanned >= 5 && footerWindow == footerPattern) {
-                        endSection();
+                        // VMState is not decoded, so its bytes may hold the footer's five by chance (QEMU 7.2's
+                        // timer, section 0, does when the low byte of its tick offset is 0x7e): what follows decides.
+                        probeLen = 0;
+                        probeFrom = offset;
+                        step = Step.PROBE;
                         return pos;
                     }
                 }
                 return pos;
+            }
+            case PROBE -> {
+                probe[probeLen++] = in.getByte(pos);
+                offset++;
+                Boolean verdict = probeVerdict();
+                if (verdict != null) {
+                    decideProbe(verdict);
+                }
+                return pos + 1;
             }
             case AFTER_SECTION, SECTION_TYPE, AFTER_EOF, AFTER_CONFIG_FIELD -> {
                 int b = in.getByte(pos) & 0xff;
@@ -520,6 +549,77 @@ public final class QemuStreamObserver {
         }
     }
 
+    /**
+     * Whether the bytes after a footer candidate start what may follow a section: another section's header that
+     * holds together (a printable idstr, a section id already opened), a command, or EOF with its VM description;
+     * null while too few bytes have come to tell.
+     */
+    private Boolean probeVerdict() {
+        switch (probe[0] & 0xff) {
+            case QEMU_VM_SECTION_START, QEMU_VM_SECTION_FULL -> {
+                if (probeLen < 6) {
+                    return null;
+                }
+                int len = probe[5] & 0xff;
+                if (len == 0) {
+                    return false;
+                }
+                int c = probeLen - 1;
+                if (c >= 6 && c < 6 + len && (probe[c] < 0x20 || probe[c] > 0x7e)) {
+                    return false;
+                }
+                return probeLen < 6 + len + 8 ? null : true;
+            }
+            case QEMU_VM_SECTION_PART, QEMU_VM_SECTION_END -> {
+                return probeLen < 5 ? null : sectionsById.containsKey(be32(probe, 1));
+            }
+            case QEMU_VM_COMMAND -> {
+                if (probeLen < 3) {
+                    return null;
+                }
+                int command = ((probe[1] & 0xff) << 8) | (probe[2] & 0xff);
+                return command > 0 && command < COMMANDS_BELOW;
+            }
+            case QEMU_VM_EOF -> {
+                if (probeLen < 2) {
+                    return null;
+                }
+                if ((probe[1] & 0xff) != QEMU_VM_VMDESCRIPTION) {
+                    return false;
+                }
+                // The description is JSON: an object.
+                return probeLen < 7 ? null : probe[6] == '{';
+            }
+            default -> {
+                return false;
+            }
+        }
+    }
+
+    /**
+     * The footer candidate was one (the section ends there) or was not (the scan goes on from it); either way the
+     * probed bytes are read again, from where they started.
+     */
+    private void decideProbe(boolean footer) {
+        Buffer again = Buffer.buffer(Arrays.copyOf(probe, probeLen));
+        offset = probeFrom;
+        if (footer) {
+            endSection();
+        } else {
+            step = Step.SCAN_FOOTER;
+        }
+        consume(again, 0, again.length());
+    }
+
+    /** A stream cut right after a footer and EOF ends where QEMU's destination has all it loads. */
+    private boolean probingBareEof() {
+        return step == Step.PROBE && probeLen == 1 && probe[0] == QEMU_VM_EOF;
+    }
+
+    private static int be32(byte[] b, int at) {
+        return ((b[at] & 0xff) << 24) | ((b[at + 1] & 0xff) << 16) | ((b[at + 2] & 0xff) << 8) | (b[at + 3] & 0xff);
+    }
+
     /** A body this observer does not decode (VMState, other iterative devices): on to its footer. */
     private void scanToFooter() {
         if (!Boolean.TRUE.equals(footers)) {
@@ -655,6 +755,9 @@ public final class QemuStreamObserver {
         if (step == Step.DONE || step == Step.AFTER_EOF) {
             return trailingBytes == 0 ? null : trailingBytes + " bytes after the end of the stream";
         }
+        if (probingBareEof()) {
+            return null;
+        }
         if (eofOffset >= 0) {
             return "the stream ended at offset " + offset + " inside the VM description that follows QEMU's EOF";
         }
@@ -691,6 +794,6 @@ public final class QemuStreamObserver {
         kinds.put(Kind.OTHER.wireName(), totalBytes - inSections);
         return new QemuStreamReport(totalBytes, kinds, devices, normalPages, zeroPages, xbzrlePages, compressedPages,
                 passes, ramIterations, firstSectionEndNanos, eofNanos, firstSectionEndOffset, eofOffset,
-                step == Step.DONE || step == Step.AFTER_EOF, note);
+                step == Step.DONE || step == Step.AFTER_EOF || probingBareEof(), note);
     }
 }

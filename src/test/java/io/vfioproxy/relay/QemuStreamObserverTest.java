@@ -182,6 +182,42 @@ class QemuStreamObserverTest {
         assertThat(o.report().complete()).isTrue();
     }
 
+    /**
+     * QEMU 7.2's timer is section 0, and its VMState starts with the tick offset and a zero: when the offset's low
+     * byte is 0x7e, its bytes read "7e 00 00 00 00", section 0's footer, with zeros after it that look like EOF.
+     * The CI run of 2026-12-08 met it: the observer took the stream for ended after the timer and its relay failed.
+     */
+    @Test
+    void aFooterThatADevicesStateHoldsByChanceDoesNotEndItsSection() {
+        SavevmStream s = new SavevmStream().configuration("pc-i440fx-7.2");
+        s.open(QEMU_VM_SECTION_START, 2, "ram").memSize("pc.ram", 4L * PAGE).eos().footer(2);
+        s.part(QEMU_VM_SECTION_END, 2).page("pc.ram", 0, true, page(1)).eos().footer(2);
+        // cpu_ticks_offset, dummy, cpu_clock_offset
+        s.open(QEMU_VM_SECTION_FULL, 0, "timer").be64(0x0000_0012_3456_787eL).be64(0).be64(0x4242);
+        s.footer(0);
+        // A footer look-alike followed by what could start a section, but with an idstr no QEMU writes.
+        s.open(QEMU_VM_SECTION_FULL, 1, "cpu_common").bytes(new byte[] {0x7e, 0, 0, 0, 1, 4, 0, 0, 0, 9, 3, 'a',
+            0x01, 'b'}).footer(1);
+        byte[] stream = s.eof("{\"page_size\": 4096, \"devices\": []}").toByteArray();
+
+        QemuStreamReport whole = parse(stream, List.of());
+        assertThat(whole.note()).isNull();
+        assertThat(whole.complete()).isTrue();
+        assertThat(whole.devices().keySet()).containsExactly("ram", "timer", "cpu_common");
+        assertThat(whole.devices().get("timer").bytes()).isEqualTo(1 + 4 + 1 + 5 + 4 + 4 + 24 + 5);
+        assertThat(whole.devices().get("cpu_common").bytes()).isEqualTo(1 + 4 + 1 + 10 + 4 + 4 + 14 + 5);
+        assertThat(whole.bytesByKind().values().stream().mapToLong(Long::longValue).sum()).isEqualTo(stream.length);
+
+        // Fed a byte at a time, the bytes that decide a candidate arrive one by one.
+        QemuStreamObserver o = new QemuStreamObserver(System::nanoTime);
+        for (byte b : stream) {
+            o.feed(Buffer.buffer(new byte[] {b}));
+        }
+        assertThat(o.endNote()).isNull();
+        assertThat(o.report().toJson().copy().put("wireDowntimeMillis", 0).encode())
+                .isEqualTo(whole.toJson().copy().put("wireDowntimeMillis", 0).encode());
+    }
+
     private static int indexOf(byte[] hay, byte[] needle) {
         outer:
         for (int i = 0; i + needle.length <= hay.length; i++) {
