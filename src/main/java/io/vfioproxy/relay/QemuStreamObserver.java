@@ -154,7 +154,6 @@ public final class QemuStreamObserver {
     private long firstSectionEndOffset = -1;
     private long eofNanos = -1;
     private long eofOffset = -1;
-    private long trailingBytes;
     private String note;
 
     /** @param clock nanoseconds, for when the VM stopped and when the stream ended ({@code System::nanoTime}) */
@@ -176,7 +175,8 @@ public final class QemuStreamObserver {
     private void consume(Buffer bytes, int pos, int end) {
         while (pos < end && step != Step.LOST) {
             if (step == Step.DONE) {
-                trailingBytes += end - pos;
+                // Not a migration that failed: QEMU's stream ended here as far as this observer can tell.
+                lose("bytes after the VM description, where QEMU's stream ends");
                 return;
             }
             pos = advance(bytes, pos, end);
@@ -331,8 +331,7 @@ public final class QemuStreamObserver {
                 if (b == QEMU_VM_VMDESCRIPTION) {
                     need(4, Step.VMDESC_LEN);
                 } else {
-                    step = Step.DONE;
-                    trailingBytes++;
+                    lose(String.format("0x%02x after EOF, where only the VM description may follow", b));
                 }
             }
             default -> sectionType(b);
@@ -753,7 +752,7 @@ public final class QemuStreamObserver {
             return note;
         }
         if (step == Step.DONE || step == Step.AFTER_EOF) {
-            return trailingBytes == 0 ? null : trailingBytes + " bytes after the end of the stream";
+            return null;
         }
         if (probingBareEof()) {
             return null;

@@ -161,6 +161,15 @@ class QemuStreamObserverTest {
                 + ": footer of section 9 where section 2 (ram) ends");
         assertThat(lost.report().bytes()).isEqualTo(stream.length);
 
+        // Bytes after the end: what QEMU's stream cannot hold, said, not taken for a migration cut short.
+        byte[] longer = Arrays.copyOf(stream, stream.length + 3);
+        QemuStreamObserver after = new QemuStreamObserver(System::nanoTime);
+        after.feed(Buffer.buffer(longer));
+        assertThat(after.report().note()).isEqualTo("cannot parse past offset " + stream.length
+                + ": bytes after the VM description, where QEMU's stream ends");
+        assertThat(after.endNote()).isEqualTo(after.report().note());
+        assertThat(after.report().bytes()).isEqualTo(longer.length);
+
         // An unknown VFIO tag.
         SavevmStream s = new SavevmStream().configuration("pc");
         s.open(QEMU_VM_SECTION_START, 1, VFIO).be64(0xffffffffef1000ffL);
