@@ -281,11 +281,11 @@ public final class QemuStreamObserver {
     }
 
     private int be16() {
-        return ((field[0] & 0xff) << 8) | (field[1] & 0xff);
+        return be16(field, 0);
     }
 
     private int be32() {
-        return ((field[0] & 0xff) << 24) | ((field[1] & 0xff) << 16) | ((field[2] & 0xff) << 8) | (field[3] & 0xff);
+        return be32(field, 0);
     }
 
     private long be64() {
@@ -500,7 +500,7 @@ public final class QemuStreamObserver {
             }
             case COMMAND_HEADER -> {
                 int command = be16();
-                int len = ((field[2] & 0xff) << 8) | (field[3] & 0xff);
+                int len = be16(field, 2);
                 if (command == MIG_CMD_PACKAGED) {
                     lose("a packaged stream (postcopy), which this observer does not read");
                     return;
@@ -576,7 +576,7 @@ public final class QemuStreamObserver {
                 if (probeLen < 3) {
                     return null;
                 }
-                int command = ((probe[1] & 0xff) << 8) | (probe[2] & 0xff);
+                int command = be16(probe, 1);
                 return command > 0 && command < COMMANDS_BELOW;
             }
             case QEMU_VM_EOF -> {
@@ -610,9 +610,17 @@ public final class QemuStreamObserver {
         consume(again, 0, again.length());
     }
 
-    /** A stream cut right after a footer and EOF ends where QEMU's destination has all it loads. */
-    private boolean probingBareEof() {
-        return step == Step.PROBE && probeLen == 1 && probe[0] == QEMU_VM_EOF;
+    /**
+     * The stream, if it ends now, ends where QEMU's does: after EOF (the VM description that may follow is for tools,
+     * QEMU's destination has all it loads), also where EOF is the one byte after a footer candidate.
+     */
+    private boolean atQemusEnd() {
+        return step == Step.DONE || step == Step.AFTER_EOF
+                || (step == Step.PROBE && probeLen == 1 && probe[0] == QEMU_VM_EOF);
+    }
+
+    private static int be16(byte[] b, int at) {
+        return ((b[at] & 0xff) << 8) | (b[at + 1] & 0xff);
     }
 
     private static int be32(byte[] b, int at) {
@@ -751,10 +759,7 @@ public final class QemuStreamObserver {
         if (note != null) {
             return note;
         }
-        if (step == Step.DONE || step == Step.AFTER_EOF) {
-            return null;
-        }
-        if (probingBareEof()) {
+        if (atQemusEnd()) {
             return null;
         }
         if (eofOffset >= 0) {
@@ -793,6 +798,6 @@ public final class QemuStreamObserver {
         kinds.put(Kind.OTHER.wireName(), totalBytes - inSections);
         return new QemuStreamReport(totalBytes, kinds, devices, normalPages, zeroPages, xbzrlePages, compressedPages,
                 passes, ramIterations, firstSectionEndNanos, eofNanos, firstSectionEndOffset, eofOffset,
-                step == Step.DONE || step == Step.AFTER_EOF || probingBareEof(), note);
+                atQemusEnd(), note);
     }
 }
